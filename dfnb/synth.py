@@ -6,8 +6,8 @@
 __all__ = ['GEOM', 'GEOM_NAMES', 'FOREHEAD_ORDER', 'EXPR', 'CANON_BOX', 'POPS', 'CAPTURE', 'METHODS', 'PRESETS', 'FF_METHODS',
            'FF_CRF', 'CDF_CRF', 'DFDC_METHODS', 'DFDC_P', 'sample_geometry', 'clip_geometry', 'canonical_landmarks',
            'rotation', 'project', 'sample_appearance', 'identity_texture', 'render_face', 'frame_width', 'make_scene',
-           'clip_dynamics', 'render_clip', 'hull_mask', 'resolution_loss', 'color_transfer', 'blend', 'triangles',
-           'pwa_warp', 'checkerboard', 'sample_knobs', 'fake_clip', 'perturb', 'x264_params', 'yuv_frame',
+           'clip_dynamics', 'render_clip', 'hull_mask', 'resolution_loss', 'sharpen', 'color_transfer', 'blend',
+           'triangles', 'pwa_warp', 'checkerboard', 'sample_knobs', 'fake_clip', 'perturb', 'x264_params', 'yuv_frame',
            'write_video', 'write_json', 'write_npz', 'boxes_of', 'make_identity', 'make_clip', 'ffpp_layout',
            'ffpp_outputs', 'task_ffpp_pair', 'cdf_layout', 'task_cdf_clip', 'task_cdf_youtube', 'dfdc_layout',
            'task_dfdc_actor', 'plan', 'write_indexes', 'check_writable', 'synthesize', 'truth_index']
@@ -357,6 +357,14 @@ def resolution_loss(img, mask, scale):
     out[y0:y1, x0:x1] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     return out
 
+def sharpen(img, mask, amount):
+    "Unsharp-mask the mask's bounding box by `amount` (0 = untouched): a swap synthesised at a higher resolution than the video"
+    if amount <= 0 or not mask.any(): return img
+    x0, y0, x1, y1 = _box(mask, 4)
+    out = img.copy(); roi = img[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(roi + amount * (roi - cv2.GaussianBlur(roi, (0, 0), 1.0)) + 0.5, 0, 255).astype(np.uint8)
+    return out
+
 def color_transfer(src, dst, mask, strength=1.0, mean_only=False):
     "Match src's per-channel mean (and std) inside mask to dst's, by `strength` in [0,1]"
     if strength <= 0 or not mask.any(): return src
@@ -443,7 +451,7 @@ def sample_knobs(method, r, overrides=None):
 
 def _swap_frame(tgt_img, tgt_lm, src_img, src_lm, k, s):
     hard = hull_mask(tgt_img.shape, tgt_lm[:27], src_lm[:27])
-    src_img = resolution_loss(src_img, hard, k['res_scale'])
+    src_img = sharpen(resolution_loss(src_img, hard, k['res_scale']), hard, k.get('sharpen', 0))
     src_img = color_transfer(src_img, tgt_img, hard, k['color'])
     return blend(tgt_img, src_img, hard, k['feather'] * 2 * s, k['poisson'])
 
