@@ -167,13 +167,16 @@ def calibrate(root, kind='bce', seed=0, steps=1000, bs=32, size=96, arch='resnet
 # %% ../nbs/01a_calibrate.ipynb #c019
 SWEEP = {
     'Celeb-DF-like, as generated': {},
-    'resolution loss of FF Deepfakes (0.40-0.65)': dict(res_scale=(0.40, 0.65)),
-    'no resolution loss (1.0)': dict(res_scale=(1.0, 1.0)),
+    'resolution loss of FF Deepfakes (0.40-0.65), never matched': dict(res_scale=(0.40, 0.65), matched=0.0),
+    'slight resolution loss (0.92-1.0) in every video': dict(matched=0.0),
+    'no resolution loss in any video': dict(matched=1.0),
     'little geometry inheritance (0-0.1)': dict(inherit=(0.0, 0.1)),
     'full geometry inheritance (1.0)': dict(inherit=(1.0, 1.0)),
     'no colour transfer': dict(color=(0.0, 0.0)),
     'perfect colour transfer': dict(color=(1.0, 1.0)),
     'hard edge (FaceSwap feather, no Poisson)': dict(feather=(0.004, 0.012), poisson=0.0),
+    'sharpened swap (0.3-0.7)': dict(sharpen=(0.3, 0.7)),
+    'no resolution loss, little colour transfer (0-0.3)': dict(matched=1.0, inherit=(0.85, 1.0), color=(0.0, 0.3), feather=(0.02, 0.05), poisson=0.0),
     'domain: FF++ population and capture': 'ffpp',
 }
 
@@ -218,6 +221,7 @@ def main(argv=None):
     p.add_argument('--arch', default='resnet18'); p.add_argument('--threads', default='auto')
     p.add_argument('--sweep', action='store_true', help='also run the knob sweep with this detector')
     p.add_argument('--out', type=Path, default=None, help='result JSON (default: <root>/calibration/<kind>_<seed>.json)')
+    p.add_argument('--save', action='store_true', help='also save the weights next to the JSON (.pt, a plain state dict)')
     a = p.parse_args(argv)
     from dfnb.core import set_threads
     for f in ('ffpp/splits/train.json', 'cdf/List_of_testing_videos.txt', 'dfdc/test/labels.csv'):
@@ -228,6 +232,8 @@ def main(argv=None):
     if a.sweep: res['sweep'] = knob_sweep(model, size=a.size)
     out = a.out or a.root / 'calibration' / f'{a.kind}_{a.seed}.json'
     out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=1))
+    if a.save:
+        import torch; torch.save(model.state_dict(), out.with_suffix('.pt'))
     print(json.dumps(res, indent=1)); return 0
 
 if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules: sys.exit(main())

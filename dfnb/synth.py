@@ -439,14 +439,16 @@ METHODS = {
   'FaceSwap':       dict(res_scale=(0.75, 0.95), color=(0.3, 0.6), feather=(0.004, 0.012), poisson=0.0),
   'Face2Face':      dict(res_scale=(0.55, 0.80), color=(0.0, 0.0), feather=(0.02, 0.04), poisson=0.0),
   'NeuralTextures': dict(res_scale=(0.60, 0.85), checker=(0.02, 0.05), feather=(0.02, 0.04), poisson=0.0),
-  'CelebDF':        dict(res_scale=(0.92, 1.0), inherit=(0.6, 0.9), color=(0.75, 0.95), feather=(0.05, 0.09), poisson=0.3),
+  'CelebDF':        dict(res_scale=(0.92, 1.0), inherit=(0.6, 0.9), color=(0.75, 0.95), feather=(0.05, 0.09), poisson=0.3, matched=0.5),
 }
 
 def sample_knobs(method, r, overrides=None):
-    "Draw one video's knobs: ranges are uniform, `poisson` is a probability; `overrides` replaces ranges"
+    """Draw one video's knobs: ranges are uniform; `poisson` (Poisson blending) and `matched` (no resolution loss at all)
+    are probabilities; `overrides` replaces ranges"""
     spec = {**METHODS[method], **(overrides or {})}
-    k = {n: (float(r.uniform(*v)) if isinstance(v, (tuple, list)) else v) for n, v in spec.items() if n != 'poisson'}
+    k = {n: (float(r.uniform(*v)) if isinstance(v, (tuple, list)) else v) for n, v in spec.items() if n not in ('poisson', 'matched')}
     k['poisson'] = bool(r.uniform() < spec.get('poisson', 0))
+    if r.uniform() < spec.get('matched', 0): k['res_scale'] = 1.0
     return k
 
 def _swap_frame(tgt_img, tgt_lm, src_img, src_lm, k, s):
