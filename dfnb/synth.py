@@ -439,7 +439,7 @@ METHODS = {
   'FaceSwap':       dict(res_scale=(0.75, 0.95), color=(0.3, 0.6), feather=(0.004, 0.012), poisson=0.0),
   'Face2Face':      dict(res_scale=(0.55, 0.80), color=(0.0, 0.0), feather=(0.02, 0.04), poisson=0.0),
   'NeuralTextures': dict(res_scale=(0.60, 0.85), checker=(0.02, 0.05), feather=(0.02, 0.04), poisson=0.0),
-  'CelebDF':        dict(res_scale=(0.92, 1.0), inherit=(0.6, 0.9), color=(0.75, 0.95), feather=(0.05, 0.09), poisson=0.3, matched=0.5),
+  'CelebDF':        dict(res_scale=(0.92, 1.0), inherit=(0.0, 0.2), color=(0.75, 0.95), feather=(0.05, 0.09), poisson=0.3, matched=0.6),
 }
 
 def sample_knobs(method, r, overrides=None):
