@@ -8,9 +8,9 @@ __all__ = ['VIDEO_EXTS', 'IMAGE_EXTS', 'VIDEO_COLUMNS', 'FFPP_METHODS', 'COMPRES
            'STAGES', 'LayoutError', 'inside', 'ffpp_splits', 'read_ffpp', 'read_dfd', 'read_cdf', 'read_dfdc',
            'read_dfdcp', 'read_folder', 'read_csv', 'read_dataset', 'is_synthetic', 'VideoError', 'even_indices',
            'count_frames', 'read_frames', 'five_points', 'SidecarFaces', 'MTCNNFaces', 'mesh_to_68', 'MediaPipeFaces',
-           'installed', 'make_backend', 'pick_faces', 'template', 'similarity', 'warp_points', 'align_face',
-           'prep_video', 'commit', 'done', 'parse_shard', 'shard_rows', 'prepare', 'report', 'summary', 'read_frame_at',
-           'show_prep', 'landmark_error']
+           'installed', 'resolve_backend', 'make_backend', 'pick_faces', 'template', 'similarity', 'warp_points',
+           'align_face', 'prep_video', 'commit', 'done', 'parse_shard', 'shard_rows', 'prepare', 'report', 'summary',
+           'read_frame_at', 'show_prep', 'landmark_error']
 
 # %% ../nbs/02_prep.ipynb #c002
 import json, os, re, sys, time, shutil, hashlib
@@ -402,21 +402,27 @@ def installed(name):  # a backend name
     import importlib.util
     return importlib.util.find_spec(dict(mediapipe='mediapipe', mtcnn='facenet_pytorch')[name]) is not None
 
-def make_backend(name,    # 'auto', 'sidecar', 'mediapipe' or 'mtcnn'
-                 root,    # the dataset root (the sidecar backend reads its truth/)
-                 **kw):   # backend options
-    "A face backend by name; returns (backend, a note for the report)"
+def resolve_backend(name,  # 'auto', 'sidecar', 'mediapipe' or 'mtcnn'
+                    root):  # the dataset root
+    "Which backend `name` means for `root` (checked, not built): returns (name, a note for the report)"
     auto = name == 'auto'
     if auto:
-        if is_synthetic(root): return SidecarFaces(root), f'auto chose the sidecar backend: {root} is a dfnb synthetic world (it has truth/); pass --backend mediapipe or mtcnn to run a detector instead'
+        if is_synthetic(root): return 'sidecar', f'auto chose the sidecar backend: {root} is a dfnb synthetic world (it has truth/); pass --backend mediapipe or mtcnn to run a detector instead'
         name = next((n for n in ('mediapipe', 'mtcnn') if installed(n)), None)
         if name is None: raise ImportError(f'no face detector is installed. {MEDIAPIPE_HELP}; or {MTCNN_HELP}')
     if name not in BACKENDS: raise ValueError(f'unknown face backend {name!r}: choose auto, {", ".join(BACKENDS)}')
-    if name != 'sidecar' and not installed(name): raise ImportError(MEDIAPIPE_HELP if name == 'mediapipe' else MTCNN_HELP)
     if name == 'sidecar':
         if not is_synthetic(root): raise LayoutError(f'{root} has no truth/ folder: the sidecar backend only reads dfnb synthetic worlds; use --backend mediapipe or mtcnn')
-        return SidecarFaces(root), 'sidecar backend: truth landmarks of a synthetic world'
-    return BACKENDS[name](**kw), f'{name} backend' + (' (auto: no truth sidecars here)' if auto else '')
+        return name, 'sidecar backend: truth landmarks of a synthetic world'
+    if not installed(name): raise ImportError(MEDIAPIPE_HELP if name == 'mediapipe' else MTCNN_HELP)
+    return name, f'{name} backend' + (' (auto: no truth sidecars here)' if auto else '')
+
+def make_backend(name,    # 'auto', 'sidecar', 'mediapipe' or 'mtcnn'
+                 root,    # the dataset root (the sidecar backend reads its truth/)
+                 **kw):   # backend options
+    "A face backend by name, built; returns (backend, a note for the report)"
+    name, note = resolve_backend(name, root)
+    return (SidecarFaces(root) if name == 'sidecar' else BACKENDS[name](**kw)), note
 
 def pick_faces(faces,             # faces of one frame
                policy='largest'): # 'largest' or 'all'
@@ -604,8 +610,8 @@ def prepare(dataset,          # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder
     template(align)
     cfg = dict(frames=frames, size=size, margin=margin, template=align, backend=backend, faces=faces, format=format, quality=quality)
     df = read_dataset(dataset, root, **(reader_kw or {}))
-    be, note = make_backend(backend, root, **(backend_kw or {}))
-    cfg['backend'] = be.name
+    bname, note = resolve_backend(backend, root)   # built later, in the process that uses it (MediaPipe does not survive a fork)
+    cfg['backend'] = bname
     check_writable(out)
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     tag = '' if shard is None else f'.shard-{shard[0]}-of-{shard[1]}'
@@ -630,11 +636,13 @@ def prepare(dataset,          # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder
         recs[rec['video_id']] = rec; new.append(rec); counts['failed' if rec['failed'] else 'done'] += 1
         if bar: bar.update(1); bar.set_postfix(counts, refresh=False)
     if workers > 1 and len(args) > 1:
-        ctx = mp.get_context('fork') if 'fork' in mp.get_all_start_methods() else mp.get_context('spawn')
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(backend if backend != 'auto' else be.name, str(root), backend_kw or {})) as ex:
+        # MediaPipe's graphs break in a forked child of a process that ran one (a notebook may have): spawn its workers
+        fork = 'fork' in mp.get_all_start_methods() and bname != 'mediapipe'
+        ctx = mp.get_context('fork' if fork else 'spawn')
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(bname, str(root), backend_kw or {})) as ex:
             for rec in ex.map(_work, args, chunksize=1): take(rec)
     else:
-        _W['backend'] = be
+        _W['backend'] = make_backend(bname, root, **(backend_kw or {}))[0]
         for a in args: take(_work(a))
     if bar: bar.close()
     if tmp_root.exists(): shutil.rmtree(tmp_root, ignore_errors=True)

@@ -27,8 +27,8 @@ def files(root):
             for p in sorted(Path(root).rglob('*')) if p.is_file() and not p.name.startswith('prep_report')}
 
 
-def test_bad_videos_are_reported_and_the_run_completes(world, tmp_path):
-    pytest.importorskip('facenet_pytorch', reason='the mtcnn backend is an install step of README.md')
+@pytest.mark.parametrize('backend,workers', [('mtcnn', 1), ('mediapipe', 2)])
+def test_bad_videos_are_reported_and_the_run_completes(world, tmp_path, backend, workers):
     from dfnb.synth import write_video
     root = tmp_path / 'folder'
     (root / 'real').mkdir(parents=True); (root / 'fake').mkdir()
@@ -39,7 +39,7 @@ def test_bad_videos_are_reported_and_the_run_completes(world, tmp_path):
     ramp = np.tile(np.linspace(40, 200, 176, dtype=np.uint8)[None, :, None], (128, 1, 3))
     write_video(root / 'real/faceless.mp4', [ramp] * 8, 23)
     r = dfnb('prep', '--dataset', 'folder', '--root', root, '--out', tmp_path / 'out', '--frames', '4', '--size', '96',
-             '--backend', 'mtcnn', '--no-progress')
+             '--backend', backend, '--workers', workers, '--no-progress')
     assert r.returncode == 0, r.stderr
     assert '3 failed' in r.stdout, r.stdout
     rep = json.loads((tmp_path / 'out/prep_report.json').read_text())
@@ -52,7 +52,7 @@ def test_bad_videos_are_reported_and_the_run_completes(world, tmp_path):
     assert rep['frames']['skipped_by_reason']['empty'] == rep['frames']['skipped_by_reason']['corrupt'] == 4
     # a rerun redoes nothing, failures included, and reports the same
     r2 = dfnb('prep', '--dataset', 'folder', '--root', root, '--out', tmp_path / 'out', '--frames', '4', '--size', '96',
-              '--backend', 'mtcnn', '--no-progress')
+              '--backend', backend, '--workers', workers, '--no-progress')
     rep2 = json.loads((tmp_path / 'out/prep_report.json').read_text())
     assert rep2['videos']['already_complete'] == 4 and rep2['videos']['failed'] == 3 and rep2['frames'] == rep['frames']
 
