@@ -435,6 +435,7 @@ class Registry:
     def __repr__(self): return f"Registry({self.name!r}: {', '.join(self.names())})"
 
 DETECTORS = Registry('detectors')
+DETECTORS.register_lazy('bce', 'dfnb.detectors.base')   # each method's module registers its name on import
 BACKBONES = Registry('backbones')
 DATASETS = Registry('datasets')
 
