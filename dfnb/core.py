@@ -385,6 +385,11 @@ def channels_last(x,             # An `nn.Module` or a tensor (only 4-D tensors 
     return x
 
 # %% ../nbs/00_core.ipynb #b6cdfc39
+def _redefinition(old, new):
+    "Whether `new` is `old` defined again (a notebook cell rerun, or a module imported after its notebook ran its cell)"
+    same = getattr(old, '__qualname__', None) == getattr(new, '__qualname__', None)
+    return same and (old.__module__ == new.__module__ or '__main__' in (old.__module__, new.__module__))
+
 class Registry:
     "A named collection of constructors, chosen by name, optionally imported lazily."
     def __init__(self, name:str # What is registered, e.g. 'detectors' (used in error messages)
@@ -396,7 +401,8 @@ class Registry:
         if callable(name): return self.register()(name)
         def _reg(obj):
             n = name or obj.__name__
-            if n in self._objs: raise ValueError(f"{self.name}: {n!r} is already registered (by {self._objs[n]!r})")
+            if n in self._objs and not _redefinition(self._objs[n], obj):
+                raise ValueError(f"{self.name}: {n!r} is already registered (by {self._objs[n]!r})")
             self._objs[n] = obj
             self._lazy.pop(n, None)
             return obj

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'load_checkpoint', 'dist_info', 'init_distributed', 'score_loader', 'Logger', 'train', 'iter_batches']
+           'load_checkpoint', 'dist_info', 'init_distributed', 'score_loader', 'Logger', 'train', 'iter_batches',
+           'peak_rss_mb', 'train_speed', 'loader_speed']
 
 # %% ../nbs/08_train.ipynb #c002
 import json, os, sys, time, math, csv, random
@@ -254,3 +255,38 @@ def iter_batches(loader, # a training loader from `dfnb.data.make_loader`
             yield step, b; step += 1
             if step >= steps: return
         epoch += 1; skip = 0
+
+# %% ../nbs/08_train.ipynb #c030
+def peak_rss_mb():
+    "Peak resident memory of this process so far, in MB"
+    import resource
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+def train_speed(size=96,             # input side
+                amp='auto',          # autocast policy (auto: bf16 + channels_last where the CPU supports bf16)
+                batch_size=32,       # images per step
+                steps=20,            # timed steps (after 3 warm-up steps)
+                method='bce',        # detector
+                device='auto',       # torch device
+                **model_kw):         # method settings (backbone, ...)
+    "Training images per second of one detector on random batches"
+    from dfnb.detectors.base import create_detector
+    dev = pick_device(device); m = channels_last(create_detector(method, size=size, **model_kw).to(dev), amp)
+    opt = torch.optim.AdamW(m.parameters(), 1e-4)
+    b = dict(image=channels_last(torch.randn(batch_size, 3, size, size, device=dev), amp), label=(torch.arange(batch_size, device=dev) % 2))
+    for i in range(steps + 3):
+        if i == 3: t0 = time.perf_counter()
+        with autocast(dev, amp): L = m.losses(b, m(b))
+        opt.zero_grad(); L['total'].backward(); opt.step()
+    return dict(size=size, amp=str(amp), images_per_s=round(steps * batch_size / (time.perf_counter() - t0), 1), peak_rss_mb=peak_rss_mb())
+
+def loader_speed(data,        # a dfnb prep folder
+                 size=96,     # input side
+                 batches=20,  # timed batches
+                 batch_size=32, workers=0, needs=frozenset()):
+    "Training-loader images per second"
+    from dfnb.data import make_loader
+    dl = make_loader(data, 'train', needs=needs, size=size, batch_size=batch_size, workers=workers, train=True); it = iter(dl); next(it)
+    t0 = time.perf_counter(); n = 0
+    for _ in range(batches): n += len(next(it)['label'])
+    return dict(size=size, needs=sorted(needs), images_per_s=round(n / (time.perf_counter() - t0), 1))

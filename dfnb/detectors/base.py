@@ -6,12 +6,12 @@
 __all__ = ['NEEDS', 'read_state_dict', 'load_weights', 'create_backbone', 'num_features', 'Detector', 'create_detector',
            'BCEDetector']
 
-# %% ../../nbs/07_detectors.base.ipynb #c002
+# %% ../../nbs/07_detectors.base.ipynb #c003
 import torch, torch.nn as nn, torch.nn.functional as F
 from pathlib import Path
 from ..core import DETECTORS, BACKBONES
 
-# %% ../../nbs/07_detectors.base.ipynb #c005
+# %% ../../nbs/07_detectors.base.ipynb #c006
 def read_state_dict(path):  # a .pt / .pth / .bin file holding a state dict (or a dfnb checkpoint)
     "A state dict from `path`, loaded safely (`weights_only=True`: a pickle that would run code is refused)"
     path = Path(path)
@@ -55,7 +55,7 @@ def num_features(m):  # a backbone from `create_backbone`
     "Channels of a backbone's output (pooled) or of each pyramid level"
     return m.feature_info.channels() if hasattr(m, 'feature_info') and not hasattr(m, 'num_features') else m.num_features
 
-# %% ../../nbs/07_detectors.base.ipynb #c010
+# %% ../../nbs/07_detectors.base.ipynb #c011
 NEEDS = {
     'sbi': 'fakes are self-blended real frames, made on the fly (no deepfakes are used)',
     'cbi': 'cross-blended images: a real face blended with the landmark-nearest real face of another identity',
@@ -99,7 +99,7 @@ def create_detector(name,         # registered short name: bce, caddm, exposing,
     "Build a registered detector from its name and setting overrides (timm's `create_model`, for detectors)"
     return DETECTORS.create(name, **overrides)
 
-# %% ../../nbs/07_detectors.base.ipynb #c012
+# %% ../../nbs/07_detectors.base.ipynb #c013
 @DETECTORS.register('bce')
 class BCEDetector(Detector):
     "Backbone → pooled features → dropout → one logit; binary cross-entropy"
