@@ -78,11 +78,15 @@ def add_train(sub):
     p.add_argument('--method', default=None, help='detector: bce, ...'); p.add_argument('--data', default=None, help='a dfnb prep folder')
     p.add_argument('--out', default=None, help='run folder'); p.add_argument('--config', type=Path, default=None, help='YAML with settings')
     p.add_argument('overrides', nargs='*', help='key=value settings (model.key=value for the method)')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar (log lines only)')
     p.set_defaults(func=run_train)
     e = sub.add_parser('eval', help='evaluate a run on prepared test sets', description='Score a run on prepared test splits: metrics JSON, scores, figures.')
     e.add_argument('--run', type=Path, required=True); e.add_argument('--data', type=Path, nargs='+', required=True)
     e.add_argument('--split', default='test'); e.add_argument('--batch-size', type=int, default=64); e.add_argument('--workers', type=int, default=0)
     e.add_argument('--n-boot', type=int, default=1000, help='bootstrap resamples (0: no intervals)'); e.add_argument('--out', type=Path, default=None)
+    e.add_argument('--robustness', action='store_true', help='also score every perturbation at 5 levels (robustness.csv, robustness.png)')
+    e.add_argument('--max-videos', type=int, default=None, help='videos per test set for --robustness and --figures (default: all)')
+    e.add_argument('--figures', action='store_true', help='also draw t-SNE of features and Grad-CAM (tsne_<set>.png, gradcam_<set>.png)')
     e.set_defaults(func=run_eval)
     t = sub.add_parser('detect', help='P(fake) of one video or image', description='Detect faces in a video or image and score them with a trained run.')
     t.add_argument('path', type=Path); t.add_argument('--run', type=Path, required=True); t.add_argument('--frames', type=int, default=32)
@@ -93,7 +97,7 @@ def run_train(a):
     "Run `dfnb train`"
     from dfnb.train import train, train_config
     over = list(a.overrides) + [f'{k}={v}' for k, v in (('method', a.method), ('data', a.data), ('out', a.out)) if v is not None]
-    s = train(train_config(a.config, over), log=lambda m: print(m, flush=True))
+    s = train(train_config(a.config, over), log=lambda m: print(m, flush=True), progress=not a.no_progress)
     if s and int(__import__('os').environ.get('RANK', 0)) == 0: print(json.dumps(s))
     return s
 
@@ -104,6 +108,15 @@ def run_eval(a):
     res = evaluate_run(a.run, a.data, a.split, a.batch_size, a.workers, ci=a.n_boot > 0, n_boot=max(a.n_boot, 1), out=a.out)
     out = a.out or a.run / 'eval'
     eval_figures(res, {n: pd.read_parquet(out / f'{n}_scores.parquet') for n in res}, out)
+    from dfnb.eval import robustness, plot_robustness, features, plot_tsne, show_cams
+    for dd in a.data:
+        name = str(pd.read_parquet(dd / 'manifest.parquet', columns=['dataset']).dataset.iloc[0])
+        if a.robustness:
+            rb = robustness(a.run, dd, split=a.split, max_videos=a.max_videos); rb.to_csv(out / f'robustness_{name}.csv', index=False)
+            plot_robustness(rb).savefig(out / f'robustness_{name}.png', dpi=110); print(f'{name}: robustness -> {out}/robustness_{name}.csv')
+        if a.figures:
+            F, rows = features(a.run, dd, a.split, a.max_videos); plot_tsne(F, rows)[0].savefig(out / f'tsne_{name}.png', dpi=110)
+            show_cams(a.run, dd, split=a.split).savefig(out / f'gradcam_{name}.png', dpi=110)
     print(f'results: {out / "results.json"}, figure: {out / "eval.png"}'); return res
 
 def run_detect(a):

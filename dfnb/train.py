@@ -170,7 +170,8 @@ def _same_run(saved, cfg):
     return keep(saved) == keep(to_dict(cfg))
 
 def train(cfg,            # a TrainConfig (or the overrides for one, as a list of key=value strings)
-          log=print):     # where progress lines go (rank 0)
+          log=print,      # where progress lines go (rank 0)
+          progress=False): # a tqdm progress bar over the steps (rank 0)
     "Train a detector; resumes from `<out>/last.pt` when present. Returns the run summary (also `summary.json`)"
     import yaml
     from dfnb.detectors.base import create_detector
@@ -205,7 +206,12 @@ def train(cfg,            # a TrainConfig (or the overrides for one, as a list o
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     logger = Logger(out, rank == 0, echo); t0 = time.time(); seen = 0; step = start; hist = []
     model.train()
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.steps, initial=start, desc=f'train {cfg.method}', unit='step')
     for step, b in iter_batches(train_dl, start, cfg.steps):
+        if bar: bar.update(1)
         b = _to(b, device)
         with autocast(device, cfg.amp):
             o = net({**b, 'image': channels_last(b['image'], cfg.amp)}); L = model.losses(b, o)
@@ -233,6 +239,7 @@ def train(cfg,            # a TrainConfig (or the overrides for one, as a list o
                                 step=done, best=best, best_step=best_step, rng=rngs)
             echo(f'val ({cfg.select}) step {done}: frame AUC {res["frame"]["auc"]:.4f}, video AUC {res["video"]["auc"]:.4f}; best {best:.4f} at {best_step}')
     logger.close()
+    if bar: bar.close()
     summ = dict(method=cfg.method, steps=cfg.steps, best_step=best_step, best=round(best, 5), metric=cfg.metric, selected_on=cfg.select,
                 world_size=world, settings=dict(model.cfg), seconds=round(time.time() - t0, 1), out=str(out))
     if rank == 0: (out / 'summary.json').write_text(json.dumps(summ, indent=1))

@@ -48,8 +48,11 @@ def test_killed_training_resumes_to_the_same_result(prep, tmp_path):
     wa, wb = weights(a / 'last.pt'), weights(b / 'last.pt')
     assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6) for k in wa)
     # the selected run evaluates and detects
-    r = run(*DFNB, 'eval', '--run', b, '--data', prep / 'p/ffpp', prep / 'p/cdf', '--n-boot', '20'); assert r.returncode == 0, r.stderr
+    r = run(*DFNB, 'eval', '--run', b, '--data', prep / 'p/ffpp', prep / 'p/cdf', '--n-boot', '20', '--robustness', '--figures', '--max-videos', '6')
+    assert r.returncode == 0, r.stderr
     res = json.loads((b / 'eval/results.json').read_text()); assert set(res) == {'ffpp', 'cdf'} and (b / 'eval/eval.png').exists()
+    rb = pd.read_csv(b / 'eval/robustness_cdf.csv'); assert len(rb) == 8 * 6 and rb.level.max() == 5
+    assert all((b / f'eval/{f}_cdf.png').exists() for f in ('robustness', 'tsne', 'gradcam'))
     vid = sorted((prep / 'w/cdf/Celeb-synthesis').glob('*.mp4'))[0]
     r = run(*DFNB, 'detect', vid, '--run', b, '--frames', '3', '--json', tmp_path / 'd.json'); assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / 'd.json').read_text()); assert d['frames_sampled'] == 3 and 0 <= d['prob'] <= 1
