@@ -6,7 +6,7 @@
 __all__ = ['MANIFEST', 'MEAN', 'STD', 'FLIP68', 'FLIP5', 'AUG', 'NEEDS', 'GENERATORS', 'load_manifest', 'manifest_root',
            'domain_names', 'identity_names', 'flip_index', 'hflip', 'resize_to', 'fit', 'normalize', 'denormalize',
            'augment', 'check_needs', 'FrameDataset', 'collate', 'BalancedSampler', 'EvalSampler', 'make_loader',
-           'resume', 'video_groups', 'video_scores', 'show_batch']
+           'resume', 'show_batch']
 
 # %% ../nbs/04_data.ipynb #c002
 import inspect, math
@@ -386,25 +386,6 @@ def resume(loader,   # a training loader from `make_loader`
     "Make a fresh loader continue an epoch after `batches` batches"
     loader.sampler.load_state_dict(dict(seed=loader.sampler.seed, epoch=epoch, start=batches * loader.batch_size))
     return loader
-
-# %% ../nbs/04_data.ipynb #c036
-def video_groups(video_ids):  # the video id of each item, e.g. `man.video_id` or concatenated `batch['video_id']`
-    "Each video's item positions, videos in first-seen order"
-    out = {}
-    for i, v in enumerate(video_ids): out.setdefault(str(v), []).append(i)
-    return out
-
-def video_scores(video_ids,    # the video id of each frame
-                 labels,       # each frame's label
-                 scores,       # each frame's fake score
-                 how='mean'):  # 'mean', 'max' or 'median'
-    "One row per video (first-seen order): its label, its aggregated score and its number of frames"
-    import pandas as pd
-    if how not in ('mean', 'max', 'median'): raise ValueError(f'unknown aggregation {how!r}: choose mean, max or median')
-    df = pd.DataFrame({'video_id': [str(v) for v in video_ids], 'label': np.asarray(labels, int), 'score': np.asarray(scores, float)})
-    if (df.groupby('video_id', sort=False).label.nunique() > 1).any(): raise ValueError('a video has frames with different labels')
-    g = df.groupby('video_id', sort=False)
-    return pd.DataFrame({'label': g.label.first(), 'score': g.score.agg(how), 'n': g.size()}).reset_index()
 
 # %% ../nbs/04_data.ipynb #c039
 def show_batch(batch,      # a batch dict

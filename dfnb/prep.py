@@ -403,16 +403,16 @@ def installed(name):  # a backend name
     return importlib.util.find_spec(dict(mediapipe='mediapipe', mtcnn='facenet_pytorch')[name]) is not None
 
 def resolve_backend(name,  # 'auto', 'sidecar', 'mediapipe' or 'mtcnn'
-                    root):  # the dataset root
+                    root):  # the dataset root (None for a lone file: auto then means a real detector)
     "Which backend `name` means for `root` (checked, not built): returns (name, a note for the report)"
     auto = name == 'auto'
     if auto:
-        if is_synthetic(root): return 'sidecar', f'auto chose the sidecar backend: {root} is a dfnb synthetic world (it has truth/); pass --backend mediapipe or mtcnn to run a detector instead'
+        if root is not None and is_synthetic(root): return 'sidecar', f'auto chose the sidecar backend: {root} is a dfnb synthetic world (it has truth/); pass --backend mediapipe or mtcnn to run a detector instead'
         name = next((n for n in ('mediapipe', 'mtcnn') if installed(n)), None)
         if name is None: raise ImportError(f'no face detector is installed. {MEDIAPIPE_HELP}; or {MTCNN_HELP}')
     if name not in BACKENDS: raise ValueError(f'unknown face backend {name!r}: choose auto, {", ".join(BACKENDS)}')
     if name == 'sidecar':
-        if not is_synthetic(root): raise LayoutError(f'{root} has no truth/ folder: the sidecar backend only reads dfnb synthetic worlds; use --backend mediapipe or mtcnn')
+        if root is None or not is_synthetic(root): raise LayoutError(f'{root} has no truth/ folder: the sidecar backend only reads dfnb synthetic worlds; use --backend mediapipe or mtcnn')
         return name, 'sidecar backend: truth landmarks of a synthetic world'
     if not installed(name): raise ImportError(MEDIAPIPE_HELP if name == 'mediapipe' else MTCNN_HELP)
     return name, f'{name} backend' + (' (auto: no truth sidecars here)' if auto else '')
@@ -554,12 +554,12 @@ def done(row, root, out, cfg):
 # %% ../nbs/02_prep.ipynb #c038
 _W = {}
 
-def _init_worker(backend, root, bkw):
+def _init_worker(backend, root, bkw):  # a resolved backend name; the dataset root; backend options
     cv2.setNumThreads(1)
     try:
         import torch; torch.set_num_threads(1)
     except ImportError: pass
-    _W['backend'] = backend if not isinstance(backend, str) else make_backend(backend, root, **bkw)[0]
+    _W['backend'] = make_backend(backend, root, **bkw)[0]
 
 def _work(args):
     row, root, out, cfg, tmpdir = args
