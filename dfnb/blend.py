@@ -412,6 +412,8 @@ def mfs(frame,             # fake (or real) aligned crop, uint8 RGB
         faithful=False,    # reproduce the official code's quirks (see the table above)
         case=None,         # force one of MFS_CASES (figures, tests); None draws it
         p_down=0.3,        # probability of the half-resolution jitter
+        p_partial=0.2,     # probability that a fake becomes a partial swap (0: global swaps only, the no-boxes ablation)
+        p_fake_bg=0.5,     # among global swaps, probability of the real face pasted on the fake frame (the rest: fake on real, unchanged)
         windows=MFS_WINDOWS, # partial-swap window sizes on a `ref` px crop
         ref=224):          # the crop size the windows and thresholds refer to
     "CADDM's multi-scale facial swap: the training image with its artifact boxes, or None for a rejected partial swap"
@@ -430,7 +432,7 @@ def mfs(frame,             # fake (or real) aligned crop, uint8 RGB
     if not label: boxes, cs = np.zeros((0, 4), np.float32), 'real'
     else:
         kind = 'poisson' if r.random() >= 0.5 else 'alpha'
-        if r.random() >= 0.2: cs = 'fake_bg' if r.random() > 0.5 else ('real_bg' if r.random() >= 0.5 else 'unchanged')
+        if r.random() >= p_partial: cs = 'fake_bg' if r.random() > 1 - p_fake_bg else ('real_bg' if r.random() >= 0.5 else 'unchanged')
         else: cs = 'partial'
         cs = case or cs
         hull = hull_mask(l, f.shape, 'facehull')

@@ -75,7 +75,7 @@ def run_prep(a):
 def add_train(sub):
     "Register `dfnb train`, `dfnb eval` and `dfnb detect`"
     p = sub.add_parser('train', help='train a detector on prepared data', description='Train a detector (resumes from <out>/last.pt).')
-    p.add_argument('--method', default=None, help='detector: bce, ...'); p.add_argument('--data', default=None, help='a dfnb prep folder')
+    p.add_argument('--method', default=None, help='detector: bce, caddm, exposing, did, prodet, pdp'); p.add_argument('--preset', default=None, help="the method's named preset, e.g. paper"); p.add_argument('--data', default=None, help='a dfnb prep folder')
     p.add_argument('--out', default=None, help='run folder'); p.add_argument('--config', type=Path, default=None, help='YAML with settings')
     p.add_argument('overrides', nargs='*', help='key=value settings (model.key=value for the method)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar (log lines only)')
@@ -96,7 +96,7 @@ def add_train(sub):
 def run_train(a):
     "Run `dfnb train`"
     from dfnb.train import train, train_config
-    over = list(a.overrides) + [f'{k}={v}' for k, v in (('method', a.method), ('data', a.data), ('out', a.out)) if v is not None]
+    over = list(a.overrides) + [f'{k}={v}' for k, v in (('method', a.method), ('preset', a.preset), ('data', a.data), ('out', a.out)) if v is not None]
     s = train(train_config(a.config, over), log=lambda m: print(m, flush=True), progress=not a.no_progress)
     if s and int(__import__('os').environ.get('RANK', 0)) == 0: print(json.dumps(s))
     return s
@@ -116,7 +116,8 @@ def run_eval(a):
             plot_robustness(rb).savefig(out / f'robustness_{name}.png', dpi=110); print(f'{name}: robustness -> {out}/robustness_{name}.csv')
         if a.figures:
             F, rows = features(a.run, dd, a.split, a.max_videos); plot_tsne(F, rows)[0].savefig(out / f'tsne_{name}.png', dpi=110)
-            show_cams(a.run, dd, split=a.split).savefig(out / f'gradcam_{name}.png', dpi=110)
+            try: show_cams(a.run, dd, split=a.split).savefig(out / f'gradcam_{name}.png', dpi=110)
+            except ValueError as e: print(f'{name}: Grad-CAM skipped: {e}')
     print(f'results: {out / "results.json"}, figure: {out / "eval.png"}'); return res
 
 def run_detect(a):

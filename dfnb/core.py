@@ -442,6 +442,7 @@ class Registry:
 
 DETECTORS = Registry('detectors')
 DETECTORS.register_lazy('bce', 'dfnb.detectors.base')   # each method's module registers its name on import
+for _m in ('caddm', 'exposing', 'did', 'prodet', 'pdp'): DETECTORS.register_lazy(_m, f'dfnb.detectors.{_m}')
 BACKBONES = Registry('backbones')
 DATASETS = Registry('datasets')
 

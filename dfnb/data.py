@@ -159,9 +159,12 @@ class FrameDataset(torch.utils.data.Dataset):
                  domains=None,             # the domain vocabulary (default `domain_names(man, needs)`)
                  identities=None,          # the identity vocabulary (default `identity_names(man)`)
                  aug=None,                 # overrides of `AUG`
+                 photometric=None,         # a function (uint8 RGB image, np.random.Generator) → image, applied to training images after `augment`
                  **blend_kw):              # options of `sbi`, `cbi` and `mfs`
         self.root = Path(root) if root is not None else manifest_root(man)
         self.needs, self.size, self.train, self.seed, self.aug = check_needs(needs), int(size), bool(train), int(seed), dict(aug or {})
+        if photometric is not None and not callable(photometric): raise TypeError(f'photometric must be a function (image, rng) -> image, got {photometric!r}')
+        self.photometric = photometric
         self.man = man.reset_index(drop=True)
         if not len(self.man): raise ValueError('the manifest has no rows: check the split, dataset and method filters')
         self.kw = _split_kw(blend_kw)
@@ -281,6 +284,7 @@ class FrameDataset(torch.utils.data.Dataset):
         r = rng(self.seed, 'sample', e, p) if self.train else None
         raws = self._make(i, r)                                            # evaluation items are plain frames: r unused
         if self.train: raws = augment(raws, r, **self.aug)
+        if self.train and self.photometric: raws = [dict(s, image=self.photometric(s['image'], r)) for s in raws]
         if self.items[i][0] == 'quad': return [self._finish(s, a) for a, s in enumerate(raws)]
         return self._finish(raws[0])
 
@@ -364,6 +368,7 @@ def make_loader(root_or_manifest,   # a prep folder, or a table from `load_manif
                 rank=0, world_size=1, # DDP rank and number of ranks
                 domains=None,       # the domain vocabulary shared across loaders
                 aug=None,           # overrides of `AUG`
+                photometric=None,   # extra per-image training augmentation: (uint8 RGB, rng) → uint8 RGB
                 num_samples=None,   # positions per training epoch (default: the dataset's length)
                 **blend_kw):        # options of `sbi`, `cbi`, `mfs`
     "A DataLoader of batch dicts for a detector's needs"
@@ -373,7 +378,7 @@ def make_loader(root_or_manifest,   # a prep folder, or a table from `load_manif
     if split is not None:
         want = [split] if isinstance(split, str) else list(split); man = man[man.split.isin(want)]
         if not len(man): raise ValueError(f'split {want} has no rows in {root}')
-    ds = FrameDataset(man, root, needs, size, train, seed, domains, aug=aug, **blend_kw)
+    ds = FrameDataset(man, root, needs, size, train, seed, domains, aug=aug, photometric=photometric, **blend_kw)
     if train:
         g, w = ds.groups(); sampler = BalancedSampler(g, w, seed, num_samples, rank, world_size)
     else: sampler = EvalSampler(len(ds), rank, world_size)

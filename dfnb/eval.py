@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['PERTURBATIONS', 'load_run', 'evaluate_run', 'eval_figures', 'detect', 'some_videos', 'perturb', 'robustness',
-           'plot_robustness', 'features', 'plot_tsne', 'last_feature_module', 'grad_cam', 'show_cams']
+           'plot_robustness', 'features', 'plot_tsne', 'last_feature_module', 'grad_cam', 'show_cams', 'identity_probe',
+           'leakage_table', 'seeds_table', 'format_seeds']
 
 # %% ../nbs/09_eval.ipynb #c002
 import json, time
@@ -226,6 +227,10 @@ def plot_tsne(F, rows, by=('label', 'method', 'identity'), seed=0):  # features;
 
 def last_feature_module(model):  # a detector with a timm backbone
     "The module whose output is the backbone's last feature map"
+    if hasattr(model, 'cam_module'): return model.cam_module()
+    if not hasattr(model, 'backbone'):
+        raise ValueError(f'{type(model).__name__} has no single backbone for Grad-CAM: use its own figure '
+                         f'(e.g. dfnb.detectors.exposing.show_block_cams) or pass the module to grad_cam')
     bb = model.backbone
     name = bb.feature_info[-1]['module'] if hasattr(bb, 'feature_info') else None
     if name is None: raise ValueError('the backbone does not describe its feature maps (timm feature_info): pass the module to grad_cam')
@@ -260,3 +265,64 @@ def show_cams(run, data, n=6, split='test', device='auto'):  # run; prep folder;
     for a, im, c, p, r in zip(axs[0], ims, cams, probs, rows.itertuples()):
         a.imshow(im); a.imshow(c, cmap='jet', alpha=0.4); a.axis('off'); a.set_title(f"{r.method}\nP(fake) {p:.2f}", fontsize=7)
     fig.tight_layout(); return fig
+
+# %% ../nbs/09_eval.ipynb #c022b
+def identity_probe(F,            # (N, C) features, e.g. from `features`
+                   rows,         # their manifest rows (video_id, frame_idx, label, identity)
+                   real_only=True, # probe real frames only (a fake's identity is ambiguous: target or source)
+                   seed=0):      # the classifier's seed
+    "Linear-probe accuracy of identity from features; frames of each video alternate between the probe's train and test halves"
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    rows = rows.reset_index(drop=True); keep = rows.identity.notna() & (rows.identity.astype(str) != '')
+    if real_only: keep &= rows.label == 0
+    r, X = rows[keep], np.asarray(F)[keep.values]
+    if r.identity.nunique() < 2: raise ValueError('identity_probe needs frames of at least two identities')
+    half = r.groupby('video_id').frame_idx.rank(method='first').astype(int) % 2 == 0
+    if not half.any() or half.all(): raise ValueError('identity_probe needs at least two frames per video')
+    sc = StandardScaler().fit(X[~half.values])
+    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(sc.transform(X[~half.values]), r.identity[~half].astype(str))
+    acc = float((clf.predict(sc.transform(X[half.values])) == r.identity[half].astype(str).values).mean())
+    return dict(acc=round(acc, 4), chance=round(1 / r.identity.nunique(), 4), identities=int(r.identity.nunique()),
+                n_train=int((~half).sum()), n_test=int(half.sum()))
+
+def leakage_table(groups,          # {label: [run folders]}
+                  data,            # the prep folder whose identities are probed (the training world's test split)
+                  split='test',    # its split
+                  max_videos=None, # subset of videos (default: all)
+                  device='auto'):  # device
+    "Identity-probe accuracy of every run's features, one row per run"
+    out = []
+    for lab, runs in groups.items():
+        for r in runs:
+            F, rows = features(r, data, split, max_videos, device)
+            out.append(dict(label=lab, run=str(r), **identity_probe(F, rows)))
+    return pd.DataFrame(out)
+
+def seeds_table(groups,               # {label: [run folders]} (one run per seed), each evaluated by `evaluate_run`
+                sets=None,            # test sets to report (default: those of the first run)
+                level='frame',        # frame or video
+                metrics=('auc', 'eer')): # metrics to report
+    "Mean and 95% t-interval over seeds of each metric on each test set, one row per (label, set, metric)"
+    from scipy import stats
+    out = []
+    for lab, runs in groups.items():
+        res = []
+        for r in runs:
+            f = Path(r) / 'eval/results.json'
+            if not f.exists(): raise FileNotFoundError(f'{f} is missing: run `dfnb eval --run {r} --data ...` first')
+            res.append(json.loads(f.read_text()))
+        for s in (sets or list(res[0])):
+            for m in metrics:
+                v = np.array([x[s][level][m] for x in res if s in x], float)
+                h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
+                out.append(dict(label=lab, set=s, level=level, metric=m, mean=v.mean(), lo=v.mean() - h, hi=v.mean() + h, n=len(v),
+                                values=[round(x, 4) for x in v]))
+    return pd.DataFrame(out)
+
+def format_seeds(df,        # from `seeds_table`
+                 digits=3): # decimals
+    "The table as text: one row per label, one column per (set, metric), 'mean ± half-width'"
+    f = lambda r: f"{r['mean']:.{digits}f}" + ('' if np.isnan(r['hi']) else f" ± {(r['hi'] - r['lo']) / 2:.{digits}f}")
+    t = df.assign(v=df.apply(f, axis=1)).pivot_table(index='label', columns=['set', 'metric'], values='v', aggfunc='first', sort=False)
+    t.columns = [f'{s} {m}' for s, m in t.columns]; return t

@@ -19,6 +19,7 @@ from .core import load_config, save_config, to_dict, seed_everything, set_thread
 class TrainConfig:
     "Everything a training run depends on; saved as `config.yaml` in the run folder"
     method: str = 'bce'          # registered detector name
+    preset: str = ''             # a named preset of the method (e.g. paper): its model and training values, under explicit ones
     data: str = ''               # a `dfnb prep` folder holding the training (and by default the val) split
     val_data: str = ''           # a `dfnb prep` folder for selection (default: `data`)
     out: str = ''                # the run folder (default: <data root>/runs/<method>-<seed>)
@@ -26,9 +27,11 @@ class TrainConfig:
     batch_size: int = 32         # images per update, summed over processes
     lr: float = 1e-3             # peak learning rate
     weight_decay: float = 1e-4   # AdamW's decoupled weight decay
-    schedule: str = 'onecycle'   # onecycle (warm-up + cosine), cosine, constant
+    schedule: str = 'onecycle'   # onecycle (warm-up + cosine), cosine, constant, piecewise
+    milestones: list = field(default_factory=list)  # piecewise: [[fraction of steps, lr factor], ...] (e.g. CADDM's steps)
     warmup: float = 0.1          # fraction of the steps spent warming up (onecycle)
     clip: float = 0.0            # gradient-norm clipping (0: off)
+    clip_value: float = 0.0      # gradient clipping by value at ±clip_value (0: off)
     val_every: int = 200         # steps between validations (and checkpoints)
     select: str = 'val'          # checkpoint selection split: val (default) or test (DeepfakeBench-compatible, labelled)
     metric: str = 'frame_auc'    # selection metric: frame_auc or video_auc
@@ -43,32 +46,47 @@ class TrainConfig:
 # %% ../nbs/08_train.ipynb #c006
 def train_config(path=None,     # YAML file with the values that differ from the defaults
                  overrides=()): # `key=value` strings; `model.<setting>=value` sets a method setting
-    "A TrainConfig from a file and overrides; method settings are checked later, by the method itself"
+    "A TrainConfig from a method preset (if named), a file and overrides, in rising priority; method settings are checked by the method"
+    import yaml
     from dfnb.core import parse_value
     if isinstance(overrides, str): overrides = [overrides]
     model = {}
     for o in overrides:
         if '=' not in o: raise ValueError(f'override {o!r} must look like key=value')
         if o.startswith('model.'): k, v = o[6:].split('=', 1); model[k] = parse_value(v)
-    cfg = load_config(TrainConfig, path, [o for o in overrides if not o.startswith('model.')])
+    plain = [o for o in overrides if not o.startswith('model.')]
+    cfg = load_config(TrainConfig, path, plain)
+    if cfg.preset:
+        from dfnb.detectors.base import preset_of
+        P = preset_of(cfg.method, cfg.preset)
+        y = (yaml.safe_load(Path(path).read_text(encoding='utf-8')) or {}) if path else {}
+        explicit = set(y) | {o.split('=', 1)[0] for o in plain}
+        cfg = load_config(TrainConfig, path, [f'{k}={json.dumps(v)}' for k, v in P['train'].items() if k not in explicit] + plain)
+        cfg.model = {**P['model'], **cfg.model}
     cfg.model = {**cfg.model, **model}; return cfg
 
 # %% ../nbs/08_train.ipynb #c009
 def lr_factor(step,                # current step (0-based)
               steps,               # total steps
-              schedule='onecycle', # onecycle, cosine, constant
-              warmup=0.1):         # warm-up fraction (onecycle)
+              schedule='onecycle', # onecycle, cosine, constant, piecewise
+              warmup=0.1,          # warm-up fraction (onecycle)
+              milestones=()):      # piecewise: (fraction of steps, factor) pairs; the last one passed applies
     "The learning-rate multiplier at `step`"
     if schedule == 'constant': return 1.0
+    if schedule == 'piecewise':
+        f = 1.0
+        for at, fac in sorted(map(tuple, milestones)):
+            if step >= at * steps: f = float(fac)
+        return f
     w = int(warmup * steps) if schedule == 'onecycle' else 0
     if step < w: return 0.04 + 0.96 * step / max(w, 1)
-    if schedule not in ('onecycle', 'cosine'): raise ValueError(f'unknown schedule {schedule!r}: choose onecycle, cosine or constant')
+    if schedule not in ('onecycle', 'cosine'): raise ValueError(f'unknown schedule {schedule!r}: choose onecycle, cosine, constant or piecewise')
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(steps - w, 1))))
 
 def make_optimizer(model, cfg):  # a detector; a TrainConfig
     "AdamW over the detector's parameter groups, with the schedule as a LambdaLR"
     opt = torch.optim.AdamW(model.param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.schedule, cfg.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.schedule, cfg.warmup, cfg.milestones))
     return opt, sched
 
 # %% ../nbs/08_train.ipynb #c012
@@ -185,10 +203,10 @@ def train(cfg,            # a TrainConfig (or the overrides for one, as a list o
     if cfg.batch_size % world: raise ValueError(f'batch_size {cfg.batch_size} must divide by the {world} processes')
     out = Path(cfg.out or data_root() / 'runs' / f'{cfg.method}-{cfg.seed}'); cfg.out = str(out)
     set_threads(cfg.threads if cfg.threads == 'auto' else int(cfg.threads)); seed_everything(cfg.seed + rank)
-    model = create_detector(cfg.method, **cfg.model).to(device); model = channels_last(model, cfg.amp)
+    model = create_detector(cfg.method, cfg.preset or None, **cfg.model).to(device); model = channels_last(model, cfg.amp)
     size = model.cfg['size']; echo = log if rank == 0 else (lambda *a, **k: None)
     train_dl = make_loader(cfg.data, 'train', needs=model.needs, size=size, batch_size=cfg.batch_size // world, train=True,
-                           seed=cfg.seed, workers=cfg.workers, rank=rank, world_size=world)
+                           seed=cfg.seed, workers=cfg.workers, rank=rank, world_size=world, **model.data_options())
     val_dl = make_loader(cfg.val_data or cfg.data, cfg.select, size=size, batch_size=max(cfg.batch_size, 64), train=False, workers=cfg.workers)
     opt, sched = make_optimizer(model, cfg)
     start, best, best_step = 0, -1.0, None
@@ -213,11 +231,13 @@ def train(cfg,            # a TrainConfig (or the overrides for one, as a list o
     for step, b in iter_batches(train_dl, start, cfg.steps):
         if bar: bar.update(1)
         b = _to(b, device)
+        model.set_progress(step, cfg.steps)
         with autocast(device, cfg.amp):
             o = net({**b, 'image': channels_last(b['image'], cfg.amp)}); L = model.losses(b, o)
         _finite(L, step, cfg.lr)
         opt.zero_grad(set_to_none=True); L['total'].backward()
         if cfg.clip: nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        if cfg.clip_value: nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
         opt.step(); sched.step(); seen += len(b['label']); hist.append({k: float(v.detach()) for k, v in L.items()})
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
@@ -275,12 +295,16 @@ def train_speed(size=96,             # input side
                 steps=20,            # timed steps (after 3 warm-up steps)
                 method='bce',        # detector
                 device='auto',       # torch device
+                batch=None,          # a real training batch (from the method's loader) instead of random images and labels
                 **model_kw):         # method settings (backbone, ...)
-    "Training images per second of one detector on random batches"
+    "Training images per second of one detector's step (forward, losses, backward, update), data loading excluded"
     from dfnb.detectors.base import create_detector
     dev = pick_device(device); m = channels_last(create_detector(method, size=size, **model_kw).to(dev), amp)
     opt = torch.optim.AdamW(m.parameters(), 1e-4)
-    b = dict(image=channels_last(torch.randn(batch_size, 3, size, size, device=dev), amp), label=(torch.arange(batch_size, device=dev) % 2))
+    if batch is None: b = dict(image=torch.randn(batch_size, 3, size, size), label=torch.arange(batch_size) % 2)
+    else: b = dict(batch); batch_size = len(b['image'])
+    b = {k: (v.to(dev) if torch.is_tensor(v) else [x.to(dev) for x in v] if isinstance(v, list) and v and torch.is_tensor(v[0]) else v) for k, v in b.items()}
+    b['image'] = channels_last(b['image'], amp)
     for i in range(steps + 3):
         if i == 3: t0 = time.perf_counter()
         with autocast(dev, amp): L = m.losses(b, m(b))
