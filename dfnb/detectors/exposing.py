@@ -235,9 +235,8 @@ def block_cams(model,      # an `ExposingDetector`
     finally:
         for h in hooks: h.remove()
         model.train(was)
-    cam = torch.cat([torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True)) for a, g in zip(acts, grads)], 1)
-    cam = F.interpolate(cam.float(), size=images.shape[-2:], mode='bilinear', align_corners=False)
-    return (cam / cam.flatten(2).max(2).values.clamp_min(1e-12)[..., None, None]).detach()
+    from dfnb.eval import cam_map
+    return torch.stack([cam_map(a, g, images.shape[-2:]) for a, g in zip(acts, grads)], 1)
 
 def plot_block_cams(images,       # N×3×S×S normalised
                     cams,         # from `block_cams`

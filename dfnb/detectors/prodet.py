@@ -313,34 +313,27 @@ def stability(run,                          # a run folder, or a detector
               seed=0,                       # seeds the perturbations (as `dfnb.eval.robustness`)
               device='auto'):               # torch device (for a run folder)
     "Frame and video AUC and the mPD of `feat` for every perturbation kind at levels 0 (clean) to 5"
-    from dfnb.data import resize_to, normalize, load_manifest
-    from dfnb.blend import read_rgb
     from dfnb.metrics import ScoreAccumulator
-    from dfnb.eval import perturb, some_videos, PERTURBATIONS
-    from dfnb.core import rng
-    names = {k: ROBUST_KINDS.get(k, k) for k in kinds}
+    from dfnb.eval import perturbed_batches, PERTURBATIONS
+    names = {k: ROBUST_KINDS.get(k, k) for k in kinds}; paper = {v: k for k, v in names.items()}
     if bad := [k for k, v in names.items() if v not in PERTURBATIONS]: raise ValueError(f'unknown perturbation(s) {bad}: use {list(ROBUST_KINDS)} or {list(PERTURBATIONS)}')
-    model = _as_model(run, device); dev = next(model.parameters()).device; was = model.training; model.eval()
-    man = some_videos(load_manifest(data, split=split), max_videos); root = Path(data); S = model.cfg['size']
-    keys = [('clean', 0)] + [(k, l) for k in names for l in range(1, 6)]
-    acc = {key: ScoreAccumulator() for key in keys}; dist = {key: [] for key in keys}; clean = []
+    model = _as_model(run, device); was = model.training; model.eval()
+    acc, dist, clean, n = {}, {}, [], 0
     try:
-        for c0 in range(0, len(man), chunk):
-            rows = man.iloc[c0:c0 + chunk]; imgs = [resize_to(read_rgb(root / p), S) for p in rows.crop]
-            for k, l in keys:
-                x = torch.stack([normalize(perturb(im, names[k], l, rng(seed, 'robust', names[k], l, i)) if l else im)
-                                 for i, im in zip(rows.index, imgs)]).to(dev)
-                o = model({'image': x}); f = o['feat'].float().cpu().numpy()
-                if l == 0: f0 = f; clean.append(f)
-                dist[(k, l)].append(np.linalg.norm(f - f0, axis=1))
-                acc[(k, l)].add(rows.video_id.tolist(), rows.label.values, o['prob'].float().cpu().numpy(), frame_idx=rows.frame_idx.values)
+        for (k, l), rows, x in perturbed_batches(model, data, list(names.values()), split, max_videos, chunk, seed):
+            key = (paper.get(k, k), l)
+            with torch.no_grad(): o = model({'image': x})
+            f = o['feat'].float().cpu().numpy()
+            if l == 0: f0 = f; clean.append(f); n += len(rows)
+            dist.setdefault(key, []).append(np.linalg.norm(f - f0, axis=1))
+            acc.setdefault(key, ScoreAccumulator()).add(rows.video_id.tolist(), rows.label.values, o['prob'].float().cpu().numpy(), frame_idx=rows.frame_idx.values)
     finally: model.train(was)
     s = feature_spread(np.concatenate(clean)); out = []
     for k in names:
         for key in [('clean', 0)] + [(k, l) for l in range(1, 6)]:
             r = acc[key].result(ci=False)
             out.append(dict(kind=k, level=key[1], frame_auc=r['frame']['auc'], video_auc=r['video']['auc'],
-                            mpd=float(np.concatenate(dist[key]).mean() / s), frames=len(man)))
+                            mpd=float(np.concatenate(dist[key]).mean() / s), frames=n))
     return pd.DataFrame(out)
 
 def stability_runs(runs,      # {label: run folder or detector}
