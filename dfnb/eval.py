@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['PERTURBATIONS', 'load_run', 'evaluate_run', 'eval_figures', 'detect', 'some_videos', 'perturb', 'perturbed_batches',
            'robustness', 'plot_robustness', 'features', 'plot_tsne', 'last_feature_module', 'cam_map', 'grad_cam',
-           'show_cams', 'identity_probe', 'leakage_table', 'seeds_table', 'format_seeds']
+           'show_cams', 'identity_probe', 'leakage_table', 'seeds_table', 'format_seeds', 'parse_variant', 'sweep_run',
+           'sweep', 'markdown_table']
 
 # %% ../nbs/09_eval.ipynb #c002
 import json, time
@@ -210,7 +211,9 @@ def plot_robustness(df,          # from `robustness` (several runs: add a `run` 
         for name, g in (df[df.kind == k].groupby('run') if 'run' in df else [('', df[df.kind == k])]):
             a.plot(g.level, g[metric], marker='o', label=name or None)
         a.set_title(k, fontsize=9); a.set_xticks(range(6)); a.set_xlabel('level')
-    axs[0, 0].set_ylabel(metric.replace('_', ' ')); fig.tight_layout(); return fig
+    axs[0, 0].set_ylabel(metric.replace('_', ' '))
+    if 'run' in df: axs[0, -1].legend(fontsize=7, loc='lower left')
+    fig.tight_layout(); return fig
 
 # %% ../nbs/09_eval.ipynb #c021
 def features(run, data, split='test', max_videos=None, device='auto'):  # run folder; prep folder; split; subset of videos; device
@@ -344,3 +347,89 @@ def format_seeds(df,        # from `seeds_table`
     f = lambda r: f"{r['mean']:.{digits}f}" + ('' if np.isnan(r['hi']) else f" ± {(r['hi'] - r['lo']) / 2:.{digits}f}")
     t = df.assign(v=df.apply(f, axis=1)).pivot_table(index='label', columns=['set', 'metric'], values='v', aggfunc='first', sort=False)
     t.columns = [f'{s} {m}' for s, m in t.columns]; return t
+
+# %% ../nbs/09_eval.ipynb #c022e
+def parse_variant(s):  # 'name:key=value,key=value' (a value may hold commas, e.g. a YAML list)
+    "A sweep variant from its command-line form: (name, [overrides])"
+    import re
+    name, _, rest = s.partition(':')
+    if not re.fullmatch(r'[\w.+=-]+', name or '-') or name.startswith('.'):
+        raise ValueError(f'variant {s!r}: write NAME:key=value,key=value, NAME a plain folder name (letters, digits, . _ - + =)')
+    over = [o for o in re.split(r',(?=[\w.]+=)', rest) if o]
+    bad = [o for o in over if '=' not in o]
+    if bad: raise ValueError(f'variant {s!r}: {bad} must look like key=value')
+    return name, over
+
+def _test_names(tests):
+    "Dataset names of prep folders, as `evaluate_run` keys its results"
+    return [str(pd.read_parquet(Path(t) / 'manifest.parquet', columns=['dataset']).dataset.iloc[0]) for t in tests]
+
+def sweep_run(name, seed, overrides, data, tests, out, n_boot=1000, log=print):  # variant; seed; its settings; train prep; test preps; folder; resamples; lines
+    "Train (or reuse, or resume) one (variant, seed) run and evaluate it on `tests` unless done; returns the run folder"
+    import yaml
+    from dfnb.train import train, train_config, _same_run
+    from dfnb.core import set_threads
+    run = Path(out) / f'{name}-s{seed}'
+    cfg = train_config(overrides=list(overrides) + [f'data={data}', f'out={run}', f'seed={seed}'])
+    summ, saved = run / 'summary.json', run / 'config.yaml'
+    if saved.exists() and not _same_run(yaml.safe_load(saved.read_text()), cfg):
+        raise ValueError(f'{run} holds a run with other settings than variant {name!r} now asks for (compare {saved}): '
+                         f'rename the variant, or delete the folder to retrain it')
+    trained = False
+    if not (summ.exists() and json.loads(summ.read_text()).get('steps') == cfg.steps):
+        log(f'{run.name}: training'); train(cfg, log=lambda m: log(f'{run.name}: {m}')); trained = True
+    else: log(f'{run.name}: trained run reused')
+    res = run / 'eval/results.json'
+    if trained or not res.exists() or not set(_test_names(tests)) <= set(json.loads(res.read_text())):
+        if cfg.threads != 'auto': set_threads(int(cfg.threads))
+        evaluate_run(run, tests, n_boot=n_boot, log=lambda m: log(f'{run.name}: {m}'))
+    else: log(f'{run.name}: evaluation reused')
+    return run
+
+def _sweep_job(a):
+    "One sweep run in a worker process (lines go to stdout, prefixed by the run's name)"
+    return sweep_run(*a, log=lambda m: print(m, flush=True))
+
+def sweep(variants,        # {name: [key=value overrides]} (or a list of 'name:k=v,k=v' strings)
+          data,            # the training prep folder
+          tests,           # prep folders to evaluate on (include the training set for in-domain numbers)
+          seeds=(0,),      # one run per seed per variant
+          out='runs',      # runs go to <out>/<name>-s<seed>
+          base=(),         # overrides shared by every variant (the protocol: steps, batch size, ...)
+          jobs=1,          # runs at once (separate processes when > 1)
+          level='frame',   # table level: frame or video
+          metrics=('auc', 'eer'), # table metrics
+          n_boot=1000,     # bootstrap resamples of each evaluation
+          log=print):      # progress lines
+    "Train and evaluate every (variant, seed), reusing finished runs; returns `seeds_table` over seeds of each variant"
+    import os
+    if not isinstance(variants, dict): variants = dict(parse_variant(v) for v in variants)
+    if not variants: raise ValueError('sweep needs at least one variant')
+    tests = [Path(t) for t in ([tests] if isinstance(tests, (str, Path)) else tests)]
+    for t in [Path(data)] + tests:
+        if not (t / 'manifest.parquet').exists(): raise FileNotFoundError(f'{t}/manifest.parquet is missing: prepare it with `dfnb prep` first')
+    base = list(base)
+    if jobs > 1 and not any(o.startswith('threads=') for o in base): base.append(f'threads={max(1, (os.cpu_count() or 1) // jobs)}')
+    todo = [(n, s, base + list(ov), str(data), [str(t) for t in tests], str(out), n_boot) for n, ov in variants.items() for s in seeds]
+    failed = []
+    if jobs > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        from dfnb.eval import _sweep_job    # by its module name, so that a worker process can import it
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn')) as ex:
+            for a, f in [(a, ex.submit(_sweep_job, a)) for a in todo]:
+                try: f.result()
+                except Exception as e: failed.append(f'{a[0]}-s{a[1]}: {e}')
+    else:
+        for a in todo:
+            try: sweep_run(*a, log=log)
+            except Exception as e: failed.append(f'{a[0]}-s{a[1]}: {e}')
+    if failed: raise ValueError(f'{len(failed)} of {len(todo)} runs failed (finished ones are kept; rerun to resume):\n' + '\n'.join(failed))
+    groups = {n: [Path(out) / f'{n}-s{s}' for s in seeds] for n in variants}
+    return seeds_table(groups, sets=_test_names(tests), level=level, metrics=metrics)
+
+def markdown_table(t):  # a DataFrame (e.g. from `format_seeds`); its index becomes the first column
+    "A GitHub markdown table, without extra dependencies"
+    t = t.reset_index()
+    rows = [list(map(str, t.columns))] + [[str(v) for v in r] for r in t.itertuples(index=False)]
+    return '\n'.join('| ' + ' | '.join(r) + ' |' for r in rows[:1] + [['---'] * len(t.columns)] + rows[1:])

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_state', 'set_rng_state', 'save_checkpoint',
            'load_checkpoint', 'dist_info', 'init_distributed', 'score_loader', 'Logger', 'train', 'iter_batches',
-           'peak_rss_mb', 'train_speed', 'loader_speed']
+           'peak_rss_mb', 'train_speed', 'loader_speed', 'method_speeds']
 
 # %% ../nbs/08_train.ipynb #c002
 import json, os, sys, time, math, csv, random
@@ -321,3 +321,28 @@ def loader_speed(data,        # a dfnb prep folder
     t0 = time.perf_counter(); n = 0
     for _ in range(batches): n += len(next(it)['label'])
     return dict(size=size, needs=sorted(needs), images_per_s=round(n / (time.perf_counter() - t0), 1))
+
+# %% ../nbs/08_train.ipynb #c031a
+def method_speeds(data,                 # a dfnb prep folder (each method's own loader draws its real batch from it)
+                  methods=('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp'), # detectors to compare
+                  size=96,              # input side
+                  images=32,            # images per step (a method whose items hold several images gets fewer items)
+                  steps=10,             # timed steps per measurement
+                  reps=3,               # interleaved repeats: every method sees the same machine load
+                  amp=False,            # autocast policy
+                  device='auto',        # torch device
+                  **model_kw):          # settings shared by every method (backbone, ...)
+    "Training-step images/s of several methods on real batches of their loaders, interleaved; one row per (method, repeat), with `rel` to the first method"
+    from dfnb.detectors.base import create_detector
+    from dfnb.data import make_loader
+    import pandas as pd
+    batches = {}
+    for m in methods:
+        det = create_detector(m, size=size, **model_kw)
+        per = 4 if 'quad' in det.needs else 1        # a ProDet item is a quad: real, SBI, CBI, deepfake
+        dl = make_loader(data, 'train', needs=det.needs, size=size, batch_size=max(1, images // per), seed=0, **det.data_options())
+        batches[m] = next(iter(dl))
+    rows = [dict(method=m, rep=r, images_per_s=train_speed(size, amp, steps=steps, method=m, device=device, batch=batches[m], **model_kw)['images_per_s'])
+            for r in range(reps) for m in methods]
+    df = pd.DataFrame(rows); base = df[df.method == methods[0]].images_per_s.median()
+    return df.assign(rel=(df.images_per_s / base).round(3))
