@@ -19,8 +19,8 @@ METHODS = ('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp')
 BENCH_PRESETS = {
     'smoke': dict(world='tiny', synth=dict(frames=3), frames=2, size=64, seeds=1, n_boot=20, robust_videos=2, images=8, perf=dict(steps=1, reps=1),
                   protocol=['steps=3', 'val_every=3', 'log_every=1', 'amp=false', 'model.backbone=resnet10t', 'model.size=64']),
-    'quick': dict(world='small', synth={}, frames=8, size=64, seeds=1, n_boot=500, robust_videos=30, images=32, perf=dict(steps=10, reps=3),
-                  protocol=['steps=300', 'val_every=150', 'log_every=50', 'amp=false', 'model.backbone=resnet18', 'model.size=64']),
+    'quick': dict(world='small', synth={}, frames=8, size=64, seeds=1, n_boot=500, robust_videos=20, images=32, perf=dict(steps=8, reps=2),
+                  protocol=['steps=250', 'val_every=125', 'log_every=50', 'amp=false', 'model.backbone=resnet18', 'model.size=64']),
     'paper': dict(world='small', synth={}, frames=32, size=256, seeds=3, n_boot=1000, robust_videos=None, paper=True,
                   protocol=['val_every=2000', 'log_every=100']),
 }

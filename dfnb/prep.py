@@ -636,9 +636,9 @@ def prepare(dataset,          # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder
         recs[rec['video_id']] = rec; new.append(rec); counts['failed' if rec['failed'] else 'done'] += 1
         if bar: bar.update(1); bar.set_postfix(counts, refresh=False)
     if workers > 1 and len(args) > 1:
-        # MediaPipe's graphs break in a forked child of a process that ran one (a notebook may have): spawn its workers
-        fork = 'fork' in mp.get_all_start_methods() and bname != 'mediapipe'
-        ctx = mp.get_context('fork' if fork else 'spawn')
+        # fresh workers from a clean server process: a forked child of a process that ran MediaPipe, OpenCV or torch threads
+        # (a notebook may have) can break or hang
+        ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(bname, str(root), backend_kw or {})) as ex:
             for rec in ex.map(_work, args, chunksize=1): take(rec)
     else:

@@ -804,7 +804,8 @@ def synthesize(out, preset='tiny', seed=0, worlds=('ffpp', 'cdf', 'dfdc'), worke
         from tqdm.auto import tqdm
         bar = tqdm(total=len(tasks), initial=skipped, desc=f'synth {preset}', unit='task')
     if workers > 1 and len(args) > 1:
-        ctx = mp.get_context('fork') if 'fork' in mp.get_all_start_methods() else mp.get_context('spawn')
+        # fresh workers from a clean server process: a fork of a process whose OpenCV or torch threads are busy (a notebook's) can hang
+        ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
         with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
             for n in ex.map(_run_task, args, chunksize=1):
                 written += n
