@@ -639,8 +639,9 @@ def prepare(dataset,          # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder
         # fresh workers from a clean server process: a forked child of a process that ran MediaPipe, OpenCV or torch threads
         # (a notebook may have) can break or hang
         ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(bname, str(root), backend_kw or {})) as ex:
-            for rec in ex.map(_work, args, chunksize=1): take(rec)
+        from dfnb.prep import _init_worker as init, _work as work   # by module name: a fresh worker imports them (also from this notebook)
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init, initargs=(bname, str(root), backend_kw or {})) as ex:
+            for rec in ex.map(work, args, chunksize=1): take(rec)
     else:
         _W['backend'] = make_backend(bname, root, **(backend_kw or {}))[0]
         for a in args: take(_work(a))

@@ -806,8 +806,9 @@ def synthesize(out, preset='tiny', seed=0, worlds=('ffpp', 'cdf', 'dfdc'), worke
     if workers > 1 and len(args) > 1:
         # fresh workers from a clean server process: a fork of a process whose OpenCV or torch threads are busy (a notebook's) can hang
         ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
+        from dfnb.synth import _run_task as task   # by its module name, so that a fresh worker can import it (also from this notebook)
         with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-            for n in ex.map(_run_task, args, chunksize=1):
+            for n in ex.map(task, args, chunksize=1):
                 written += n
                 if bar: bar.update(1)
     else:
