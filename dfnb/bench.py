@@ -31,8 +31,8 @@ def bench_variant(method,    # a registered detector
     from dfnb.core import DETECTORS
     cls = DETECTORS.get(method); over = [f'method={method}']
     if preset.get('paper'): return over + (['preset=paper'] if 'paper' in cls.presets else ['model.backbone=tf_efficientnet_b4', 'model.size=256'])
-    per = 4 if 'quad' in cls.needs else 1
-    return over + [f'batch_size={max(1, preset["images"] // per)}']
+    from dfnb.train import batch_items
+    return over + [f'batch_size={batch_items(cls.needs, preset["images"])}']
 
 # %% ../nbs/10_bench.ipynb #c009
 def bench_worlds(preset='quick', # a BENCH_PRESETS name
@@ -193,8 +193,9 @@ def _perf_one(method, data, size, images, steps, threads, model_kw):
     from dfnb.data import make_loader
     from dfnb.train import train_speed, peak_rss_mb
     set_threads(threads); torch.manual_seed(0)
-    det = create_detector(method, size=size, **model_kw); per = 4 if 'quad' in det.needs else 1
-    b = next(iter(make_loader(data, 'train', needs=det.needs, size=size, batch_size=max(1, images // per), seed=0, **det.data_options())))
+    from dfnb.train import batch_items
+    det = create_detector(method, size=size, **model_kw)
+    b = next(iter(make_loader(data, 'train', needs=det.needs, size=size, batch_size=batch_items(det.needs, images), seed=0, **det.data_options())))
     n = len(b['image']); det.train()
     with FlopCounterMode(display=False) as fc: det.losses(b, det(b))['total'].backward()
     train_flops = fc.get_total_flops() / n; det.zero_grad(set_to_none=True); det.eval(); x = b['image']
@@ -282,7 +283,8 @@ def write_report(tables,   # from `bench`
     "Write report.md, the CSV tables, bench.json and the figures"
     from dfnb.eval import format_seeds, markdown_table, plot_robustness
     out = Path(out); out.mkdir(parents=True, exist_ok=True); meta = tables['meta']; fr, vi = tables['frame'], tables['video']
-    train_set = str(pd.read_parquet(Path(meta['train']) / 'manifest.parquet', columns=['dataset']).dataset.iloc[0])
+    from dfnb.eval import dataset_names
+    train_set = dataset_names([meta['train']])[0]
     n = len(meta['seeds']); ci = f'mean ± 95% t-interval over {n} seeds' if n > 1 else 'one seed'
     md = [f"# dfnb bench: `{meta['preset']}`", '',
           f"Trained on `{meta['train']}` (`{train_set}`, in-domain), tested on " + ', '.join(f'`{t}`' for t in meta['tests']) + f"; {ci}.", '']

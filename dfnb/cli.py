@@ -122,9 +122,8 @@ def run_eval(a):
     res = evaluate_run(a.run, a.data, a.split, a.batch_size, a.workers, ci=a.n_boot > 0, n_boot=max(a.n_boot, 1), out=a.out)
     out = a.out or a.run / 'eval'
     eval_figures(res, {n: pd.read_parquet(out / f'{n}_scores.parquet') for n in res}, out)
-    from dfnb.eval import robustness, plot_robustness, features, plot_tsne, show_cams
-    for dd in a.data:
-        name = str(pd.read_parquet(dd / 'manifest.parquet', columns=['dataset']).dataset.iloc[0])
+    from dfnb.eval import robustness, plot_robustness, features, plot_tsne, show_cams, dataset_names
+    for dd, name in zip(a.data, dataset_names(a.data)):
         if a.robustness:
             rb = robustness(a.run, dd, split=a.split, max_videos=a.max_videos); rb.to_csv(out / f'robustness_{name}.csv', index=False)
             plot_robustness(rb).savefig(out / f'robustness_{name}.png', dpi=110); print(f'{name}: robustness -> {out}/robustness_{name}.csv')

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['PERTURBATIONS', 'load_run', 'evaluate_run', 'eval_figures', 'detect', 'some_videos', 'perturb', 'perturbed_batches',
            'robustness', 'plot_robustness', 'features', 'plot_tsne', 'last_feature_module', 'cam_map', 'grad_cam',
-           'show_cams', 'identity_probe', 'leakage_table', 'seeds_table', 'format_seeds', 'parse_variant', 'sweep_run',
-           'sweep', 'markdown_table']
+           'show_cams', 'identity_probe', 'leakage_table', 'seeds_table', 'format_seeds', 'parse_variant',
+           'dataset_names', 'sweep_run', 'sweep', 'markdown_table']
 
 # %% ../nbs/09_eval.ipynb #c002
 import json, time
@@ -360,9 +360,9 @@ def parse_variant(s):  # 'name:key=value,key=value' (a value may hold commas, e.
     if bad: raise ValueError(f'variant {s!r}: {bad} must look like key=value')
     return name, over
 
-def _test_names(tests):
-    "Dataset names of prep folders, as `evaluate_run` keys its results"
-    return [str(pd.read_parquet(Path(t) / 'manifest.parquet', columns=['dataset']).dataset.iloc[0]) for t in tests]
+def dataset_names(preps):  # `dfnb prep` folders
+    "Their dataset names, as `evaluate_run` keys its results"
+    return [str(pd.read_parquet(Path(t) / 'manifest.parquet', columns=['dataset']).dataset.iloc[0]) for t in preps]
 
 def sweep_run(name, seed, overrides, data, tests, out, n_boot=1000, log=print):  # variant; seed; its settings; train prep; test preps; folder; resamples; lines
     "Train (or reuse, or resume) one (variant, seed) run and evaluate it on `tests` unless done; returns the run folder"
@@ -380,7 +380,7 @@ def sweep_run(name, seed, overrides, data, tests, out, n_boot=1000, log=print): 
         log(f'{run.name}: training'); train(cfg, log=lambda m: log(f'{run.name}: {m}')); trained = True
     else: log(f'{run.name}: trained run reused')
     res = run / 'eval/results.json'
-    if trained or not res.exists() or not set(_test_names(tests)) <= set(json.loads(res.read_text())):
+    if trained or not res.exists() or not set(dataset_names(tests)) <= set(json.loads(res.read_text())):
         if cfg.threads != 'auto': set_threads(int(cfg.threads))
         evaluate_run(run, tests, n_boot=n_boot, log=lambda m: log(f'{run.name}: {m}'))
     else: log(f'{run.name}: evaluation reused')
@@ -426,7 +426,7 @@ def sweep(variants,        # {name: [key=value overrides]} (or a list of 'name:k
             except Exception as e: failed.append(f'{a[0]}-s{a[1]}: {e}')
     if failed: raise ValueError(f'{len(failed)} of {len(todo)} runs failed (finished ones are kept; rerun to resume):\n' + '\n'.join(failed))
     groups = {n: [Path(out) / f'{n}-s{s}' for s in seeds] for n in variants}
-    return seeds_table(groups, sets=_test_names(tests), level=level, metrics=metrics)
+    return seeds_table(groups, sets=dataset_names(tests), level=level, metrics=metrics)
 
 def markdown_table(t):  # a DataFrame (e.g. from `format_seeds`); its index becomes the first column
     "A GitHub markdown table, without extra dependencies"

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_state', 'set_rng_state', 'save_checkpoint',
            'load_checkpoint', 'dist_info', 'init_distributed', 'score_loader', 'Logger', 'train', 'iter_batches',
-           'peak_rss_mb', 'train_speed', 'loader_speed', 'method_speeds']
+           'peak_rss_mb', 'train_speed', 'loader_speed', 'batch_items', 'method_speeds']
 
 # %% ../nbs/08_train.ipynb #c002
 import json, os, sys, time, math, csv, random
@@ -323,6 +323,11 @@ def loader_speed(data,        # a dfnb prep folder
     return dict(size=size, needs=sorted(needs), images_per_s=round(n / (time.perf_counter() - t0), 1))
 
 # %% ../nbs/08_train.ipynb #c031a
+def batch_items(needs,   # a detector's `needs`
+                images): # images per step
+    "Loader items per step that hold `images` images: a ProDet item is a quad (real, SBI, CBI, deepfake) and counts four"
+    return max(1, images // (4 if 'quad' in needs else 1))
+
 def method_speeds(data,                 # a dfnb prep folder (each method's own loader draws its real batch from it)
                   methods=('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp'), # detectors to compare
                   size=96,              # input side
@@ -339,8 +344,7 @@ def method_speeds(data,                 # a dfnb prep folder (each method's own 
     batches = {}
     for m in methods:
         det = create_detector(m, size=size, **model_kw)
-        per = 4 if 'quad' in det.needs else 1        # a ProDet item is a quad: real, SBI, CBI, deepfake
-        dl = make_loader(data, 'train', needs=det.needs, size=size, batch_size=max(1, images // per), seed=0, **det.data_options())
+        dl = make_loader(data, 'train', needs=det.needs, size=size, batch_size=batch_items(det.needs, images), seed=0, **det.data_options())
         batches[m] = next(iter(dl))
     rows = [dict(method=m, rep=r, images_per_s=train_speed(size, amp, steps=steps, method=m, device=device, batch=batches[m], **model_kw)['images_per_s'])
             for r in range(reps) for m in methods]
