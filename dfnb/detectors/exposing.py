@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TERMS', 'kl_bar', 'mixup', 'exposing_terms', 'term_slots', 'balance', 'chain', 'split_backbone', 'LocalBlocks',
            'BatchNorm1d', 'fusion_mlp', 'bgr_input', 'ExposingDetector', 'cost', 'block_cams', 'plot_block_cams',
-           'show_block_cams']
+           'show_block_cams', 'cam_mask_stats', 'block_cam_stats']
 
 # %% ../../nbs/07b_detectors.exposing.ipynb #c003
 import math
@@ -271,3 +271,39 @@ def show_block_cams(run,           # a run folder of the `exposing` method
     rows = pd.concat([man[man.label == l].drop_duplicates('video_id').head(k) for l, k in ((0, n // 2), (1, n - n // 2))])
     x = torch.stack([normalize(resize_to(read_rgb(Path(data) / p), S)) for p in rows.crop]).to(next(model.parameters()).device)
     return plot_block_cams(x, block_cams(model, x, head), model.predict(x), list(rows.method.astype(str)))
+
+def cam_mask_stats(cams,   # N×k×S×S maps from `block_cams`
+                   masks): # N×S×S manipulation masks in [0, 1]
+    "Per image and block the share of CAM mass inside the mask (N×k; a map blind to the mask scores its area); per image the mask's area (N) and the blocks' mean pairwise Pearson correlation (N)"
+    c, m = cams.flatten(2).double(), masks.flatten(1).double()[:, None]
+    if c.shape[0] != m.shape[0] or c.shape[2] != m.shape[2]: raise ValueError(f'cams {tuple(cams.shape)} and masks {tuple(masks.shape)} must share N and S×S')
+    share = (c * m).sum(2) / c.sum(2).clamp_min(1e-12)
+    z = (c - c.mean(2, keepdim=True)) / c.std(2, keepdim=True).clamp_min(1e-12); k = c.shape[1]
+    R = z @ z.transpose(1, 2) / (c.shape[2] - 1); off = ~torch.eye(k, dtype=torch.bool)
+    return share.float(), m[:, 0].mean(1).float(), (R[:, off].mean(1) if k > 1 else torch.ones(len(c), dtype=c.dtype)).float()
+
+def block_cam_stats(run,           # a run folder or a detector: `exposing` gives a map per block, any other its backbone's one map
+                    data,          # a `dfnb prep` folder whose fakes have manipulation masks (the synthetic worlds, FF++)
+                    n=64,          # fake frames, evenly spaced over the split's masked fakes
+                    split='test',  # split to draw from
+                    head='g',      # see `block_cams`
+                    batch=16,      # frames per pass
+                    device='auto'): # torch device (for a run folder)
+    "`cam_mask_stats` over fake frames of a prepared set: one row per (frame, block) with its method, P(fake), CAM share in the mask, mask area and block correlation"
+    import pandas as pd
+    from dfnb.eval import load_run
+    from dfnb.data import load_manifest, FrameDataset, collate
+    from dfnb.eval import grad_cam
+    model = run if isinstance(run, nn.Module) else load_run(run, device=device)[0]; dev = next(model.parameters()).device
+    maps = (lambda x: block_cams(model, x, head)) if hasattr(model, 'lib') else (lambda x: grad_cam(model, x)[:, None])  # other detectors: one map
+    man = load_manifest(data, split=split); man = man[(man.label == 1) & man['mask'].map(lambda v: isinstance(v, str) and v != '')]
+    if not len(man): raise ValueError(f"no fake frames with a manipulation mask in {data} ({split} split): use a prep folder whose fakes carry masks (the synthetic worlds, FF++ with its masks)")
+    idx = np.unique(np.linspace(0, len(man) - 1, min(n, len(man))).round().astype(int))
+    ds = FrameDataset(man.iloc[idx], root=data, needs={'mask'}, size=model.cfg['size'], train=False); out = []
+    for i in range(0, len(ds), batch):
+        b = collate([ds[j] for j in range(i, min(i + batch, len(ds)))]); x = b['image'].to(dev)
+        share, area, corr = cam_mask_stats(maps(x).cpu(), b['mask'][:, 0]); p = model.predict(x).cpu()
+        for r in range(len(x)):
+            out += [dict(video_id=b['video_id'][r], method=ds.method[i + r], prob=float(p[r]), block=k + 1, in_mask=float(share[r, k]),
+                         mask_area=float(area[r]), block_corr=float(corr[r])) for k in range(share.shape[1])]
+    return pd.DataFrame(out)
