@@ -191,9 +191,8 @@ def _perf_one(method, data, size, images, steps, threads, model_kw):
     from dfnb.core import set_threads
     from dfnb.detectors.base import create_detector
     from dfnb.data import make_loader
-    from dfnb.train import train_speed, peak_rss_mb
+    from dfnb.train import train_speed, peak_rss_mb, batch_items
     set_threads(threads); torch.manual_seed(0)
-    from dfnb.train import batch_items
     det = create_detector(method, size=size, **model_kw)
     b = next(iter(make_loader(data, 'train', needs=det.needs, size=size, batch_size=batch_items(det.needs, images), seed=0, **det.data_options())))
     n = len(b['image']); det.train()
@@ -250,9 +249,8 @@ PERF_COLUMNS = dict(train_images_per_s='train img/s', infer_images_per_s='infere
                     achieved_gflop_per_s='achieved GFLOP/s', of_matmul='of matmul rate', rel_train_speed='train speed vs first')
 
 def perf_display(df):  # from `perf_table`
-    "The performance table with readable headers and rounded numbers, for a report"
-    d = df.set_index('method').rename(columns=PERF_COLUMNS)
-    return d.round({'train img/s': 1, 'inference img/s': 1, 'params (M)': 2, 'peak RSS (MB)': 0, 'achieved GFLOP/s': 1})
+    "The performance table (already rounded by `perf_table`) with readable headers, for a report"
+    return df.set_index('method').rename(columns=PERF_COLUMNS).round({'achieved GFLOP/s': 1})
 
 # %% ../nbs/10_bench.ipynb #p03
 def bench_perf(P,        # a BENCH_PRESETS entry
@@ -299,9 +297,8 @@ def plot_bench_auc(frame):  # the frame-level long table of `bench`
 def write_report(tables,   # from `bench`
                  out):     # the report folder
     "Write report.md, the CSV tables, bench.json and the figures"
-    from dfnb.eval import format_seeds, markdown_table, plot_robustness
+    from dfnb.eval import format_seeds, markdown_table, plot_robustness, dataset_names
     out = Path(out); out.mkdir(parents=True, exist_ok=True); meta = tables['meta']; fr, vi = tables['frame'], tables['video']
-    from dfnb.eval import dataset_names
     train_set = dataset_names([meta['train']])[0]
     n = len(meta['seeds']); ci = f'mean ± 95% t-interval over {n} seeds' if n > 1 else 'one seed'
     md = [f"# dfnb bench: `{meta['preset']}`", '',

@@ -291,12 +291,11 @@ def block_cam_stats(run,           # a run folder or a detector: `exposing` give
                     device='auto'): # torch device (for a run folder)
     "`cam_mask_stats` over fake frames of a prepared set: one row per (frame, block) with its method, P(fake), CAM share in the mask, mask area and block correlation"
     import pandas as pd
-    from dfnb.eval import load_run
-    from dfnb.data import load_manifest, FrameDataset, collate
-    from dfnb.eval import grad_cam
+    from dfnb.eval import load_run, grad_cam
+    from dfnb.data import load_manifest, FrameDataset, collate, _known
     model = run if isinstance(run, nn.Module) else load_run(run, device=device)[0]; dev = next(model.parameters()).device
     maps = (lambda x: block_cams(model, x, head)) if hasattr(model, 'lib') else (lambda x: grad_cam(model, x)[:, None])  # other detectors: one map
-    man = load_manifest(data, split=split); man = man[(man.label == 1) & man['mask'].map(lambda v: isinstance(v, str) and v != '')]
+    man = load_manifest(data, split=split); man = man[(man.label == 1) & man['mask'].map(_known)]
     if not len(man): raise ValueError(f"no fake frames with a manipulation mask in {data} ({split} split): use a prep folder whose fakes carry masks (the synthetic worlds, FF++ with its masks)")
     idx = np.unique(np.linspace(0, len(man) - 1, min(n, len(man))).round().astype(int))
     ds = FrameDataset(man.iloc[idx], root=data, needs={'mask'}, size=model.cfg['size'], train=False); out = []
