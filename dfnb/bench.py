@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'BENCH_PRESETS', 'ABLATIONS', 'CLAIMS', 'PERF_COLUMNS', 'LEARNED_AUC', 'bench_variant', 'bench_worlds',
-           'run_robustness', 'run_identity', 'bench', 'paired_difference', 'claims_table', 'matmul_rate', 'data_speed',
-           'perf_table', 'perf_display', 'bench_perf', 'unlearned', 'plot_bench_auc', 'write_report']
+           'run_robustness', 'run_identity', 'bench', 'paired_difference', 'claims_table', 'runs_protocol',
+           'matmul_rate', 'data_speed', 'perf_table', 'perf_display', 'bench_perf', 'unlearned', 'plot_bench_auc',
+           'claims_markdown', 'write_report']
 
 # %% ../nbs/10_bench.ipynb #c002
 import json, time
@@ -80,6 +81,7 @@ def bench(preset='quick',   # smoke, quick or paper
           robust=True,      # robustness sweeps
           perf=True,        # the performance table (the preset's backbone and input, measured once)
           claims=False,     # also train each method's ablation variants (ABLATIONS) for the claim checks
+          claims_from=None, # also check the claims on the evaluated runs of this folder (every paired seed), e.g. data/runs
           workers=None,     # processes for writing and preparing worlds
           log=print):       # progress lines
     "Train, evaluate, perturb and probe every (method, seed) under one preset and write `<out>/report.md`; returns the tables"
@@ -111,7 +113,9 @@ def bench(preset='quick',   # smoke, quick or paper
                 protocol=P['protocol'], variants=variants, seconds=dict(total=round(t3 - t0), worlds=round(t1 - t0), train_eval=round(t2 - t1),
                 robustness_identity_perf=round(t3 - t2)), torch=torch.__version__, cpus=os.cpu_count(),
                 device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')
-    tables = dict(frame=frame, video=video, claims=cl, robustness=rob, identity=ident, perf=perf, meta=meta)
+    if claims_from is not None: meta['claims_from'] = dict(runs=str(claims_from), protocol=runs_protocol(claims_from))
+    tables = dict(frame=frame, video=video, claims=cl, robustness=rob, identity=ident, perf=perf, meta=meta,
+                  claims_from=None if claims_from is None else claims_table(claims_from, None, frame.set.iloc[0], methods=methods))
     write_report(tables, out); log(f'report: {out / "report.md"} ({meta["seconds"]["total"]} s)')
     return tables
 
@@ -156,8 +160,13 @@ def paired_difference(a, b): # per-seed values of the two sides, in seed order
     h = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
     return dict(diff=m, lo=m - h, hi=m + h, n=n, verdict='holds' if m - h > 0 else 'reversed' if m + h < 0 else 'not shown')
 
+def _seeds_of(runs, name):  # a runs folder; a run name
+    "Seeds of the evaluated runs <runs>/<name>-s<seed>"
+    return {int(p.parent.parent.name.rsplit('-s', 1)[1]) for p in Path(runs).glob(f'{name}-s*/eval/results.json')
+            if p.parent.parent.name.rsplit('-s', 1)[1].isdigit()}
+
 def claims_table(runs,          # the folder holding <name>-s<seed> run folders, each evaluated
-                 seeds,         # seeds to pair
+                 seeds,         # seeds to pair (None: every seed evaluated on both sides of a claim)
                  train_set,     # the training set's name (excluded from the cross-domain mean)
                  claims=CLAIMS, # (method, claim, higher, lower)
                  methods=None): # keep only these methods' claims (default: all whose runs exist)
@@ -165,11 +174,26 @@ def claims_table(runs,          # the folder holding <name>-s<seed> run folders,
     rows = []
     for m, text, hi, lo in claims:
         if methods is not None and m not in methods: continue
-        ok = [s for s in seeds if all((Path(runs) / f'{x}-s{s}/eval/results.json').exists() for x in (hi, lo))]
+        ok = sorted(_seeds_of(runs, hi) & _seeds_of(runs, lo)) if seeds is None else \
+             [s for s in seeds if all((Path(runs) / f'{x}-s{s}/eval/results.json').exists() for x in (hi, lo))]
         if not ok: continue
         a = [_cross(Path(runs) / f'{hi}-s{s}', train_set) for s in ok]; b = [_cross(Path(runs) / f'{lo}-s{s}', train_set) for s in ok]
         rows.append(dict(method=m, claim=text, runs=f'{hi} vs {lo}', higher=np.mean(a), lower=np.mean(b), **paired_difference(a, b)))
     return pd.DataFrame(rows)
+
+def runs_protocol(runs,  # a folder of <name>-s<seed> runs
+                  keys=('data', 'steps', 'batch_size', 'lr', 'schedule', 'amp')):  # training settings to report
+    "The shared training settings of the runs in a folder (from their config.yaml, model settings resolved against the method's defaults); settings that differ are listed as 'varies'"
+    import yaml
+    from dfnb.core import DETECTORS
+    cfgs = [yaml.safe_load(f.read_text()) or {} for f in sorted(Path(runs).glob('*-s*/config.yaml'))]
+    if not cfgs: raise FileNotFoundError(f'{runs} holds no <name>-s<seed>/config.yaml: point it at a folder of dfnb runs')
+    model = lambda c: {**DETECTORS.get(c['method']).defaults, **(c.get('model') or {})} if c.get('method') in DETECTORS.names() else (c.get('model') or {})
+    out = {}
+    for k in keys + ('model.backbone', 'model.size'):
+        v = {str(model(c).get(k[6:]) if k.startswith('model.') else c.get(k)) for c in cfgs}
+        out[k] = v.pop() if len(v) == 1 else 'varies'
+    return out
 
 # %% ../nbs/10_bench.ipynb #p01
 def matmul_rate(n=1024,    # square matrix side
@@ -294,6 +318,14 @@ def plot_bench_auc(frame):  # the frame-level long table of `bench`
     ax.axhline(0.5, color='k', ls=':', lw=0.8); ax.set_xticks(x, labs); ax.set_ylabel('frame AUC'); ax.legend(fontsize=8)
     fig.tight_layout(); return fig
 
+def claims_markdown(cl):  # from `claims_table`
+    "The claims table as markdown: runs, means, the difference with its interval, seeds and verdict"
+    from dfnb.eval import markdown_table
+    ci_ = lambda r: f"{r['diff']:+.3f}" + ('' if np.isnan(r['lo']) else f" [{r['lo']:+.3f}, {r['hi']:+.3f}]")
+    t = pd.DataFrame({'method': cl.method, 'claim': cl.claim, 'runs': cl.runs, 'higher': cl.higher.round(3), 'lower': cl.lower.round(3),
+                      'difference [95% CI]': cl.apply(ci_, axis=1), 'seeds': cl.n, 'verdict': cl.verdict})
+    return markdown_table(t.set_index('method'))
+
 def write_report(tables,   # from `bench`
                  out):     # the report folder
     "Write report.md, the CSV tables, bench.json and the figures"
@@ -315,13 +347,17 @@ def write_report(tables,   # from `bench`
                "method notebook's budget) before comparing.", '']
     cl = tables.get('claims')
     if cl is not None and len(cl):
-        ci_ = lambda r: f"{r['diff']:+.3f}" + ('' if np.isnan(r['lo']) else f" [{r['lo']:+.3f}, {r['hi']:+.3f}]")
-        t = pd.DataFrame({'method': cl.method, 'claim': cl.claim, 'runs': cl.runs, 'higher': cl.higher.round(3), 'lower': cl.lower.round(3),
-                          'difference [95% CI]': cl.apply(ci_, axis=1), 'seeds': cl.n, 'verdict': cl.verdict})
         md += ['## Claims, checked', '', 'Mean cross-domain frame AUC of the runs that should score higher and of those they are compared with; '
                'the difference with a 95% t-interval over paired seeds. holds: above zero; reversed: below; not shown: straddles zero.', '',
-               markdown_table(t.set_index('method')), '']
+               claims_markdown(cl), '']
         cl.to_csv(out / 'claims.csv', index=False)
+    cf = tables.get('claims_from')
+    if cf is not None:
+        c = meta['claims_from']; pr = ', '.join(f'{k}={v}' for k, v in c['protocol'].items())
+        md += [f"## Claims, checked on `{c['runs']}`", '', f"The same checks on the evaluated runs of `{c['runs']}`, over every seed run on both sides "
+               f"of a claim. Their protocol (from `config.yaml`): {pr}.", '',
+               claims_markdown(cf) if len(cf) else '*No claim has evaluated runs on both sides there.*', '']
+        cf.to_csv(out / 'claims_from.csv', index=False)
     cross = _cross_auc(fr, train_set)
     idt = tables['identity'].groupby('method', sort=False).agg(acc=('acc', 'mean'), chance=('chance', 'first'), identities=('identities', 'first'))
     idt['cross-domain frame AUC'] = cross.reindex(idt.index).round(3); idt['acc'] = idt['acc'].round(3)

@@ -25,3 +25,8 @@ def test_bench_smoke_killed_then_resumed(tmp_path):
     rep = (res / 'report.md').read_text()
     for m in ('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp'): assert f'| {m} |' in rep, m
     assert (res / 'robustness.png').exists() and (res / 'auc.png').exists()
+    # the claims, checked on runs trained elsewhere (here: the same folder), through the CLI flag; nothing is retrained
+    r = subprocess.run(cmd + ['--claims-from', str(res / 'runs')], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'training' not in r.stdout and f"## Claims, checked on `{res / 'runs'}`" in (res / 'report.md').read_text()
+    assert (res / 'claims_from.csv').exists()
