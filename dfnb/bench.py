@@ -113,7 +113,10 @@ def bench(preset='quick',   # smoke, quick or paper
                 protocol=P['protocol'], variants=variants, seconds=dict(total=round(t3 - t0), worlds=round(t1 - t0), train_eval=round(t2 - t1),
                 robustness_identity_perf=round(t3 - t2)), torch=torch.__version__, cpus=os.cpu_count(),
                 device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')
-    if claims_from is not None: meta['claims_from'] = dict(runs=str(claims_from), protocol=runs_protocol(claims_from))
+    if claims_from is not None:
+        meta['claims_from'] = dict(runs=str(claims_from), protocol=runs_protocol(claims_from))
+        g = {m: [Path(claims_from) / f'{m}-s{s}' for s in sorted(_seeds_of(claims_from, m))] for m in methods}
+        meta['claims_from']['frame_auc'] = seeds_table({m: r for m, r in g.items() if r}, metrics=('auc',)).to_dict('records') if any(g.values()) else []
     tables = dict(frame=frame, video=video, claims=cl, robustness=rob, identity=ident, perf=perf, meta=meta,
                   claims_from=None if claims_from is None else claims_table(claims_from, None, frame.set.iloc[0], methods=methods))
     write_report(tables, out); log(f'report: {out / "report.md"} ({meta["seconds"]["total"]} s)')
@@ -355,8 +358,12 @@ def write_report(tables,   # from `bench`
     if cf is not None:
         c = meta['claims_from']; pr = ', '.join(f'{k}={v}' for k, v in c['protocol'].items())
         md += [f"## Claims, checked on `{c['runs']}`", '', f"The same checks on the evaluated runs of `{c['runs']}`, over every seed run on both sides "
-               f"of a claim. Their protocol (from `config.yaml`): {pr}.", '',
-               claims_markdown(cf) if len(cf) else '*No claim has evaluated runs on both sides there.*', '']
+               f"of a claim. Their protocol (from `config.yaml`): {pr}.", '']
+        if c['frame_auc']:
+            t = format_seeds(pd.DataFrame(c['frame_auc'])).rename_axis('method'); t.columns = [x.rsplit(' ', 1)[0] for x in t.columns]
+            n = pd.DataFrame(c['frame_auc']).groupby('label', sort=False).n.max(); t['seeds'] = n.reindex(t.index).values
+            md += ['Frame AUC of each method there (mean ± 95% t-interval over its seeds):', '', markdown_table(t), '']
+        md += [claims_markdown(cf) if len(cf) else '*No claim has evaluated runs on both sides there.*', '']
         cf.to_csv(out / 'claims_from.csv', index=False)
     cross = _cross_auc(fr, train_set)
     idt = tables['identity'].groupby('method', sort=False).agg(acc=('acc', 'mean'), chance=('chance', 'first'), identities=('identities', 'first'))
