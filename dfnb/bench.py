@@ -115,8 +115,8 @@ def bench(preset='quick',   # smoke, quick or paper
                 device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')
     if claims_from is not None:
         meta['claims_from'] = dict(runs=str(claims_from), protocol=runs_protocol(claims_from))
-        g = {m: [Path(claims_from) / f'{m}-s{s}' for s in sorted(_seeds_of(claims_from, m))] for m in methods}
-        meta['claims_from']['frame_auc'] = seeds_table({m: r for m, r in g.items() if r}, metrics=('auc',)).to_dict('records') if any(g.values()) else []
+        g = {m: [Path(claims_from) / f'{m}-s{s}' for s in sorted(ss)] for m in methods if (ss := _seeds_of(claims_from, m))}
+        meta['claims_from']['frame_auc'] = seeds_table(g, metrics=('auc',)).to_dict('records') if g else []
     tables = dict(frame=frame, video=video, claims=cl, robustness=rob, identity=ident, perf=perf, meta=meta,
                   claims_from=None if claims_from is None else claims_table(claims_from, None, frame.set.iloc[0], methods=methods))
     write_report(tables, out); log(f'report: {out / "report.md"} ({meta["seconds"]["total"]} s)')
@@ -165,8 +165,7 @@ def paired_difference(a, b): # per-seed values of the two sides, in seed order
 
 def _seeds_of(runs, name):  # a runs folder; a run name
     "Seeds of the evaluated runs <runs>/<name>-s<seed>"
-    return {int(p.parent.parent.name.rsplit('-s', 1)[1]) for p in Path(runs).glob(f'{name}-s*/eval/results.json')
-            if p.parent.parent.name.rsplit('-s', 1)[1].isdigit()}
+    return {int(s) for p in Path(runs).glob(f'{name}-s*/eval/results.json') if (s := p.parents[1].name[len(name) + 2:]).isdigit()}
 
 def claims_table(runs,          # the folder holding <name>-s<seed> run folders, each evaluated
                  seeds,         # seeds to pair (None: every seed evaluated on both sides of a claim)
@@ -177,8 +176,7 @@ def claims_table(runs,          # the folder holding <name>-s<seed> run folders,
     rows = []
     for m, text, hi, lo in claims:
         if methods is not None and m not in methods: continue
-        ok = sorted(_seeds_of(runs, hi) & _seeds_of(runs, lo)) if seeds is None else \
-             [s for s in seeds if all((Path(runs) / f'{x}-s{s}/eval/results.json').exists() for x in (hi, lo))]
+        both = _seeds_of(runs, hi) & _seeds_of(runs, lo); ok = sorted(both) if seeds is None else [s for s in seeds if s in both]
         if not ok: continue
         a = [_cross(Path(runs) / f'{hi}-s{s}', train_set) for s in ok]; b = [_cross(Path(runs) / f'{lo}-s{s}', train_set) for s in ok]
         rows.append(dict(method=m, claim=text, runs=f'{hi} vs {lo}', higher=np.mean(a), lower=np.mean(b), **paired_difference(a, b)))
