@@ -12,7 +12,7 @@ __all__ = ['METHODS', 'BENCH_PRESETS', 'ABLATIONS', 'CLAIMS', 'PERF_COLUMNS', 'L
 import json, time
 import numpy as np, pandas as pd
 from pathlib import Path
-from .core import data_root
+from .core import data_root, claim_dir, DirLock
 
 # %% ../nbs/10_bench.ipynb #c005
 METHODS = ('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp')
@@ -85,10 +85,18 @@ def bench(preset='quick',   # smoke, quick or paper
           workers=None,     # processes for writing and preparing worlds
           log=print):       # progress lines
     "Train, evaluate, perturb and probe every (method, seed) under one preset and write `<out>/report.md`; returns the tables"
+    if preset not in BENCH_PRESETS: raise ValueError(f'unknown preset {preset!r}: choose from {list(BENCH_PRESETS)}')
+    out = Path(out)
+    claim_dir(out, 'bench', legacy=('report.md', 'runs'))
+    with DirLock(out, 'dfnb bench'):
+        return _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims, claims_from, workers, log)
+
+def _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims, claims_from, workers, log):
+    "The body of `bench`, in a report folder this process holds"
     import os, torch
     from dfnb.eval import sweep, seeds_table
-    if preset not in BENCH_PRESETS: raise ValueError(f'unknown preset {preset!r}: choose from {list(BENCH_PRESETS)}')
-    P = BENCH_PRESETS[preset]; out = Path(out); t0 = time.time()
+    P = BENCH_PRESETS[preset]
+    t0 = time.time()
     if data is None:
         w = bench_worlds(preset, workers=workers, log=log); data = w['ffpp']; tests = tests or [w['cdf'], w['dfdc']]
     tests = [Path(t) for t in (tests or [])]; data = Path(data)
@@ -252,14 +260,12 @@ def perf_table(data,                 # a prepared training folder (each method's
                threads=1,            # torch threads per measurement
                **model_kw):          # shared settings (backbone, ...)
     "Per-method costs, measured in fresh processes; achieved GFLOP/s and its fraction of the measured matmul rate"
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-    from dfnb.core import set_threads
+    from dfnb.core import set_threads, worker_pool
     from dfnb.bench import _perf_one     # by its module name, so that a worker process can import it
     rows = []
     for r in range(reps):
         for m in methods:
-            with ProcessPoolExecutor(1, mp_context=mp.get_context('spawn')) as ex:
+            with worker_pool(1) as ex:   # a fresh process per measurement, killed with this one
                 rows.append(dict(ex.submit(_perf_one, m, str(data), size, images, steps, threads, model_kw).result(), rep=r))
     df = pd.DataFrame(rows).groupby('method', sort=False).median(numeric_only=True).drop(columns='rep')
     df = df.round(dict(train_images_per_s=1, infer_images_per_s=1, params_m=2, train_gflops_per_image=3, infer_gflops_per_image=3, peak_rss_mb=0))

@@ -28,7 +28,10 @@ def load_manifest(root,          # a prep output folder (or its manifest.parquet
     if not f.exists():
         raise FileNotFoundError(f'no {f.name} in {f.parent}: prepare the dataset first, e.g. '
                                 f'`dfnb prep --dataset ffpp --root /data/FaceForensics++ --out {f.parent}`')
-    man = pd.read_parquet(f)
+    try: man = pd.read_parquet(f)
+    except (OSError, ValueError) as e:   # pyarrow's errors do not name the file
+        raise ValueError(f'{f} is not a readable manifest ({str(e).splitlines()[0][:120]}): rerun `dfnb prep` into '
+                         f'that folder to rebuild it') from None
     for col, want in (('split', split), ('dataset', datasets), ('method', methods)):
         if want is None: continue
         want = [want] if isinstance(want, str) else list(want)

@@ -13,10 +13,10 @@ __all__ = ['GEOM', 'GEOM_NAMES', 'FOREHEAD_ORDER', 'EXPR', 'CANON_BOX', 'POPS', 
            'task_dfdc_actor', 'plan', 'write_indexes', 'check_writable', 'synthesize', 'truth_index']
 
 # %% ../nbs/01_synth.ipynb #c002
-import numpy as np, cv2, json, os, math, string, errno
+import numpy as np, cv2, json, os, math, string, errno, time
 from pathlib import Path
 import av
-from .core import rng, derive_seed
+from .core import rng, derive_seed, MARKER, DirLock, claim_dir, worker_pool
 
 # %% ../nbs/01_synth.ipynb #c005
 GEOM = {
@@ -786,11 +786,21 @@ def check_writable(out):
 
 def synthesize(out, preset='tiny', seed=0, worlds=('ffpp', 'cdf', 'dfdc'), workers=None, progress=True, **overrides):
     "Write the synthetic worlds under `out`; resumable (finished videos are skipped). Returns a report dict"
-    import time, multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}: choose one of {list(PRESETS)}')
     cfg = {**PRESETS[preset], **overrides}
-    root = check_writable(out); t0 = time.time()
+    t0 = time.time()
+    root = Path(out)
+    old = root / 'synth_report.json'
+    if old.is_file() and not (root / MARKER).exists():    # written by an older dfnb: the same worlds, or refused
+        r = json.loads(old.read_text())
+        if (r.get('preset'), r.get('seed'), r.get('config')) != (preset, seed, json.loads(json.dumps(cfg))):
+            raise ValueError(f"{root} holds worlds of preset {r.get('preset')} seed {r.get('seed')} with other settings: "
+                             f'choose another --out')
+    claim_dir(root, 'synth', legacy=('synth_report.json',), preset=preset, seed=seed, config=cfg)
+    with DirLock(root, 'dfnb synth'): return _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0)
+
+def _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0):
+    "The body of `synthesize`, in a folder this process holds"
     for w in worlds:
         for tmp in (root / w).rglob('*.tmp*') if (root / w).exists() else []: tmp.unlink()
     tasks = plan(cfg, seed, worlds)
@@ -804,10 +814,8 @@ def synthesize(out, preset='tiny', seed=0, worlds=('ffpp', 'cdf', 'dfdc'), worke
         from tqdm.auto import tqdm
         bar = tqdm(total=len(tasks), initial=skipped, desc=f'synth {preset}', unit='task')
     if workers > 1 and len(args) > 1:
-        # fresh workers from a clean server process: a fork of a process whose OpenCV or torch threads are busy (a notebook's) can hang
-        ctx = mp.get_context('forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
         from dfnb.synth import _run_task as task   # by its module name, so that a fresh worker can import it (also from this notebook)
-        with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+        with worker_pool(workers) as ex:
             for n in ex.map(task, args, chunksize=1):
                 written += n
                 if bar: bar.update(1)

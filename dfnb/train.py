@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'load_checkpoint', 'dist_info', 'init_distributed', 'score_loader', 'Logger', 'train', 'iter_batches',
-           'peak_rss_mb', 'train_speed', 'loader_speed', 'batch_items', 'method_speeds']
+           'load_checkpoint', 'dist_info', 'init_distributed', 'score_loader', 'Logger', 'check_config',
+           'prep_settings', 'train', 'iter_batches', 'peak_rss_mb', 'train_speed', 'loader_speed', 'batch_items',
+           'method_speeds']
 
 # %% ../nbs/08_train.ipynb #c002
-import json, os, sys, time, math, csv, random
+import json, os, sys, time, math, csv, random, shutil
 import numpy as np, torch, torch.nn as nn
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ class TrainConfig:
     method: str = 'bce'          # registered detector name
     preset: str = ''             # a named preset of the method (e.g. paper): its model and training values, under explicit ones
     data: str = ''               # a `dfnb prep` folder holding the training (and by default the val) split
+    methods: list = field(default_factory=list)  # fake methods to train and select on (e.g. FF++'s four classic ones); []: all
     val_data: str = ''           # a `dfnb prep` folder for selection (default: `data`)
     out: str = ''                # the run folder (default: <data root>/runs/<method>-<seed>)
     steps: int = 1000            # optimiser updates
@@ -47,8 +49,7 @@ class TrainConfig:
 def train_config(path=None,     # YAML file with the values that differ from the defaults
                  overrides=()): # `key=value` strings; `model.<setting>=value` sets a method setting
     "A TrainConfig from a method preset (if named), a file and overrides, in rising priority; method settings are checked by the method"
-    import yaml
-    from dfnb.core import parse_value
+    from dfnb.core import parse_value, read_yaml
     if isinstance(overrides, str): overrides = [overrides]
     model = {}
     for o in overrides:
@@ -59,7 +60,7 @@ def train_config(path=None,     # YAML file with the values that differ from the
     if cfg.preset:
         from dfnb.detectors.base import preset_of
         P = preset_of(cfg.method, cfg.preset)
-        y = (yaml.safe_load(Path(path).read_text(encoding='utf-8')) or {}) if path else {}
+        y = (read_yaml(path) or {}) if path else {}
         explicit = set(y) | {o.split('=', 1)[0] for o in plain}
         cfg = load_config(TrainConfig, path, [f'{k}={json.dumps(v)}' for k, v in P['train'].items() if k not in explicit] + plain)
         cfg.model = {**P['model'], **cfg.model}
@@ -105,13 +106,36 @@ def set_rng_state(st):  # from `rng_state`
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
 def save_checkpoint(path, **state):  # destination; what to save (tensors, dicts, numbers, strings)
-    "torch.save to a temporary file, then rename: a kill never leaves a half-written checkpoint"
-    path = Path(path); tmp = path.with_name(path.name + '.tmp')
-    torch.save(state, tmp); os.replace(tmp, path)
+    "torch.save to a temporary file, then rename: a kill never leaves a half-written checkpoint; a full disk is said plainly"
+    import errno
+    path = Path(path)
+    tmp = path.with_name(path.name + '.tmp')
+    try: torch.save(state, tmp)
+    except (RuntimeError, OSError) as e:   # torch reports a full disk as 'enforce fail ... unexpected pos'
+        full = getattr(e, 'errno', None) == errno.ENOSPC or 'unexpected pos' in str(e) or 'No space left' in str(e)
+        full = full or shutil.disk_usage(path.parent).free < 2**20
+        tmp.unlink(missing_ok=True)
+        if full: raise OSError(errno.ENOSPC, 'No space left on device while writing a checkpoint', str(path)) from None
+        raise
+    os.replace(tmp, path)
 
 def load_checkpoint(path):  # a checkpoint written by `save_checkpoint`
-    "Load a checkpoint safely (weights_only=True)"
-    return torch.load(path, map_location='cpu', weights_only=True)
+    "Load a checkpoint safely (weights_only=True); a file that cannot be loaded so is refused, naming it"
+    import pickle, zipfile
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'{path} does not exist or is not a file, give a checkpoint written by dfnb')
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f'{path} is not a readable PyTorch checkpoint (not in the zip format torch.save writes): it may be '
+                         f'truncated or another kind of file, use a checkpoint written by dfnb')
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f'{path} holds Python objects besides tensors and plain values, and loading those could run code '
+                         f'from the file, so dfnb refuses it: use a checkpoint written by dfnb, or save the weights alone '
+                         f'with torch.save(model.state_dict(), file)') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, ValueError) as e:
+        why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise ValueError(f'{path} is not a readable PyTorch checkpoint ({why}): it may be truncated or another kind of '
+                         f'file, use a checkpoint written by dfnb') from None
 
 # %% ../nbs/08_train.ipynb #c015
 def dist_info():
@@ -165,62 +189,108 @@ class Logger:
     def close(self):
         if self.tb: self.tb.close()
 
-def _finite(losses, step, lr):
+def _finite(losses, step, cfg, saved):  # loss terms; step; the run's TrainConfig; step of the last checkpoint (or None)
+    "Stop the run with a message that names the step, the terms, what is kept and how to rerun"
     bad = {k: float(v) for k, v in losses.items() if not torch.isfinite(v.detach()).all()}
-    if bad: raise FloatingPointError(f'loss became non-finite at step {step} ({bad}); the last good checkpoint is kept. '
-                                     f'Lower the learning rate (lr={lr}), enable clip=1.0, or check the data for broken crops')
+    if not bad: return
+    kept = (f'the checkpoint of step {saved} is kept in {cfg.out}/last.pt' if saved else
+            f'no checkpoint was written yet (the first comes at step {min(cfg.val_every, cfg.steps)})')
+    raise FloatingPointError(f'loss became non-finite at step {step} ({bad}); {kept}. Rerun with a lower lr (now {cfg.lr}) '
+                             f'or clip=1.0 and a new --out (a run folder keeps its settings), or check the data for '
+                             f'broken crops')
 
 def _to(b, device):
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in b.items()}
 
 def _truncate_logs(out, step):
-    "Drop log rows written after the checkpoint a resumed run restarts from"
+    "Drop log rows written after the checkpoint a run restarts from (all of them when it starts afresh)"
     for name in ('train', 'val'):
         f = Path(out) / f'{name}.csv'
         if f.exists():
             lines = f.read_text().splitlines(True)
-            f.write_text(''.join(lines[:1] + [l for l in lines[1:] if int(l.split(',', 1)[0]) <= step]))
+            if step == 0: f.unlink()
+            else: f.write_text(''.join(lines[:1] + [l for l in lines[1:] if int(l.split(',', 1)[0]) <= step]))
 
 # %% ../nbs/08_train.ipynb #c020
 def _same_run(saved, cfg):
     "Settings that must not change when a run is resumed (steps may be extended)"
     keep = lambda d: {k: v for k, v in d.items() if k not in ('steps', 'workers', 'threads', 'device', 'out')}
-    return keep(saved) == keep(to_dict(cfg))
+    return keep({**to_dict(TrainConfig()), **saved}) == keep(to_dict(cfg))   # keys added since the run default
+
+def check_config(cfg):  # a TrainConfig
+    "Refuse values a run cannot honour, naming the key and what fits"
+    for k in ('steps', 'batch_size', 'val_every', 'log_every'):
+        if getattr(cfg, k) < 1: raise ValueError(f'{k}={getattr(cfg, k)} must be at least 1, give {k}=N with N >= 1')
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0): raise ValueError(f'lr={cfg.lr} must be a positive number, e.g. lr=1e-3')
+    if not 0 <= cfg.warmup < 1: raise ValueError(f'warmup={cfg.warmup} is a fraction of the steps, give 0 <= warmup < 1')
+    if cfg.workers < 0: raise ValueError(f'workers={cfg.workers} must be 0 (load in this process) or more')
+    if cfg.select not in ('val', 'test'): raise ValueError(f"select must be 'val' or 'test', got {cfg.select!r}")
+    if cfg.metric not in ('frame_auc', 'video_auc'): raise ValueError(f"metric must be frame_auc or video_auc, got {cfg.metric!r}")
+
+def prep_settings(data):  # a `dfnb prep` folder
+    "How the faces of a prepared folder were found and cropped (its prep report), for inference on raw files; None if unknown"
+    f = Path(data) / 'prep_report.json'
+    if not f.is_file(): return None
+    try: s = json.loads(f.read_text()).get('settings', {})
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        raise ValueError(f'{f} is not a prep report dfnb can read: rerun `dfnb prep` into that folder to rewrite it') from None
+    keys = ('size', 'margin', 'template', 'backend', 'faces', 'frames')
+    return {k: s.get(k) for k in keys} if all(k in s for k in keys[:3]) else None
 
 def train(cfg,            # a TrainConfig (or the overrides for one, as a list of key=value strings)
           log=print,      # where progress lines go (rank 0)
           progress=False): # a tqdm progress bar over the steps (rank 0)
     "Train a detector; resumes from `<out>/last.pt` when present. Returns the run summary (also `summary.json`)"
-    import yaml
-    from dfnb.detectors.base import create_detector
-    from dfnb.data import make_loader
-    from dfnb.core import data_root
-    from dfnb.metrics import evaluate_scores
+    from dfnb.core import data_root, claim_dir, DirLock
     if not isinstance(cfg, TrainConfig): cfg = train_config(overrides=cfg)
     if not cfg.data: raise ValueError('no training data: pass --data <a dfnb prep folder>')
-    if cfg.select not in ('val', 'test'): raise ValueError(f"select must be 'val' or 'test', got {cfg.select!r}")
-    device = pick_device(cfg.device); rank, world = init_distributed(device)
+    check_config(cfg)
+    device = pick_device(cfg.device)
+    rank, world = init_distributed(device)
     if cfg.batch_size % world: raise ValueError(f'batch_size {cfg.batch_size} must divide by the {world} processes')
-    out = Path(cfg.out or data_root() / 'runs' / f'{cfg.method}-{cfg.seed}'); cfg.out = str(out)
-    set_threads(cfg.threads if cfg.threads == 'auto' else int(cfg.threads)); seed_everything(cfg.seed + rank)
-    model = create_detector(cfg.method, cfg.preset or None, **cfg.model).to(device); model = channels_last(model, cfg.amp)
-    size = model.cfg['size']; echo = log if rank == 0 else (lambda *a, **k: None)
-    train_dl = make_loader(cfg.data, 'train', needs=model.needs, size=size, batch_size=cfg.batch_size // world, train=True,
+    out = Path(cfg.out or data_root() / 'runs' / f'{cfg.method}-{cfg.seed}')
+    cfg.out = str(out)
+    if rank != 0: return _train(cfg, out, device, rank, world, log, progress)
+    claim_dir(out, 'run', legacy=('config.yaml', 'last.pt', 'summary.json'))
+    with DirLock(out, 'dfnb train'): return _train(cfg, out, device, rank, world, log, progress)
+
+def _train(cfg, out, device, rank, world, log, progress):
+    "The body of `train`, in a run folder this process holds"
+    import yaml
+    from dfnb.detectors.base import create_detector
+    from dfnb.data import make_loader, load_manifest
+    from dfnb.metrics import evaluate_scores
+    set_threads(cfg.threads if cfg.threads == 'auto' else int(cfg.threads))
+    seed_everything(cfg.seed + rank)
+    model = create_detector(cfg.method, cfg.preset or None, **cfg.model).to(device)
+    model = channels_last(model, cfg.amp)
+    size = model.cfg['size']
+    echo = log if rank == 0 else (lambda *a, **k: None)
+    keep = ['real', *cfg.methods] if cfg.methods else None
+    data = load_manifest(cfg.data, methods=keep)
+    vdata = data if not cfg.val_data else load_manifest(cfg.val_data, methods=keep)
+    train_dl = make_loader(data, 'train', needs=model.needs, size=size, batch_size=cfg.batch_size // world, train=True,
                            seed=cfg.seed, workers=cfg.workers, rank=rank, world_size=world, **model.data_options())
-    val_dl = make_loader(cfg.val_data or cfg.data, cfg.select, size=size, batch_size=max(cfg.batch_size, 64), train=False, workers=cfg.workers)
+    val_dl = make_loader(vdata, cfg.select, size=size, batch_size=max(cfg.batch_size, 64), train=False, workers=cfg.workers)
+    prep = prep_settings(cfg.data)
     opt, sched = make_optimizer(model, cfg)
-    start, best, best_step = 0, -1.0, None
-    if rank == 0: out.mkdir(parents=True, exist_ok=True)
+    start, best, best_step, saved_step = 0, -1.0, None, None
     if (out / 'last.pt').exists():
         saved = yaml.safe_load((out / 'config.yaml').read_text()) if (out / 'config.yaml').exists() else {}
-        if not _same_run(saved, cfg): raise ValueError(f'{out} holds a run with other settings (see its config.yaml): choose a new --out, or rerun with the same settings to resume')
+        if not _same_run(saved, cfg):
+            raise ValueError(f'{out} holds a run with other settings (see its config.yaml): choose a new --out, or rerun '
+                             f'with the same settings to resume')
         ck = load_checkpoint(out / 'last.pt')
-        model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); sched.load_state_dict(ck['scheduler'])
+        model.load_state_dict(ck['model'])
+        opt.load_state_dict(ck['optimizer'])
+        sched.load_state_dict(ck['scheduler'])
         start, best, best_step = ck['step'], ck['best'], ck['best_step']
+        saved_step = start
         if rank == 0: set_rng_state(ck['rng'])   # other ranks keep their seed: the data order itself depends only on (seed, step)
-        if rank == 0: _truncate_logs(out, start)
         echo(f'resuming {out} at step {start}')
-    if rank == 0: save_config(cfg, out / 'config.yaml')
+    if rank == 0:
+        _truncate_logs(out, start)               # rows after the checkpoint (all rows of a run killed before its first)
+        save_config(cfg, out / 'config.yaml')
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     logger = Logger(out, rank == 0, echo); t0 = time.time(); seen = 0; step = start; hist = []
     model.train()
@@ -234,7 +304,7 @@ def train(cfg,            # a TrainConfig (or the overrides for one, as a list o
         model.set_progress(step, cfg.steps)
         with autocast(device, cfg.amp):
             o = net({**b, 'image': channels_last(b['image'], cfg.amp)}); L = model.losses(b, o)
-        _finite(L, step, cfg.lr)
+        _finite(L, step, cfg, saved_step)
         opt.zero_grad(set_to_none=True); L['total'].backward()
         if cfg.clip: nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         if cfg.clip_value: nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
@@ -253,15 +323,17 @@ def train(cfg,            # a TrainConfig (or the overrides for one, as a list o
                            frame_eer=round(res['frame']['eer'], 5), selected_on=cfg.select)
                 if score > best:
                     best, best_step = score, done
-                    save_checkpoint(out / 'best.pt', model=model.state_dict(), step=done, method=cfg.method, settings=dict(model.cfg), select=cfg.select, score=score)
+                    save_checkpoint(out / 'best.pt', model=model.state_dict(), step=done, method=cfg.method,
+                                    settings=dict(model.cfg), select=cfg.select, score=score, prep=prep)
                 rngs = rng_state()
                 save_checkpoint(out / 'last.pt', model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                step=done, best=best, best_step=best_step, rng=rngs)
+                                step=done, best=best, best_step=best_step, rng=rngs, prep=prep)
+                saved_step = done
             echo(f'val ({cfg.select}) step {done}: frame AUC {res["frame"]["auc"]:.4f}, video AUC {res["video"]["auc"]:.4f}; best {best:.4f} at {best_step}')
     logger.close()
     if bar: bar.close()
     summ = dict(method=cfg.method, steps=cfg.steps, best_step=best_step, best=round(best, 5), metric=cfg.metric, selected_on=cfg.select,
-                world_size=world, settings=dict(model.cfg), seconds=round(time.time() - t0, 1), out=str(out))
+                world_size=world, settings=dict(model.cfg), seconds=round(time.time() - t0, 1), out=str(out), prep=prep)
     if rank == 0: (out / 'summary.json').write_text(json.dumps(summ, indent=1))
     if world > 1: torch.distributed.barrier()
     return summ

@@ -13,14 +13,6 @@ def dfnb(*args, **kw):
     return subprocess.run(DFNB + [str(a) for a in args], capture_output=True, text=True, timeout=600, **kw)
 
 
-@pytest.fixture(scope='module')
-def world(tmp_path_factory):
-    d = tmp_path_factory.mktemp('world')
-    r = dfnb('synth', '--out', d, '--preset', 'tiny', '--frames', '8', '--worlds', 'ffpp,cdf', '--workers', '2', '--no-progress')
-    assert r.returncode == 0, r.stderr
-    return d
-
-
 def files(root):
     "md5 of every output file, the run report excepted"
     return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
