@@ -87,7 +87,7 @@ def bench(preset='quick',   # smoke, quick or paper
     "Train, evaluate, perturb and probe every (method, seed) under one preset and write `<out>/report.md`; returns the tables"
     if preset not in BENCH_PRESETS: raise ValueError(f'unknown preset {preset!r}: choose from {list(BENCH_PRESETS)}')
     out = Path(out)
-    claim_dir(out, 'bench', legacy=('report.md', 'runs'))
+    claim_dir(out, 'bench', legacy=[('report.md', 'runs')])
     with DirLock(out, 'dfnb bench'):
         return _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims, claims_from, workers, log)
 

@@ -133,6 +133,12 @@ def add_train(sub):
     s.add_argument('--table', type=Path, default=None, help='write the table here as .csv (long form) and .md (default: <out>/sweep.csv, .md)')
     s.set_defaults(func=run_sweep)
 
+def _at_least(a, lo, *names):  # parsed arguments; the smallest value; the options to check (None passes)
+    "Refuse a counting option below `lo`, naming it"
+    for n in names:
+        v = getattr(a, n)
+        if v is not None and v < lo: raise ValueError(f"--{n.replace('_', '-')} {v} must be at least {lo}")
+
 def _may_write(path,  # a file the user named for a result
                ours):  # path → whether its contents are a result dfnb wrote
     "Refuse to write over an existing file unless dfnb wrote it"
@@ -166,6 +172,8 @@ def run_eval(a):
     "Run `dfnb eval`"
     import pandas as pd
     from dfnb.eval import evaluate_run, eval_figures
+    _at_least(a, 1, 'batch_size', 'max_videos')
+    _at_least(a, 0, 'workers', 'n_boot')
     res = evaluate_run(a.run, a.data, a.split, a.batch_size, a.workers, ci=a.n_boot > 0, n_boot=max(a.n_boot, 1), out=a.out)
     out = a.out or a.run / 'eval'
     eval_figures(res, {n: pd.read_parquet(out / f'{n}_scores.parquet') for n in res}, out)
@@ -183,6 +191,8 @@ def run_eval(a):
 def run_sweep(a):
     "Run `dfnb sweep`: prints the table as markdown and writes it as CSV and markdown"
     from dfnb.eval import sweep, format_seeds, markdown_table
+    _at_least(a, 1, 'jobs')
+    _at_least(a, 0, 'n_boot')
     out = a.out or data_root() / 'runs'
     if a.table:   # checked now, not after hours of training
         for f in (Path(a.table).with_suffix('.csv'), Path(a.table).with_suffix('.md')): _may_write(f, _sweep_table)
@@ -223,6 +233,7 @@ def _named_dir(s):  # 'name=DIR' or 'DIR'
 def run_bench(a):
     "Run `dfnb bench`"
     from dfnb.bench import bench
+    _at_least(a, 1, 'seeds', 'jobs', 'workers')
     if a.test and not a.data: raise ValueError('--test needs --data: the training folder the tests are compared against')
     return bench(a.preset, tuple(a.methods), a.seeds, a.out, data=_named_dir(a.data) if a.data else None,
                  tests=[_named_dir(t) for t in a.test] if a.test else None, jobs=a.jobs, robust=not a.no_robustness,

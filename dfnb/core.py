@@ -497,6 +497,8 @@ def _marker(path):
                          f'and rerun; otherwise choose another output folder')
     return mark
 
+def _all_there(path, names): return all((path / n).exists() for n in ([names] if isinstance(names, str) else names))
+
 def _only_dfnb_state(path):
     "Whether folder `path` holds nothing but dfnb's marker, lock files and an empty scratch folder"
     for p in path.iterdir():
@@ -507,7 +509,7 @@ def _only_dfnb_state(path):
 
 def claim_dir(path,        # the output folder
               kind,        # what dfnb writes there: 'prep', 'run', 'synth' or 'bench'
-              legacy=(),   # file names whose presence proves an older dfnb wrote the folder (before markers)
+              legacy=(),   # what proves an older dfnb wrote the folder (before markers): names, or tuples of names all present
               **identity): # JSON-able values that must match for the folder to be reused (e.g. dataset, settings)
     "Create `path` as a dfnb output folder of `kind`, or prove it already is one with the same `identity`"
     path = Path(path)
@@ -525,7 +527,7 @@ def claim_dir(path,        # the output folder
                              f'same settings to resume, or choose another output folder')
         if diff: mark = None                          # nothing was made under the old settings: take the folder anew
         elif all(k in old for k in ident): return path
-    elif path.is_dir() and any(path.iterdir()) and not any((path / f).exists() for f in legacy):
+    elif path.is_dir() and any(path.iterdir()) and not any(_all_there(path, f) for f in legacy):
         raise FileExistsError(f'{path} already holds files that dfnb did not write: choose a new or empty output folder '
                               f'(dfnb never writes into a folder it cannot prove it made)')
     try:

@@ -99,7 +99,7 @@ def evaluate_run(run,               # a run folder
     _check_not_other(out, sets)
     model, meta = load_run(run, device=device)
     dev = next(model.parameters()).device
-    claim_dir(out, 'eval', legacy=('results.json',))
+    claim_dir(out, 'eval', legacy=[()] if out == run / 'eval' else ())   # a run's own eval folder is dfnb's, whatever it holds
     cfg = _run_config(run)
     results = {}
     for name, dd in sets:

@@ -880,7 +880,7 @@ def prepare(dataset,          # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder
     bname, note = resolve_backend(backend, base)   # built later, in the process that uses it (MediaPipe does not survive a fork)
     cfg['backend'] = bname
     name = str(df.dataset.iloc[0])
-    claim_dir(out, 'prep', legacy=('manifest.parquet', 'prep_report.json'), dataset=name, source=str(base.resolve()),
+    claim_dir(out, 'prep', legacy=[('manifest.parquet', 'prep_report.json')], dataset=name, source=str(base.resolve()),
               settings=_settings(cfg))
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     tag = '' if shard is None else f'.shard-{shard[0]}-of-{shard[1]}'

@@ -788,6 +788,11 @@ def synthesize(out, preset='tiny', seed=0, worlds=('ffpp', 'cdf', 'dfdc'), worke
     "Write the synthetic worlds under `out`; resumable (finished videos are skipped). Returns a report dict"
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}: choose one of {list(PRESETS)}')
     cfg = {**PRESETS[preset], **overrides}
+    if not (isinstance(cfg['frames'], int) and 1 <= cfg['frames'] <= 10000):
+        raise ValueError(f"--frames {cfg['frames']!r} is out of range, give a whole number from 1 to 10000")
+    if not (isinstance(cfg['size'], int) and 32 <= cfg['size'] <= 4096):
+        raise ValueError(f"--size {cfg['size']!r} is out of range, give a multiple of 16 from 32 to 4096")
+    if workers is not None and workers < 1: raise ValueError(f'--workers {workers} must be at least 1')
     t0 = time.time()
     root = Path(out)
     old = root / 'synth_report.json'

@@ -251,7 +251,7 @@ def train(cfg,            # a TrainConfig (or the overrides for one, as a list o
     out = Path(cfg.out or data_root() / 'runs' / f'{cfg.method}-{cfg.seed}')
     cfg.out = str(out)
     if rank != 0: return _train(cfg, out, device, rank, world, log, progress)
-    claim_dir(out, 'run', legacy=('config.yaml', 'last.pt', 'summary.json'))
+    claim_dir(out, 'run', legacy=[('config.yaml', 'last.pt'), ('config.yaml', 'summary.json')])
     with DirLock(out, 'dfnb train'): return _train(cfg, out, device, rank, world, log, progress)
 
 def _train(cfg, out, device, rank, world, log, progress):
