@@ -27,6 +27,7 @@ def load_run(run,            # a run folder from `dfnb train`, or a checkpoint f
     method = ck.get('method') or cfg.get('method')
     settings = ck.get('settings') or cfg.get('model', {})
     if method is None: raise ValueError(f'{f} does not say which detector it holds (no "method" entry)')
+    if settings.get('pretrained'): settings = {**settings, 'pretrained': None}   # the checkpoint holds every weight
     m = create_detector(method, **settings)
     try: m.load_state_dict(ck['model'])
     except (KeyError, RuntimeError) as e:

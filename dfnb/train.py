@@ -12,8 +12,10 @@ __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_st
 import json, os, sys, time, math, csv, random, shutil
 import numpy as np, torch, torch.nn as nn
 from dataclasses import dataclass, field
+from typing import Literal, Union
 from pathlib import Path
 from .core import load_config, save_config, to_dict, seed_everything, set_threads, pick_device, autocast, channels_last
+from .core import amp_dtype
 
 # %% ../nbs/08_train.ipynb #c005
 @dataclass
@@ -41,7 +43,7 @@ class TrainConfig:
     seed: int = 0                # seeds the model, the data order and the augmentations
     workers: int = 0             # DataLoader worker processes
     threads: str = 'auto'        # torch intra-op threads per process
-    amp: str = 'auto'            # bf16/fp16 autocast: auto (where it pays), true, false
+    amp: Union[bool, Literal['auto', 'bf16', 'fp16']] = 'auto'  # autocast: auto (bf16 where the device has it), bf16, fp16, true, false (fp32)
     device: str = 'auto'         # auto, cpu, cuda, cuda:1
     model: dict = field(default_factory=dict)   # method settings (backbone, size, ...)
 
@@ -266,6 +268,7 @@ def _train(cfg, out, device, rank, world, log, progress):
     model = channels_last(model, cfg.amp)
     size = model.cfg['size']
     echo = log if rank == 0 else (lambda *a, **k: None)
+    precision = str(amp_dtype(device, cfg.amp) or torch.float32).replace('torch.', '')
     keep = ['real', *cfg.methods] if cfg.methods else None
     data = load_manifest(cfg.data, methods=keep)
     vdata = data if not cfg.val_data else load_manifest(cfg.val_data, methods=keep)
@@ -291,6 +294,7 @@ def _train(cfg, out, device, rank, world, log, progress):
     if rank == 0:
         _truncate_logs(out, start)               # rows after the checkpoint (all rows of a run killed before its first)
         save_config(cfg, out / 'config.yaml')
+    echo(f'{cfg.method} on {device}, precision {precision} (amp={cfg.amp})')
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     logger = Logger(out, rank == 0, echo); t0 = time.time(); seen = 0; step = start; hist = []
     model.train()
@@ -324,16 +328,17 @@ def _train(cfg, out, device, rank, world, log, progress):
                 if score > best:
                     best, best_step = score, done
                     save_checkpoint(out / 'best.pt', model=model.state_dict(), step=done, method=cfg.method,
-                                    settings=dict(model.cfg), select=cfg.select, score=score, prep=prep)
+                                    settings=dict(model.cfg), select=cfg.select, score=score, prep=prep, precision=precision)
                 rngs = rng_state()
                 save_checkpoint(out / 'last.pt', model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                step=done, best=best, best_step=best_step, rng=rngs, prep=prep)
+                                step=done, best=best, best_step=best_step, rng=rngs, prep=prep, precision=precision)
                 saved_step = done
             echo(f'val ({cfg.select}) step {done}: frame AUC {res["frame"]["auc"]:.4f}, video AUC {res["video"]["auc"]:.4f}; best {best:.4f} at {best_step}')
     logger.close()
     if bar: bar.close()
     summ = dict(method=cfg.method, steps=cfg.steps, best_step=best_step, best=round(best, 5), metric=cfg.metric, selected_on=cfg.select,
-                world_size=world, settings=dict(model.cfg), seconds=round(time.time() - t0, 1), out=str(out), prep=prep)
+                world_size=world, settings=dict(model.cfg), seconds=round(time.time() - t0, 1), out=str(out), prep=prep,
+                precision=precision)
     if rank == 0: (out / 'summary.json').write_text(json.dumps(summ, indent=1))
     if world > 1: torch.distributed.barrier()
     return summ

@@ -47,7 +47,7 @@ def _conv(c, k, pad, bn=True):
     return [nn.Conv2d(c, c, k, padding=pad, bias=not bn)] + ([nn.BatchNorm2d(c)] if bn else [])
 
 class ADMStage(nn.Module):
-    "One residual stage of the ADM: 'keep' (same side), 'reduce' (side − 2) or 'end' (k×k → 1×1, no BN)"
+    "One residual stage of the ADM: 'keep' (same side), 'reduce' (side − 2) or 'end' (k×k → 1×1, no BN); ReLU after the sum"
     def __init__(self, c,        # channels (kept)
                  kind,           # keep, reduce or end
                  k=3):           # end stage: kernel = the side it reduces to 1
@@ -61,7 +61,7 @@ class ADMStage(nn.Module):
         else: raise ValueError(f'unknown ADM stage {kind!r}')
     def forward(self, x):
         y = self.body(x) + self.short(x)
-        return y if self.kind == 'end' else F.relu(y)
+        return F.relu(y)                 # every stage, the end stage too (official backbones/adm.py, lines 74–75)
 
 class ADM(nn.Module):
     "Artifact detection module: residual stages on the backbone map, per-level box classifier and regressor"
@@ -131,32 +131,52 @@ def multibox_loss(loc, conf,        # predictions (B, A, 4) and (B, A, 2)
     return l_loc / N, ce[pos | neg].sum() / N
 
 # %% ../../nbs/07a_detectors.caddm.ipynb #c018
-def _motion_kernel(length, angle):  # px; degrees
-    k = np.zeros((length, length), np.float32); k[length // 2, :] = 1
-    M = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), angle, 1.0)
-    k = cv2.warpAffine(k, M, (length, length)); return k / max(k.sum(), 1e-6)
+def _motion_kernel(length, angle):  # px; degrees, 0–360
+    "A one-sided line from the kernel's centre, `length` px at `angle`, normalised (the official `get_linear_motion_kernel`)"
+    rad = np.deg2rad(angle)
+    dx, dy = np.cos(rad), np.sin(rad)
+    a = int(max(abs(dx), abs(dy)) * length * 2)
+    if a <= 0: return None
+    k = np.zeros((a, a), np.float32)
+    c = a // 2
+    cv2.line(k, (c, c), (int(dx * length + c), int(dy * length + c)), 1.0)
+    if k.sum() == 0: k[c, c] = 1.0
+    return k / k.sum()
+
+def _hsv_scale(x, r):  # float RGB in 0–255; generator
+    "Saturation × U[0.5, 1] or U[1, 1.15], value × U[1, 2] or U[0.5, 1], each with p 0.5"
+    hsv = cv2.cvtColor(np.clip(x, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
+    if r.random() < 0.5: hsv[..., 1] *= r.uniform(0.5, 1.0) if r.random() < 0.5 else r.uniform(1.0, 1.15)
+    if r.random() < 0.5: hsv[..., 2] *= r.uniform(1.0, 2.0) if r.random() < 0.5 else r.uniform(0.5, 1.0)
+    return cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
 
 def caddm_noise(img,      # uint8 RGB crop
                 r,        # np.random.Generator
                 ref=224): # the crop size the blur lengths refer to
     "CADDM's photometric training augmentation (the official `add_noise`), as one draw"
-    H, W = img.shape[:2]; s = H / ref; x = img
+    H, W = img.shape[:2]
+    s = H / ref
+    x = img
     if r.random() < 0.3: x = jpeg(x, int(r.integers(15, 80)))
     x = x.astype(np.float32)
-    if r.random() < 0.5: lo, hi = x.min(), x.max(); x = (x - lo) / max(hi - lo, 1.0) * 255           # min–max renormalise
-    if r.random() < 0.5:                                                                              # low-resolution quantisation noise
+    if r.random() < 0.5: x = (x - x.min()) / (x.max() - x.min() + 1) * 255                   # min–max renormalise
+    if r.random() < 0.5:                                                                       # quantisation noise, one map
         h, w = max(H // 4, 1), max(W // 4, 1)
-        x = x + cv2.resize(r.normal(0, 2, (h, w, 3)).astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
-    if r.random() < 0.25:                                                                             # saturation and value scaling
-        hsv = cv2.cvtColor(np.clip(x, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
-        hsv[..., 1:] *= r.uniform(0.7, 1.3, 2); x = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
-    x = 255 * (np.clip(x, 0, 255) / 255) ** r.uniform(0.6, 1.4)                                       # gamma, always
-    if r.random() < 0.3:                                                                              # motion blur
-        L = max(1, int(round(r.integers(1, 11) * s)))
-        if L > 1: x = cv2.filter2D(x, -1, _motion_kernel(L, r.uniform(0, 180)))
-    if r.random() < 0.3: x = cv2.GaussianBlur(x, (3, 3), 0)
-    if r.random() < 0.3: x = x + r.normal(0, r.uniform(15, 22) if r.random() < 0.5 else r.uniform(0, 5), x.shape)
-    if r.random() < 0.3: a = r.uniform(0, 0.3); x = (1 - a) * x + a * r.uniform(0, 255, 3)          # colour tone
+        noise = cv2.resize(r.normal(0, 2, (h, w)).astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
+        x = np.clip(x + noise[..., None], 0, 255)
+    if r.random() < 0.25: x = _hsv_scale(x, r)                                                 # saturation and value
+    g = r.uniform(0.6, 1.4)                                                                    # gamma, always: x^(1/γ)
+    x = np.clip(np.rint(255 * (np.clip(x, 0, 255) / 255) ** (1 / g)), 0, 255)
+    if r.random() < 0.3:                                                                       # motion blur, one-sided
+        k = _motion_kernel(max(1, int(round((int(r.integers(1, 11))) * s))), float(r.integers(0, 360)))
+        if k is not None: x = cv2.filter2D(x, -1, k)
+    if r.random() < 0.3: x = cv2.GaussianBlur(x, (3, 3), int(r.integers(0, 3)))
+    if r.random() < 0.3:
+        sigma = int(r.integers(15, 22)) if r.random() < 0.5 else int(r.integers(0, 5))
+        x = np.clip(x + r.normal(0, 1, x.shape) * sigma, 0, 255)
+    if r.random() < 0.3:                                                                       # colour tone
+        a = r.uniform(0, 0.3)
+        x = (1 - a) * x + a * r.uniform(60, 255, 3)
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 # %% ../../nbs/07a_detectors.caddm.ipynb #c020
