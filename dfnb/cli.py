@@ -252,6 +252,9 @@ def add_bench(sub):
     b.add_argument('--claims', action='store_true', help="also train each method's ablation variants and check the papers' claims on them")
     b.add_argument('--claims-from', type=Path, default=None, help='also check the claims on the evaluated runs of this folder (e.g. data/runs), every paired seed')
     b.add_argument('--workers', type=int, default=None, help='processes for writing and preparing the worlds')
+    b.add_argument('--start', default=None, choices=('pretrained', 'scratch', 'imagenet'),
+                   help="where every method's backbone starts: pretrained (one dfnb pretrain backbone, made once from the "
+                        "training set's real faces; quick and smoke), scratch, or imagenet (timm's weights; paper)")
     b.set_defaults(func=run_bench)
 
 def _named_dir(s):  # 'name=DIR' or 'DIR'
@@ -267,7 +270,8 @@ def run_bench(a):
     if a.test and not a.data: raise ValueError('--test needs --data: the training folder the tests are compared against')
     return bench(a.preset, tuple(a.methods), a.seeds, a.out, data=_named_dir(a.data) if a.data else None,
                  tests=[_named_dir(t) for t in a.test] if a.test else None, jobs=a.jobs, robust=not a.no_robustness,
-                 claims=a.claims, claims_from=a.claims_from, workers=a.workers, log=lambda m: print(m, flush=True))
+                 claims=a.claims, claims_from=a.claims_from, workers=a.workers, start=a.start,
+                 log=lambda m: print(m, flush=True))
 
 def run_detect(a):
     "Run `dfnb detect`"

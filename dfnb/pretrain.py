@@ -145,7 +145,7 @@ def _pretrain(man, out, s, steps, threads, amp, progress, log):
         opt.step()
         sched.step()
         seen += len(x)
-        hist.append(float(loss))
+        hist.append(float(loss.detach()))
         done = step + 1
         if bar: bar.update(1)
         if done % 50 == 0 or done == steps: log(f'step {done}/{steps} {s["objective"]} loss {np.mean(hist[-50:]):.4f}')

@@ -24,6 +24,7 @@ def test_bench_smoke_killed_then_resumed(tmp_path):
         assert f'{name}: trained run reused' in r.stdout
     rep = (res / 'report.md').read_text()
     for m in ('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp'): assert f'| {m} |' in rep, m
+    assert 'Every backbone starts from the same **dfnb pretrain** backbone' in rep   # one warm start for all
     assert (res / 'robustness.png').exists() and (res / 'auc.png').exists()
     # the claims, checked on runs trained elsewhere (here: the same folder), through the CLI flag; nothing is retrained
     r = subprocess.run(cmd + ['--claims-from', str(res / 'runs')], capture_output=True, text=True, timeout=600, env=env)
