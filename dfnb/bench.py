@@ -63,17 +63,23 @@ def bench_worlds(preset='quick', # a BENCH_PRESETS name
                  root=None,      # where the worlds go (default: <data root>/bench/<preset>)
                  seed=0,         # world seed
                  workers=None,   # processes for writing and preparing
-                 log=print):     # progress lines
+                 log=print,      # progress lines
+                 progress=True): # progress bars while writing and preparing (minutes on a fresh machine)
     "Write and prepare the synthetic worlds of a preset, skipping what is done: {'ffpp': prep folder, 'cdf': ..., 'dfdc': ...}"
     from dfnb.synth import synthesize
     from dfnb.prep import prepare
-    P = BENCH_PRESETS[preset]; root = Path(root or data_root() / 'bench' / preset); t0 = time.time()
-    synthesize(root / 'synth', P['world'], seed, workers=workers, progress=False, **P['synth'])
+    P = BENCH_PRESETS[preset]
+    root = Path(root or data_root() / 'bench' / preset)
+    t0 = time.time()
+    log(f"worlds: writing the {P['world']} synthetic worlds to {root / 'synth'} (done parts are kept)")
+    synthesize(root / 'synth', P['world'], seed, workers=workers, progress=progress, **P['synth'])
     out = {}
     for w in ('ffpp', 'cdf', 'dfdc'):
         out[w] = root / 'prep' / w
-        prepare(w, root / 'synth' / w, out[w], frames=P['frames'], size=P['size'], workers=workers or 1, progress=False)
-    log(f'worlds ready in {time.time() - t0:.0f} s: {root}'); return out
+        log(f'worlds: preparing {w} -> {out[w]}')
+        prepare(w, root / 'synth' / w, out[w], frames=P['frames'], size=P['size'], workers=workers or 1, progress=progress)
+    log(f'worlds ready in {time.time() - t0:.0f} s: {root}')
+    return out
 
 # %% ../nbs/10_bench.ipynb #c011
 def run_robustness(run, data, max_videos=None, log=print):  # run folder; prep folder (in-domain test); videos; lines
