@@ -862,7 +862,6 @@ def prepare(dataset,          # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder
             backend_kw=None,  # backend options (device, det_size, min_score)
             allow_incomplete=False): # go on when a split would have no real or no fake videos
     "Prepare a dataset: crops, landmarks, masks, the manifest and the report. Resumable; returns the report"
-    import pandas as pd
     t0 = time.time()
     out = Path(out)
     if format not in ('png', 'jpg'): raise ValueError(f'unknown crop format {format!r}: choose png or jpg')

@@ -202,4 +202,4 @@ def card_markdown(card):  # from `pretrain`
                       f"| input | {s['size']} px, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']} |",
                       f"| steps | {card['steps']} ({card['seconds']} s, {card['images_per_s']} images/s) |",
                       f"| final loss | {card['final_loss']} |", f'| linear identity probe | {probe} |', '',
-                      f"Use it with `model.pretrained=<this folder>`."]) + '\n'
+                      'Use it with `model.pretrained=<this folder>`.']) + '\n'

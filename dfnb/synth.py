@@ -10,7 +10,7 @@ __all__ = ['GEOM', 'GEOM_NAMES', 'FOREHEAD_ORDER', 'EXPR', 'CANON_BOX', 'POPS', 
            'triangles', 'pwa_warp', 'checkerboard', 'sample_knobs', 'fake_clip', 'perturb', 'x264_params', 'yuv_frame',
            'write_video', 'write_json', 'write_npz', 'boxes_of', 'make_identity', 'make_clip', 'ffpp_layout',
            'ffpp_outputs', 'task_ffpp_pair', 'cdf_layout', 'task_cdf_clip', 'task_cdf_youtube', 'dfdc_layout',
-           'task_dfdc_actor', 'plan', 'write_indexes', 'check_writable', 'synthesize', 'truth_index']
+           'task_dfdc_actor', 'plan', 'write_indexes', 'synthesize', 'truth_index']
 
 # %% ../nbs/01_synth.ipynb #c002
 import numpy as np, cv2, json, os, math, string, errno, time
@@ -773,16 +773,6 @@ def _run_task(args):
         import errno
         if e.errno == errno.ENOSPC: raise OSError(e.errno, f'disk full while writing the {world} world under {root}: free space and rerun (finished videos are kept)') from e
         raise
-
-def check_writable(out):
-    "Create `out` and prove a file can be written there, or raise a clear error naming the folder and the fix"
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / '.dfnb_write_test'; probe.write_text('ok'); probe.unlink()
-    except OSError as e:
-        raise PermissionError(f'cannot write to output folder {out}: {e.strerror or e}. Choose a writable folder with --out.') from None
-    return out
 
 def synthesize(out, preset='tiny', seed=0, worlds=('ffpp', 'cdf', 'dfdc'), workers=None, progress=True, **overrides):
     "Write the synthetic worlds under `out`; resumable (finished videos are skipped). Returns a report dict"
