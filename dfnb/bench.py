@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'BENCH_PRESETS', 'STARTS', 'ABLATIONS', 'CLAIMS', 'PERF_COLUMNS', 'LEARNED_AUC', 'bench_variant',
-           'bench_start', 'bench_worlds', 'run_robustness', 'run_identity', 'bench', 'paired_difference',
-           'claims_table', 'runs_protocol', 'matmul_rate', 'data_speed', 'perf_table', 'perf_display', 'bench_perf',
-           'unlearned', 'plot_bench_auc', 'claims_markdown', 'start_line', 'write_report']
+           'bench_start', 'bench_worlds', 'run_robustness', 'retrieval_set', 'identity_row', 'run_identity',
+           'reference_identity', 'bench', 'paired_difference', 'claims_table', 'runs_protocol', 'matmul_rate',
+           'data_speed', 'perf_table', 'perf_display', 'bench_perf', 'unlearned', 'plot_bench_auc', 'identity_markdown',
+           'claims_markdown', 'start_line', 'write_report']
 
 # %% ../nbs/10_bench.ipynb #c002
 import json, time
@@ -18,14 +19,14 @@ from .core import data_root, claim_dir, DirLock
 METHODS = ('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp')
 
 BENCH_PRESETS = {
-    'smoke': dict(world='tiny', synth=dict(frames=3), frames=2, size=64, seeds=1, n_boot=20, robust_videos=2, images=8,
+    'smoke': dict(world='tiny', synth=dict(frames=3, cdf_clips=2), frames=2, size=64, seeds=1, n_boot=20, robust_videos=2, images=8,
                   perf=dict(steps=1, reps=1), start='pretrained',
                   pretrain=dict(objective='identity', backbone='resnet10t', size=64, steps=4, batch_size=8),
                   protocol=['steps=3', 'val_every=3', 'log_every=1', 'model.backbone=resnet10t', 'model.size=64']),
     'quick': dict(world='small', synth={}, frames=8, size=64, seeds=1, n_boot=500, robust_videos=12, images=32,
                   perf=dict(steps=4, reps=1), start='pretrained',
                   pretrain=dict(objective='identity', backbone='resnet18', size=64, steps=400, batch_size=64),
-                  protocol=['steps=200', 'val_every=100', 'log_every=50', 'model.backbone=resnet18', 'model.size=64']),
+                  protocol=['steps=300', 'val_every=100', 'log_every=50', 'model.backbone=resnet18', 'model.size=64']),
     'paper': dict(world='small', synth={}, frames=32, size=256, seeds=3, n_boot=1000, robust_videos=None, paper=True,
                   start='imagenet', protocol=['val_every=2000', 'log_every=100']),
 }
@@ -91,13 +92,55 @@ def run_robustness(run, data, max_videos=None, log=print):  # run folder; prep f
     df.to_csv(f.with_suffix('.tmp'), index=False); f.with_suffix('.tmp').replace(f)
     log(f'{Path(run).name}: robustness in {time.time() - t0:.0f} s'); return df
 
-def run_identity(run, data, log=print):  # run folder; prep folder (its identities); lines
-    "The identity-probe result of a run, computed once and cached in <run>/eval/identity.json"
-    from dfnb.eval import features, identity_probe
-    f = Path(run) / 'eval/identity.json'
-    if f.exists(): return json.loads(f.read_text())
-    F, rows = features(run, data); r = identity_probe(F, rows); f.write_text(json.dumps(r)); log(f"{Path(run).name}: identity probe {r['acc']}")
+def retrieval_set(tests): # prepared test folders
+    "The first test folder whose real test videos show two or more identities in two or more videos each (None: none does)"
+    from dfnb.data import load_manifest
+    for t in tests:
+        r = load_manifest(t, split='test')
+        r = r[(r.label == 0) & r.identity.notna()]
+        if (r.groupby('identity').video_id.nunique() >= 2).sum() >= 2: return Path(t)
+    return None
+
+def identity_row(F, rows, rF=None, rrows=None): # features and rows of the training world; of the retrieval set (or None)
+    "One row of the identity table: the linear probe, and identity retrieval across videos where a set allows it"
+    from dfnb.eval import identity_probe, identity_retrieval
+    r = identity_probe(F, rows)
+    if rF is not None: r.update({f'x_{k}': v for k, v in identity_retrieval(rF, rrows).items()})
     return r
+
+def run_identity(run,       # run folder
+                 data,      # prep folder (its identities)
+                 rset=None, # the retrieval set (`retrieval_set`), or None
+                 log=print): # lines
+    "The identity probe and cross-video retrieval of a run, computed once and cached in <run>/eval/identity.json"
+    from dfnb.eval import features
+    f = Path(run) / 'eval/identity.json'
+    if f.exists() and ('x_map' in (j := json.loads(f.read_text())) or rset is None): return j
+    r = identity_row(*features(run, data), *(features(run, rset) if rset else (None, None)))
+    f.write_text(json.dumps(r))
+    log(f"{Path(run).name}: identity probe {r['acc']}" + (f", retrieval across videos mAP {r['x_map']}" if rset else ''))
+    return r
+
+def reference_identity(protocol, # the shared `dfnb train` settings of a bench (its backbone, size and start)
+                       data,     # the training world
+                       rset,     # the retrieval set, or None
+                       out,      # the report folder (the rows are cached in identity_reference.json)
+                       log=print): # lines
+    "Identity rows of bare backbones: untrained, and the start every method had (the model trained to recognise identities)"
+    from dfnb.eval import backbone_features
+    kv = dict(s.split('=', 1) for s in protocol)
+    if 'model.backbone' not in kv or 'model.size' not in kv: return []
+    name, size, start = kv['model.backbone'], int(kv['model.size']), kv.get('model.pretrained')
+    key = dict(backbone=name, size=size, start=start, data=str(data), rset=str(rset))
+    f = Path(out) / 'identity_reference.json'
+    if f.exists() and (j := json.loads(f.read_text()))['key'] == key: return j['rows']
+    rows = []
+    for lab, pre in [('untrained backbone', None)] + ([(f'start backbone ({Path(start).name})', start)] if start else []):
+        feats = lambda d: backbone_features(name, pre, d, size)
+        rows.append(dict(method=lab, run='', **identity_row(*feats(data), *(feats(rset) if rset else (None, None)))))
+        log(f'{lab}: identity probe {rows[-1]["acc"]}')
+    f.write_text(json.dumps(dict(key=key, rows=rows)))
+    return rows
 
 # %% ../nbs/10_bench.ipynb #c013
 def bench(preset='quick',   # smoke, quick or paper
@@ -147,10 +190,13 @@ def _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims,
     t2 = time.time()
     rob = pd.concat([run_robustness(r, data, P['robust_videos'], log).assign(method=m, run=Path(r).name)
                      for m, rs in groups.items() for r in rs]) if robust else None
-    ident = pd.DataFrame([dict(method=m, run=Path(r).name, **run_identity(r, data, log)) for m, rs in groups.items() for r in rs])
+    rset = retrieval_set(tests[1:])
+    ident = pd.DataFrame([dict(method=m, run=Path(r).name, **run_identity(r, data, rset, log)) for m, rs in groups.items() for r in rs]
+                         + reference_identity(protocol, data, rset, out, log))
     perf = bench_perf(P, methods, data, out, log) if perf and P.get('perf') else None
     t3 = time.time()
     meta = dict(preset=preset, methods=list(methods), seeds=seeds, train=str(data), tests=[str(t) for t in tests], jobs=jobs,
+                retrieval_set=None if rset is None else str(rset),
                 protocol=protocol, start=start_meta, variants=variants, seconds=dict(total=round(t3 - t0), worlds=round(tp - t0), pretrain=round(t1 - tp), train_eval=round(t2 - t1),
                 robustness_identity_perf=round(t3 - t2)), torch=torch.__version__, cpus=os.cpu_count(),
                 device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')
@@ -358,6 +404,29 @@ def plot_bench_auc(frame):  # the frame-level long table of `bench`
     ax.axhline(0.5, color='k', ls=':', lw=0.8); ax.set_xticks(x, labs); ax.set_ylabel('frame AUC'); ax.legend(fontsize=8)
     fig.tight_layout(); return fig
 
+def identity_markdown(ident,     # the identity table of `bench` (runs, then reference backbones)
+                      cross,     # mean cross-domain frame AUC per method (`_cross_auc`)
+                      train_set, # the training set's name
+                      rset):     # the retrieval set's folder, or None
+    "The report's identity section: the probe, retrieval across videos, and the cross-domain AUC, mean over seeds"
+    from dfnb.eval import markdown_table, dataset_names
+    cols = dict(acc=('acc', 'mean'), chance=('chance', 'first'), identities=('identities', 'first'))
+    if rset and 'x_map' in ident:
+        cols.update(x_map=('x_map', 'mean'), x_chance=('x_chance', 'first'), x_top1=('x_top1', 'mean'), x_auc=('x_verification_auc', 'mean'))
+    t = ident.groupby('method', sort=False).agg(**cols).round(3)
+    t['cross-domain frame AUC'] = cross.reindex(t.index).round(3)
+    names = dict(acc='probe acc', chance='probe chance', x_map='retrieval mAP', x_chance='mAP chance', x_top1='retrieval top-1',
+                 x_auc='verification AUC')
+    t = t.rename(columns=names).rename_axis('method').fillna('')
+    md = ['## Identity in the features', '', f'Linear-probe accuracy of identity from pooled features of real `{train_set}` test frames.']
+    if rset and 'x_map' in ident:
+        md += [f'Identity retrieval across videos on the real test frames of `{dataset_names([rset])[0]}` (`{rset}`), a world no '
+               "detector trained on: each frame ranks the frames of every other video; mean average precision, top-1 and the "
+               'verification AUC of same-person pairs (`identity_retrieval`).']
+    if (ident.run == '').any(): md += ['The last rows are bare backbones, for reference: untrained, and the start every method had.']
+    md += ['Means over seeds.', '', markdown_table(t), '']
+    return md
+
 def claims_markdown(cl):  # from `claims_table`
     "The claims table as markdown: runs, means, the difference with its interval, seeds and verdict"
     from dfnb.eval import markdown_table
@@ -414,10 +483,7 @@ def write_report(tables,   # from `bench`
         md += [claims_markdown(cf) if len(cf) else '*No claim has evaluated runs on both sides there.*', '']
         cf.to_csv(out / 'claims_from.csv', index=False)
     cross = _cross_auc(fr, train_set)
-    idt = tables['identity'].groupby('method', sort=False).agg(acc=('acc', 'mean'), chance=('chance', 'first'), identities=('identities', 'first'))
-    idt['cross-domain frame AUC'] = cross.reindex(idt.index).round(3); idt['acc'] = idt['acc'].round(3)
-    md += ['## Identity in the features', '', f'Linear-probe accuracy of identity from pooled features of real `{train_set}` test frames '
-           '(mean over seeds), next to the mean cross-domain frame AUC.', '', markdown_table(idt.rename_axis('method')), '']
+    md += identity_markdown(tables['identity'], cross, train_set, meta.get('retrieval_set'))
     if tables['robustness'] is not None:
         rb = tables['robustness']; rb.to_csv(out / 'robustness.csv', index=False)
         lv = rb[rb.level > 0].groupby(['method', 'kind'], sort=False).frame_auc.mean().unstack()

@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['PERTURBATIONS', 'load_run', 'test_sets', 'evaluate_run', 'eval_figures', 'run_crop_settings', 'check_media', 'detect',
-           'some_videos', 'perturb', 'perturbed_batches', 'robustness', 'plot_robustness', 'features', 'plot_tsne',
-           'last_feature_module', 'cam_map', 'grad_cam', 'show_cams', 'identity_probe', 'leakage_table', 'seeds_table',
-           'format_seeds', 'parse_variant', 'dataset_names', 'sweep_run', 'sweep', 'markdown_table']
+           'some_videos', 'perturb', 'perturbed_batches', 'robustness', 'plot_robustness', 'features',
+           'backbone_features', 'plot_tsne', 'last_feature_module', 'cam_map', 'grad_cam', 'show_cams',
+           'identity_probe', 'leakage_table', 'seeds_table', 'format_seeds', 'identity_retrieval', 'parse_variant',
+           'dataset_names', 'sweep_run', 'sweep', 'markdown_table']
 
 # %% ../nbs/09_eval.ipynb #c002
 import json, re, time
@@ -309,6 +310,25 @@ def features(run, data, split='test', max_videos=None, device='auto'):  # run fo
     df, F = score_loader(model, dl, dev, feats=True)
     return F, man.reset_index(drop=True).assign(prob=df.prob.values)
 
+def backbone_features(name,          # a timm backbone name
+                      pretrained,    # None (untrained), 'imagenet', a weights file or a dfnb pretrain folder
+                      data,          # a prep folder
+                      size,          # input side
+                      split='test',  # its split
+                      seed=0,        # initialisation seed of an untrained backbone
+                      device='auto'): # device
+    "Pooled features of a bare backbone (no detector around it) and the manifest rows: the reference points of leakage tables"
+    from dfnb.data import load_manifest, make_loader
+    from dfnb.detectors.base import create_backbone
+    dev = pick_device(device)
+    torch.manual_seed(seed)
+    net = create_backbone(name, pretrained).to(dev).eval()
+    man = load_manifest(data, split=split).reset_index(drop=True)
+    out = []
+    with torch.no_grad():
+        for b in make_loader(man, split, size=size, batch_size=64, train=False): out.append(net(b['image'].to(dev)).float().cpu().numpy())
+    return np.concatenate(out), man
+
 def plot_tsne(F, rows, by=('label', 'method', 'identity'), seed=0):  # features; their rows; colourings; t-SNE seed
     "A 2-D t-SNE of the features, one panel per colouring"
     import matplotlib.pyplot as plt
@@ -431,6 +451,35 @@ def format_seeds(df,        # from `seeds_table`
     f = lambda r: f"{r['mean']:.{digits}f}" + ('' if np.isnan(r['hi']) else f" ± {(r['hi'] - r['lo']) / 2:.{digits}f}")
     t = df.assign(v=df.apply(f, axis=1)).pivot_table(index='label', columns=['set', 'metric'], values='v', aggfunc='first', sort=False)
     t.columns = [f'{s} {m}' for s, m in t.columns]; return t
+
+# %% ../nbs/09_eval.ipynb #c022h
+def identity_retrieval(F,     # (N, C) features, e.g. from `features`
+                       rows): # their manifest rows (video_id, label, identity)
+    "Identity retrieval across videos on real frames: each frame ranks the frames of every other video by cosine similarity"
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    rows = rows.reset_index(drop=True)
+    keep = ((rows.label == 0) & rows.identity.notna() & (rows.identity.astype(str) != '')).values
+    r = rows[keep]
+    vid = r.video_id.astype(str).to_numpy()
+    y = r.identity.astype(str).to_numpy()
+    videos = r.groupby(y).video_id.nunique()
+    if (videos >= 2).sum() < 2:
+        raise ValueError('identity_retrieval needs at least two identities with two or more real videos each '
+                         '(a Celeb-DF-like set; FF++ has one real video per identity)')
+    X = np.asarray(F, np.float64)[keep]
+    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    S = X @ X.T
+    other = vid[:, None] != vid[None, :]
+    same = y[:, None] == y[None, :]
+    q = np.flatnonzero((same & other).any(1))                           # frames whose identity has another video
+    top = [same[i, other[i]][S[i, other[i]].argmax()] for i in q]
+    ap = [average_precision_score(same[i, other[i]], S[i, other[i]]) for i in q]
+    base = [same[i, other[i]].mean() for i in q]                        # what a random ranking scores, on average
+    iu = np.triu_indices(len(X), 1)
+    pair = other[iu]
+    auc = roc_auc_score(same[iu][pair], S[iu][pair])
+    return dict(top1=round(float(np.mean(top)), 4), map=round(float(np.mean(ap)), 4), verification_auc=round(float(auc), 4),
+                chance=round(float(np.mean(base)), 4), identities=int((videos >= 2).sum()), videos=int(len(set(vid))), queries=len(q))
 
 # %% ../nbs/09_eval.ipynb #c022e
 def parse_variant(s):  # 'name:key=value,key=value' (a value may hold commas, e.g. a YAML list)

@@ -152,10 +152,13 @@ def _hsv_scale(x, r):  # float RGB in 0–255; generator
 
 def caddm_noise(img,      # uint8 RGB crop
                 r,        # np.random.Generator
-                ref=224): # the crop size the blur lengths refer to
-    "CADDM's photometric training augmentation (the official `add_noise`), as one draw"
+                ref=224): # the crop side the official draws are made for: a smaller crop is augmented at this side (None: as it is)
+    "CADDM's photometric training augmentation (the official `add_noise`), as one draw, at the strength it has on `ref` px crops"
     H, W = img.shape[:2]
-    s = H / ref
+    if ref and H < ref:
+        big = cv2.resize(img, (max(round(W * ref / H), 1), ref), interpolation=cv2.INTER_CUBIC)
+        return cv2.resize(caddm_noise(big, r, ref), (W, H), interpolation=cv2.INTER_AREA)
+    s = H / ref if ref else 1.0
     x = img
     if r.random() < 0.3: x = jpeg(x, int(r.integers(15, 80)))
     x = x.astype(np.float32)
