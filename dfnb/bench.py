@@ -420,9 +420,11 @@ def identity_markdown(ident,     # the identity table of `bench` (runs, then ref
     t = t.rename(columns=names).rename_axis('method').fillna('')
     md = ['## Identity in the features', '', f'Linear-probe accuracy of identity from pooled features of real `{train_set}` test frames.']
     if rset and 'x_map' in ident:
-        md += [f'Identity retrieval across videos on the real test frames of `{dataset_names([rset])[0]}` (`{rset}`), a world no '
-               "detector trained on: each frame ranks the frames of every other video; mean average precision, top-1 and the "
-               'verification AUC of same-person pairs (`identity_retrieval`).']
+        n = ident.dropna(subset=['x_map']).iloc[0]
+        md += [f'Identity retrieval across videos on the real test frames of `{dataset_names([rset])[0]}` (`{rset}`; '
+               f"{int(n['x_identities'])} people in {int(n['x_videos'])} videos), a world no detector trained on: each frame "
+               'ranks the frames of every other video; mean average precision, top-1 and the verification AUC of '
+               'same-person pairs (`identity_retrieval`).']
     if (ident.run == '').any(): md += ['The last rows are bare backbones, for reference: untrained, and the start every method had.']
     md += ['Means over seeds.', '', markdown_table(t), '']
     return md
@@ -505,7 +507,7 @@ def write_report(tables,   # from `bench`
     md += ['## Setup', '', f"- command: `dfnb bench --preset {meta['preset']}` (methods {', '.join(meta['methods'])}; seeds {meta['seeds']}; {meta['jobs']} trainings at once)",
            f"- shared settings: `{' '.join(meta['protocol'])}`; per method: " + '; '.join(f"{k}: `{' '.join(v)}`" for k, v in meta['variants'].items()),
            f"- machine: {meta['cpus']} CPUs, device {meta['device']}, torch {meta['torch']}",
-           f"- wall time of this invocation: {s['total']} s (worlds {s['worlds']} s, training and evaluation {s['train_eval']} s, robustness, probes and performance "
+           f"- wall time of this invocation: {s['total']} s (worlds {s['worlds']} s, pretraining {s.get('pretrain', 0)} s, training and evaluation {s['train_eval']} s, robustness, probes and performance "
            f"{s['robustness_identity_perf']} s); finished runs found on disk are reused and cost nothing here",
            '- every run: `runs/<method>-s<seed>/` (`config.yaml`, `summary.json`, `eval/<set>.json`)', '']
     (out / 'report.md').write_text('\n'.join(md))
