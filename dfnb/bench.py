@@ -93,7 +93,7 @@ def run_robustness(run, data, max_videos=None, log=print):  # run folder; prep f
     log(f'{Path(run).name}: robustness in {time.time() - t0:.0f} s'); return df
 
 def retrieval_set(tests): # prepared test folders
-    "The first test folder whose real test videos show two or more identities in two or more videos each (None: none does)"
+    "The first test folder whose real test videos show two or more people in two or more videos each (None: none does)"
     from dfnb.data import load_manifest
     for t in tests:
         r = load_manifest(t, split='test')
@@ -101,7 +101,8 @@ def retrieval_set(tests): # prepared test folders
         if (r.groupby('identity').video_id.nunique() >= 2).sum() >= 2: return Path(t)
     return None
 
-def identity_row(F, rows, rF=None, rrows=None): # features and rows of the training world; of the retrieval set (or None)
+def identity_row(F, rows,              # features and manifest rows of the training world's test split
+                 rF=None, rrows=None): # the same of the retrieval set (None: no retrieval)
     "One row of the identity table: the linear probe, and identity retrieval across videos where a set allows it"
     from dfnb.eval import identity_probe, identity_retrieval
     r = identity_probe(F, rows)
@@ -118,7 +119,7 @@ def run_identity(run,       # run folder
     if f.exists() and ('x_map' in (j := json.loads(f.read_text())) or rset is None): return j
     r = identity_row(*features(run, data), *(features(run, rset) if rset else (None, None)))
     f.write_text(json.dumps(r))
-    log(f"{Path(run).name}: identity probe {r['acc']}" + (f", retrieval across videos mAP {r['x_map']}" if rset else ''))
+    log(f"{Path(run).name}: identity probe {r['acc']}" + (f", retrieval mAP {r['x_map']}" if rset else ''))
     return r
 
 def reference_identity(protocol, # the shared `dfnb train` settings of a bench (its backbone, size and start)
@@ -126,7 +127,7 @@ def reference_identity(protocol, # the shared `dfnb train` settings of a bench (
                        rset,     # the retrieval set, or None
                        out,      # the report folder (the rows are cached in identity_reference.json)
                        log=print): # lines
-    "Identity rows of bare backbones: untrained, and the start every method had (the model trained to recognise identities)"
+    "Identity rows of bare backbones: untrained, and the start every method had (a model trained to recognise people)"
     from dfnb.eval import backbone_features
     kv = dict(s.split('=', 1) for s in protocol)
     if 'model.backbone' not in kv or 'model.size' not in kv: return []
@@ -135,9 +136,12 @@ def reference_identity(protocol, # the shared `dfnb train` settings of a bench (
     f = Path(out) / 'identity_reference.json'
     if f.exists() and (j := json.loads(f.read_text()))['key'] == key: return j['rows']
     rows = []
-    for lab, pre in [('untrained backbone', None)] + ([(f'start backbone ({Path(start).name})', start)] if start else []):
-        feats = lambda d: backbone_features(name, pre, d, size)
-        rows.append(dict(method=lab, run='', **identity_row(*feats(data), *(feats(rset) if rset else (None, None)))))
+    refs = [('untrained backbone', None)]
+    if start: refs.append((f'start backbone ({Path(start).name})', start))
+    for lab, pre in refs:
+        train_f = backbone_features(name, pre, data, size)
+        ret_f = backbone_features(name, pre, rset, size) if rset else (None, None)
+        rows.append(dict(method=lab, run='', **identity_row(*train_f, *ret_f)))
         log(f'{lab}: identity probe {rows[-1]["acc"]}')
     f.write_text(json.dumps(dict(key=key, rows=rows)))
     return rows
@@ -191,8 +195,8 @@ def _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims,
     rob = pd.concat([run_robustness(r, data, P['robust_videos'], log).assign(method=m, run=Path(r).name)
                      for m, rs in groups.items() for r in rs]) if robust else None
     rset = retrieval_set(tests[1:])
-    ident = pd.DataFrame([dict(method=m, run=Path(r).name, **run_identity(r, data, rset, log)) for m, rs in groups.items() for r in rs]
-                         + reference_identity(protocol, data, rset, out, log))
+    ident = [dict(method=m, run=Path(r).name, **run_identity(r, data, rset, log)) for m, rs in groups.items() for r in rs]
+    ident = pd.DataFrame(ident + reference_identity(protocol, data, rset, out, log))
     perf = bench_perf(P, methods, data, out, log) if perf and P.get('perf') else None
     t3 = time.time()
     meta = dict(preset=preset, methods=list(methods), seeds=seeds, train=str(data), tests=[str(t) for t in tests], jobs=jobs,
@@ -412,20 +416,23 @@ def identity_markdown(ident,     # the identity table of `bench` (runs, then ref
     from dfnb.eval import markdown_table, dataset_names
     cols = dict(acc=('acc', 'mean'), chance=('chance', 'first'), identities=('identities', 'first'))
     if rset and 'x_map' in ident:
-        cols.update(x_map=('x_map', 'mean'), x_chance=('x_chance', 'first'), x_top1=('x_top1', 'mean'), x_auc=('x_verification_auc', 'mean'))
+        cols.update(x_map=('x_map', 'mean'), x_chance=('x_chance', 'first'), x_top1=('x_top1', 'mean'),
+                    x_auc=('x_verification_auc', 'mean'))
     t = ident.groupby('method', sort=False).agg(**cols).round(3)
     t['cross-domain frame AUC'] = cross.reindex(t.index).round(3)
     names = dict(acc='probe acc', chance='probe chance', x_map='retrieval mAP', x_chance='mAP chance', x_top1='retrieval top-1',
                  x_auc='verification AUC')
     t = t.rename(columns=names).rename_axis('method').fillna('')
-    md = ['## Identity in the features', '', f'Linear-probe accuracy of identity from pooled features of real `{train_set}` test frames.']
+    md = ['## Identity in the features', '',
+          f'Linear-probe accuracy of identity from pooled features of real `{train_set}` test frames.']
     if rset and 'x_map' in ident:
         n = ident.dropna(subset=['x_map']).iloc[0]
         md += [f'Identity retrieval across videos on the real test frames of `{dataset_names([rset])[0]}` (`{rset}`; '
                f"{int(n['x_identities'])} people in {int(n['x_videos'])} videos), a world no detector trained on: each frame "
                'ranks the frames of every other video; mean average precision, top-1 and the verification AUC of '
                'same-person pairs (`identity_retrieval`).']
-    if (ident.run == '').any(): md += ['The last rows are bare backbones, for reference: untrained, and the start every method had.']
+    if (ident.run == '').any():
+        md += ['The last rows are bare backbones, for reference: untrained, and the start every method had.']
     md += ['Means over seeds.', '', markdown_table(t), '']
     return md
 

@@ -317,7 +317,7 @@ def backbone_features(name,          # a timm backbone name
                       split='test',  # its split
                       seed=0,        # initialisation seed of an untrained backbone
                       device='auto'): # device
-    "Pooled features of a bare backbone (no detector around it) and the manifest rows: the reference points of leakage tables"
+    "Pooled features of a bare backbone (no detector around it) and the manifest rows: references for leakage tables"
     from dfnb.data import load_manifest, make_loader
     from dfnb.detectors.base import create_backbone
     dev = pick_device(device)
@@ -326,7 +326,8 @@ def backbone_features(name,          # a timm backbone name
     man = load_manifest(data, split=split).reset_index(drop=True)
     out = []
     with torch.no_grad():
-        for b in make_loader(man, split, size=size, batch_size=64, train=False): out.append(net(b['image'].to(dev)).float().cpu().numpy())
+        for b in make_loader(man, split, size=size, batch_size=64, train=False):
+            out.append(net(b['image'].to(dev)).float().cpu().numpy())
     return np.concatenate(out), man
 
 def plot_tsne(F, rows, by=('label', 'method', 'identity'), seed=0):  # features; their rows; colourings; t-SNE seed
@@ -455,7 +456,7 @@ def format_seeds(df,        # from `seeds_table`
 # %% ../nbs/09_eval.ipynb #c022h
 def identity_retrieval(F,     # (N, C) features, e.g. from `features`
                        rows): # their manifest rows (video_id, label, identity)
-    "Identity retrieval across videos on real frames: each frame ranks the frames of every other video by cosine similarity"
+    "Identity retrieval across videos on real frames: each frame ranks the frames of every other video by cosine"
     from sklearn.metrics import average_precision_score, roc_auc_score
     rows = rows.reset_index(drop=True)
     keep = ((rows.label == 0) & rows.identity.notna() & (rows.identity.astype(str) != '')).values
@@ -478,8 +479,9 @@ def identity_retrieval(F,     # (N, C) features, e.g. from `features`
     iu = np.triu_indices(len(X), 1)
     pair = other[iu]
     auc = roc_auc_score(same[iu][pair], S[iu][pair])
-    return dict(top1=round(float(np.mean(top)), 4), map=round(float(np.mean(ap)), 4), verification_auc=round(float(auc), 4),
-                chance=round(float(np.mean(base)), 4), identities=int((videos >= 2).sum()), videos=int(len(set(vid))), queries=len(q))
+    res = dict(top1=np.mean(top), map=np.mean(ap), verification_auc=auc, chance=np.mean(base))
+    res = {k: round(float(v), 4) for k, v in res.items()}
+    return dict(res, identities=int((videos >= 2).sum()), videos=len(set(vid)), queries=len(q))
 
 # %% ../nbs/09_eval.ipynb #c022e
 def parse_variant(s):  # 'name:key=value,key=value' (a value may hold commas, e.g. a YAML list)
