@@ -443,7 +443,7 @@ def seeds_table(groups,               # {label: [run folders]} (one run per seed
                 v = np.array([x[s][level][m] for x in res if s in x], float)
                 h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
                 out.append(dict(label=lab, set=s, level=level, metric=m, mean=v.mean(), lo=v.mean() - h, hi=v.mean() + h, n=len(v),
-                                values=[round(x, 4) for x in v]))
+                                values=[round(float(x), 4) for x in v]))
     return pd.DataFrame(out)
 
 def format_seeds(df,        # from `seeds_table`
