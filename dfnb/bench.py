@@ -195,7 +195,8 @@ def _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims,
     rob = pd.concat([run_robustness(r, data, P['robust_videos'], log).assign(method=m, run=Path(r).name)
                      for m, rs in groups.items() for r in rs]) if robust else None
     rset = retrieval_set(tests[1:])
-    ident = [dict(method=m, run=Path(r).name, **run_identity(r, data, rset, log)) for m, rs in groups.items() for r in rs]
+    runs = [(m, r) for m, rs in groups.items() for r in rs]
+    ident = [dict(method=m, run=Path(r).name, **run_identity(r, data, rset, log)) for m, r in runs]
     ident = pd.DataFrame(ident + reference_identity(protocol, data, rset, out, log))
     perf = bench_perf(P, methods, data, out, log) if perf and P.get('perf') else None
     t3 = time.time()
@@ -420,16 +421,17 @@ def identity_markdown(ident,     # the identity table of `bench` (runs, then ref
                     x_auc=('x_verification_auc', 'mean'))
     t = ident.groupby('method', sort=False).agg(**cols).round(3)
     t['cross-domain frame AUC'] = cross.reindex(t.index).round(3)
-    names = dict(acc='probe acc', chance='probe chance', x_map='retrieval mAP', x_chance='mAP chance', x_top1='retrieval top-1',
-                 x_auc='verification AUC')
+    names = dict(acc='probe acc', chance='probe chance', x_map='retrieval mAP', x_chance='mAP chance',
+                 x_top1='retrieval top-1', x_auc='verification AUC')
     t = t.rename(columns=names).rename_axis('method').fillna('')
     md = ['## Identity in the features', '',
           f'Linear-probe accuracy of identity from pooled features of real `{train_set}` test frames.']
     if rset and 'x_map' in ident:
         n = ident.dropna(subset=['x_map']).iloc[0]
         md += [f'Identity retrieval across videos on the real test frames of `{dataset_names([rset])[0]}` (`{rset}`; '
-               f"{int(n['x_identities'])} people in {int(n['x_videos'])} videos), a world no detector trained on: each frame "
-               'ranks the frames of every other video; mean average precision, top-1 and the verification AUC of '
+               f"{int(n['x_identities'])} people in {int(n['x_videos'])} videos), a world no detector trained on: "
+               'each frame ranks the frames of every other video; mean average precision, top-1 and the '
+               'verification AUC of '
                'same-person pairs (`identity_retrieval`).']
     if (ident.run == '').any():
         md += ['The last rows are bare backbones, for reference: untrained, and the start every method had.']
@@ -514,7 +516,8 @@ def write_report(tables,   # from `bench`
     md += ['## Setup', '', f"- command: `dfnb bench --preset {meta['preset']}` (methods {', '.join(meta['methods'])}; seeds {meta['seeds']}; {meta['jobs']} trainings at once)",
            f"- shared settings: `{' '.join(meta['protocol'])}`; per method: " + '; '.join(f"{k}: `{' '.join(v)}`" for k, v in meta['variants'].items()),
            f"- machine: {meta['cpus']} CPUs, device {meta['device']}, torch {meta['torch']}",
-           f"- wall time of this invocation: {s['total']} s (worlds {s['worlds']} s, pretraining {s.get('pretrain', 0)} s, training and evaluation {s['train_eval']} s, robustness, probes and performance "
+           f"- wall time of this invocation: {s['total']} s (worlds {s['worlds']} s, "
+           f"pretraining {s.get('pretrain', 0)} s, training and evaluation {s['train_eval']} s, robustness, probes and performance "
            f"{s['robustness_identity_perf']} s); finished runs found on disk are reused and cost nothing here",
            '- every run: `runs/<method>-s<seed>/` (`config.yaml`, `summary.json`, `eval/<set>.json`)', '']
     (out / 'report.md').write_text('\n'.join(md))

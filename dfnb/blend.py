@@ -411,7 +411,7 @@ def mfs(frame,             # fake (or real) aligned crop, uint8 RGB
         label=None,        # 1 fake, 0 real; None: fake unless frame equals pristine
         faithful=False,    # reproduce the official code's quirks (see the table above)
         case=None,         # force one of MFS_CASES (figures, tests); None draws it
-        p_down=0.3,        # probability of the half-resolution jitter (to half of `ref`: a crop of ref/2 px or less keeps its own)
+        p_down=0.3,        # probability of the half-resolution jitter (to ref/2 px; a smaller crop keeps its size)
         p_partial=0.2,     # probability that a fake becomes a partial swap (0: global swaps only, the no-boxes ablation)
         p_fake_bg=0.5,     # among global swaps, probability of the real face pasted on the fake frame (the rest: fake on real, unchanged)
         windows=MFS_WINDOWS, # partial-swap window sizes on a `ref` px crop
@@ -473,7 +473,8 @@ def mfs(frame,             # fake (or real) aligned crop, uint8 RGB
             part = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
         boxes = np.vstack([full, part])
     if faithful: boxes = transpose_boxes(boxes)
-    return dict(image=img, boxes=boxes, mask=mask.astype(np.float32), case=cs, blend=kind, pristine=p, window=win, scale=hs / H if down else 1.0)
+    return dict(image=img, boxes=boxes, mask=mask.astype(np.float32), case=cs, blend=kind, pristine=p, window=win,
+                scale=hs / H if down else 1.0)
 
 # %% ../nbs/03_blend.ipynb #c042
 def joint_params(r,                 # np.random.Generator

@@ -152,8 +152,8 @@ def _hsv_scale(x, r):  # float RGB in 0–255; generator
 
 def caddm_noise(img,      # uint8 RGB crop
                 r,        # np.random.Generator
-                ref=224): # the crop side the official draws are made for: a smaller crop is augmented at this side (None: as it is)
-    "CADDM's photometric training augmentation (the official `add_noise`), as one draw, at the strength it has on `ref` px crops"
+                ref=224): # the crop side the official draws are made for; a smaller crop is augmented at it (None: as is)
+    "CADDM's photometric training augmentation (the official `add_noise`), one draw, as strong as on `ref` px crops"
     H, W = img.shape[:2]
     if ref and H < ref:
         big = cv2.resize(img, (max(round(W * ref / H), 1), ref), interpolation=cv2.INTER_CUBIC)
