@@ -13,6 +13,7 @@ import numpy as np, cv2
 from pathlib import Path
 from .synth import (truth_index, hull_mask, write_video, make_clip, make_identity, fake_clip, sample_knobs, METHODS,
                         FF_METHODS, CDF_CRF, synthesize)
+from .core import autocast, rng, derive_seed, set_threads
 
 # %% ../nbs/01a_calibrate.ipynb #c005
 def crop_box(lm, margin=1.3):
@@ -111,7 +112,6 @@ def train_plain(X, y, steps=1000, bs=32, seed=0, sbi_L=None, arch='resnet18', lr
     """Train a from-scratch classifier on crops `X` with labels `y` (1 = fake). With `sbi_L` (landmarks of `X`), fakes are
     self-blends of the real crops instead: the detector never sees a deepfake."""
     import torch, timm, torch.nn.functional as F
-    from dfnb.core import autocast
     torch.manual_seed(seed); r = np.random.default_rng(seed)
     model = timm.create_model(arch, num_classes=1, pretrained=False).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -134,7 +134,6 @@ def train_plain(X, y, steps=1000, bs=32, seed=0, sbi_L=None, arch='resnet18', lr
 def predict(model, X, bs=128):
     "P(fake) for each crop"
     import torch
-    from dfnb.core import autocast
     model.eval(); out = []
     with torch.no_grad(), autocast('cpu'):
         for i in range(0, len(X), bs): out.append(torch.sigmoid(model(to_tensor(X[i:i + bs])).float().squeeze(1)).numpy())
@@ -185,7 +184,6 @@ def _encoded(frames, crf, d, name):
 
 def sweep_crops(over, world='cdf', n=24, T=8, H=128, seed=0, size=96, crf=CDF_CRF, _cache={}):
     "Crops of n real clips and of their Celeb-DF-like fakes with knob overrides `over`, encoded at `crf`"
-    from dfnb.core import rng, derive_seed
     key = (world, n, T, H, seed, size, crf)
     with tempfile.TemporaryDirectory() as d:
         if key not in _cache:
@@ -223,7 +221,6 @@ def main(argv=None):
     p.add_argument('--out', type=Path, default=None, help='result JSON (default: <root>/calibration/<kind>_<seed>.json)')
     p.add_argument('--save', action='store_true', help='also save the weights next to the JSON (.pt, a plain state dict)')
     a = p.parse_args(argv)
-    from dfnb.core import set_threads
     for f in ('ffpp/splits/train.json', 'cdf/List_of_testing_videos.txt', 'dfdc/test/labels.csv'):
         if not (a.root / f).exists(): p.error(f'{a.root / f} is missing: write the worlds first with `dfnb synth --out {a.root}`')
     n = set_threads(a.threads if a.threads == 'auto' else int(a.threads))

@@ -5,17 +5,23 @@
 # %% auto #0
 __all__ = ['BACKEND_HELP', 'USER_ERRORS', 'add_synth', 'run_synth', 'add_prep', 'run_prep', 'add_pretrain', 'run_pretrain',
            'add_train', 'run_train', 'run_eval', 'run_sweep', 'add_bench', 'run_bench', 'run_detect', 'parser',
-           'error_line', 'main']
+           'error_line', 'plugins_first', 'main']
 
 # %% ../nbs/11_cli.ipynb #c002
 import argparse, json, sys
 from pathlib import Path
-from .core import data_root
+from .core import data_root, DETECTORS, PLUGIN_ENV, load_plugins
+from .synth import PRESETS, synthesize
+from .prep import READERS, COMPRESSIONS, FFPP_METHODS, prepare, summary
+from .pretrain import OBJECTIVES, pretrain, card_markdown
+from .train import train, train_config
+from .eval import evaluate_run, eval_figures, robustness, plot_robustness, features, plot_tsne, show_cams
+from .eval import test_sets, sweep, format_seeds, markdown_table, detect
+from .bench import BENCH_PRESETS, METHODS, bench
 
 # %% ../nbs/11_cli.ipynb #c005
 def add_synth(sub):
     "Register `dfnb synth`"
-    from dfnb.synth import PRESETS
     p = sub.add_parser('synth', help='write the synthetic FF++ / Celeb-DF / DFDC worlds', description='Write the synthetic face-forgery worlds in the real datasets\' layouts (resumable).')
     p.add_argument('--out', type=Path, default=None, help='output folder (default: <data root>/synth)')
     p.add_argument('--preset', default='small', choices=list(PRESETS), help='world sizes (default: small)')
@@ -29,7 +35,6 @@ def add_synth(sub):
 
 def run_synth(a):
     "Run `dfnb synth` from parsed arguments; returns the report"
-    from dfnb.synth import synthesize
     worlds = tuple(w.strip() for w in a.worlds.split(',') if w.strip())
     bad = set(worlds) - {'ffpp', 'cdf', 'dfdc'}
     if bad: raise ValueError(f'unknown world(s) {sorted(bad)} in --worlds: choose from ffpp, cdf, dfdc')
@@ -47,7 +52,6 @@ BACKEND_HELP = ('face backend: auto (sidecar for a dfnb synthetic world, which h
 
 def add_prep(sub):
     "Register `dfnb prep`"
-    from dfnb.prep import READERS, COMPRESSIONS, FFPP_METHODS
     p = sub.add_parser('prep', help='videos -> aligned face crops, landmarks, masks and a manifest',
                        description='Prepare a dataset: sample frames, detect and align faces, write crops, landmarks, '
                                    'masks, manifest.parquet and prep_report.json (resumable).')
@@ -79,7 +83,6 @@ def add_prep(sub):
 
 def run_prep(a):
     "Run `dfnb prep` from parsed arguments; returns the report"
-    from dfnb.prep import prepare, summary
     if a.methods and a.dataset != 'ffpp': raise ValueError('--methods applies to --dataset ffpp only, drop it')
     out = a.out or data_root() / 'prep' / (f'{a.dataset}_{a.comp}' if a.dataset in ('ffpp', 'dfd') else a.dataset)
     rep = prepare(a.dataset, a.root, out, frames=a.frames, size=a.size, margin=a.margin, align=a.align, backend=a.backend,
@@ -94,7 +97,6 @@ def run_prep(a):
 # %% ../nbs/11_cli.ipynb #c007q
 def add_pretrain(sub):
     "Register `dfnb pretrain`"
-    from dfnb.pretrain import OBJECTIVES
     p = sub.add_parser('pretrain', help='a backbone pretrained on real faces, for model.pretrained=',
                        description='Pretrain a backbone on the real training frames of a dfnb prep folder (no fakes, no '
                                    'download): writes backbone.pt, card.json and card.md; resumable, reused when done.')
@@ -114,7 +116,6 @@ def add_pretrain(sub):
 
 def run_pretrain(a):
     "Run `dfnb pretrain`; prints the card"
-    from dfnb.pretrain import pretrain, card_markdown
     c = pretrain(a.data, a.out, a.objective, a.backbone, a.size, a.steps, a.batch_size, a.lr, seed=a.seed,
                  progress=not a.no_progress, log=lambda m: print(m, flush=True))
     print(card_markdown(c))
@@ -124,7 +125,8 @@ def run_pretrain(a):
 def add_train(sub):
     "Register `dfnb train`, `dfnb eval` and `dfnb detect`"
     p = sub.add_parser('train', help='train a detector on prepared data', description='Train a detector (resumes from <out>/last.pt).')
-    p.add_argument('--method', default=None, help='detector: bce, caddm, exposing, did, prodet, pdp'); p.add_argument('--preset', default=None, help="the method's named preset, e.g. paper"); p.add_argument('--data', default=None, help='a dfnb prep folder')
+    p.add_argument('--method', default=None, help=f'detector: {", ".join(DETECTORS.names())}, or a plugin\'s')
+    p.add_argument('--preset', default=None, help="the method's named preset, e.g. paper"); p.add_argument('--data', default=None, help='a dfnb prep folder')
     p.add_argument('--out', default=None, help='run folder'); p.add_argument('--config', type=Path, default=None, help='YAML with settings')
     p.add_argument('--methods', nargs='+', default=None, metavar='METHOD',
                    help="fake methods to train and select on (e.g. FF++'s Deepfakes Face2Face FaceSwap NeuralTextures)")
@@ -188,7 +190,6 @@ def _sweep_table(f):
 
 def run_train(a):
     "Run `dfnb train`"
-    from dfnb.train import train, train_config
     named = (('method', a.method), ('preset', a.preset), ('data', a.data), ('out', a.out))
     over = list(a.overrides) + [f'{k}={v}' for k, v in named if v is not None]
     methods = [m for m in a.methods or [] if '=' not in m]
@@ -201,13 +202,11 @@ def run_train(a):
 def run_eval(a):
     "Run `dfnb eval`"
     import pandas as pd
-    from dfnb.eval import evaluate_run, eval_figures
     _at_least(a, 1, 'batch_size', 'max_videos')
     _at_least(a, 0, 'workers', 'n_boot')
     res = evaluate_run(a.run, a.data, a.split, a.batch_size, a.workers, ci=a.n_boot > 0, n_boot=max(a.n_boot, 1), out=a.out)
     out = a.out or a.run / 'eval'
     eval_figures(res, {n: pd.read_parquet(out / f'{n}_scores.parquet') for n in res}, out)
-    from dfnb.eval import robustness, plot_robustness, features, plot_tsne, show_cams, test_sets
     for name, dd in test_sets(a.data):
         if a.robustness:
             rb = robustness(a.run, dd, split=a.split, max_videos=a.max_videos); rb.to_csv(out / f'robustness_{name}.csv', index=False)
@@ -220,7 +219,6 @@ def run_eval(a):
 
 def run_sweep(a):
     "Run `dfnb sweep`: prints the table as markdown and writes it as CSV and markdown"
-    from dfnb.eval import sweep, format_seeds, markdown_table
     _at_least(a, 1, 'jobs')
     _at_least(a, 0, 'n_boot')
     out = a.out or data_root() / 'runs'
@@ -237,12 +235,11 @@ def run_sweep(a):
 
 def add_bench(sub):
     "Register `dfnb bench`"
-    from dfnb.bench import BENCH_PRESETS, METHODS
     b = sub.add_parser('bench', help='the end-to-end benchmark: worlds, every method, evaluation, report',
                        description='Write and prepare the synthetic worlds if absent, train the baseline and the five methods under one budget, evaluate '
                                    'in-domain, across domains and under perturbations, and write <out>/report.md. Resumable: finished runs are reused.')
     b.add_argument('--preset', default='quick', choices=list(BENCH_PRESETS), help='smoke (minutes, proves the chain), quick (default), paper (GPUs)')
-    b.add_argument('--methods', nargs='+', default=list(METHODS), help='detectors to compare (default: all six)')
+    b.add_argument('--methods', nargs='+', default=list(METHODS), help='detectors to compare (default: bce and the built-in methods; a plugin\'s by name)')
     b.add_argument('--seeds', type=int, default=None, help="seeds per method (default: the preset's)")
     b.add_argument('--out', type=Path, default=Path('results'), help='report folder (default: results/)')
     b.add_argument('--data', default=None, help='NAME=DIR: a prepared training folder instead of the synthetic FF++-like world')
@@ -265,7 +262,6 @@ def _named_dir(s):  # 'name=DIR' or 'DIR'
 
 def run_bench(a):
     "Run `dfnb bench`"
-    from dfnb.bench import bench
     _at_least(a, 1, 'seeds', 'jobs', 'workers')
     if a.test and not a.data: raise ValueError('--test needs --data: the training folder the tests are compared against')
     return bench(a.preset, tuple(a.methods), a.seeds, a.out, data=_named_dir(a.data) if a.data else None,
@@ -275,7 +271,6 @@ def run_bench(a):
 
 def run_detect(a):
     "Run `dfnb detect`"
-    from dfnb.eval import detect
     if a.json: _may_write(a.json, _detect_json)
     if a.frames < 1: raise ValueError(f'--frames {a.frames} must be at least 1')
     r = detect(a.path, a.run, a.frames, a.backend, prep=a.prep)
@@ -293,6 +288,8 @@ class _Parser(argparse.ArgumentParser):
 def parser():
     "The `dfnb` argument parser with every subcommand"
     p = _Parser(prog='dfnb', description='dfnb: generalizable deepfake detection, from raw videos to cross-dataset tables.')
+    p.add_argument('--plugin', action='append', default=[], metavar='FILE.py|MODULE',
+                   help=f'a Python file or module that registers a detector of yours (repeatable; or ${PLUGIN_ENV})')
     sub = p.add_subparsers(dest='command', metavar='command')
     add_synth(sub)
     add_prep(sub)
@@ -315,9 +312,25 @@ def error_line(e):  # an exception raised by a command
     return (f'dfnb: error: unexpected {type(e).__name__}: {e}; this may be a bug in dfnb, rerun with DFNB_DEBUG=1 '
             f'to see where it happened and report it')
 
+def plugins_first(argv):  # the command line, without the program name
+    "`--plugin X` (or `--plugin=X`) anywhere on the line, before or after the subcommand; and the rest"
+    plugins, rest, it = [], [], iter(argv)
+    for a in it:
+        if a == '--plugin': plugins.append(next(it, ''))
+        elif a.startswith('--plugin='): plugins.append(a.split('=', 1)[1])
+        else: rest.append(a)
+    return plugins, rest
+
 def main(argv=None):
     "Console entry point (`dfnb`): 0 on success, 2 on an error the user can fix, 3 when training stops on NaN"
     import os
+    plugins, argv = plugins_first(sys.argv[1:] if argv is None else list(argv))
+    if plugins:   # in the environment, so that every process dfnb starts (training workers) imports them too
+        os.environ[PLUGIN_ENV] = os.pathsep.join(filter(None, [os.environ.get(PLUGIN_ENV, ''), *plugins]))
+    try: load_plugins()
+    except (ValueError, ImportError) as e:
+        print(f'dfnb: error: {e}', file=sys.stderr)
+        return 2
     p = parser()
     a, extra = p.parse_known_args(argv)
     settings = [x for x in extra if '=' in x and not x.startswith('-')]

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['MANIFEST', 'MEAN', 'STD', 'FLIP68', 'FLIP5', 'AUG', 'NEEDS', 'GENERATORS', 'load_manifest', 'manifest_root',
-           'domain_names', 'identity_names', 'flip_index', 'hflip', 'resize_to', 'fit', 'normalize', 'denormalize',
-           'augment', 'check_needs', 'FrameDataset', 'collate', 'BalancedSampler', 'EvalSampler', 'make_loader',
-           'resume', 'show_batch']
+           'domain_names', 'known', 'identity_names', 'flip_index', 'hflip', 'resize_to', 'fit', 'normalize',
+           'denormalize', 'augment', 'check_needs', 'FrameDataset', 'collate', 'BalancedSampler', 'EvalSampler',
+           'make_loader', 'resume', 'show_batch']
 
 # %% ../nbs/04_data.ipynb #c002
 import inspect, math
@@ -58,11 +58,13 @@ def domain_names(man,               # a manifest table
     extra = [d for d, n in (('SBI', {'sbi', 'quad'}), ('CBI', {'cbi', 'quad'})) if set(needs) & n]
     return ('real', *ms, *extra)
 
-def _known(x): return isinstance(x, str) and x != ''
+def known(x):  # a manifest entry (an identity, a mask path)
+    "Whether the entry names something: a non-empty string (a missing one is NaN or '')"
+    return isinstance(x, str) and x != ''
 
 def identity_names(man):  # a manifest table
     "The identity vocabulary: the rows' known identities, sorted"
-    return tuple(sorted({x for x in man.identity if _known(x)}))
+    return tuple(sorted({x for x in man.identity if known(x)}))
 
 def _mirror68():
     p = list(range(68))
@@ -176,7 +178,7 @@ class FrameDataset(torch.utils.data.Dataset):
         m = self.man; self.gen = self.needs & GENERATORS if self.train else frozenset()
         self.label, self.video, self.frame = m.label.to_numpy(int), m.video_id.astype(str).to_numpy(), m.frame_idx.to_numpy(int)
         self.method = m.method.astype(str).to_numpy()
-        self.ident = np.array([self._idn.get(x, -1) if _known(x) else -1 for x in m.identity], np.int64)
+        self.ident = np.array([self._idn.get(x, -1) if known(x) else -1 for x in m.identity], np.int64)
         if 'identity' in self.needs and (self.ident < 0).any():
             raise ValueError(f"'identity' needed but {(self.ident < 0).sum()} rows have no known identity (e.g. {self.video[self.ident < 0][0]})")
         self.pidx = pristine_index(m) if self.needs & {'pairs', 'mfs', 'quad'} else None
@@ -228,7 +230,7 @@ class FrameDataset(torch.utils.data.Dataset):
         mask = None
         if 'mask' in self.needs:
             mask = np.zeros(img.shape[:2], np.float32)
-            if self.label[j] == 1 and _known(row['mask']):
+            if self.label[j] == 1 and known(row['mask']):
                 mk = cv2.imread(str(self.root / row['mask']), cv2.IMREAD_GRAYSCALE)
                 if mk is None: raise FileNotFoundError(f'cannot read mask {self.root / row["mask"]}')
                 mask = mk.astype(np.float32) / 255
@@ -240,7 +242,7 @@ class FrameDataset(torch.utils.data.Dataset):
         s = base or self._raw(j)
         if kind == 'sbi': o = sbi(s['image'], s['lm'], r, **self.kw['sbi']); bg = o['real']
         else:
-            o = cbi(s['image'], s['lm'], self.index, r, self.video[j], self.man.identity.iloc[j] if _known(self.man.identity.iloc[j]) else None, **self.kw['cbi'])
+            o = cbi(s['image'], s['lm'], self.index, r, self.video[j], self.man.identity.iloc[j] if known(self.man.identity.iloc[j]) else None, **self.kw['cbi'])
             bg = s['image']
         return dict(s, image=o['image'], pristine=bg, mask=o['mask'], label=1, domain=self._dom['SBI' if kind == 'sbi' else 'CBI'])
 

@@ -18,6 +18,7 @@ import contextlib, importlib, json, os, re, sys, time, shutil, hashlib, zlib
 import numpy as np, cv2
 from pathlib import Path, PurePosixPath
 from .core import DirLock, claim_dir, worker_pool
+from .synth import truth_index
 
 # %% ../nbs/02_prep.ipynb #c005
 VIDEO_EXTS = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v'}
@@ -1023,7 +1024,6 @@ def landmark_error(backend,     # a face backend
                    n_videos=20, # videos, spread over the world
                    frames=4):   # frames per video
     "Detection rate and five-point NME of `backend` against a synthetic world's truth; also its seconds per frame"
-    from dfnb.synth import truth_index
     world_root = Path(world_root); ti = truth_index(world_root)
     ti = ti.iloc[np.linspace(0, len(ti) - 1, min(n_videos, len(ti))).round().astype(int)]
     found = total = 0; errs, errs68 = [], []; sec = 0.0

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'load_checkpoint', 'dist_info', 'init_distributed', 'score_loader', 'Logger', 'check_config',
-           'prep_settings', 'train', 'iter_batches', 'peak_rss_mb', 'train_speed', 'loader_speed', 'batch_items',
-           'method_speeds']
+           'load_checkpoint', 'dist_info', 'init_distributed', 'FeaturesMissing', 'score_loader', 'Logger', 'same_run',
+           'check_config', 'prep_settings', 'train', 'iter_batches', 'peak_rss_mb', 'train_speed', 'loader_speed',
+           'batch_items', 'method_speeds']
 
 # %% ../nbs/08_train.ipynb #c002
 import json, os, sys, time, math, csv, random, shutil
@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Union
 from pathlib import Path
 from .core import load_config, save_config, to_dict, seed_everything, set_threads, pick_device, autocast, channels_last
-from .core import amp_dtype
+from .core import amp_dtype, detector_names, parse_value, read_yaml, data_root, claim_dir, DirLock
+from .detectors.base import preset_of, create_detector
+from .data import make_loader, load_manifest, resume
+from .metrics import evaluate_scores
 
 # %% ../nbs/08_train.ipynb #c005
 @dataclass
@@ -51,7 +54,6 @@ class TrainConfig:
 def train_config(path=None,     # YAML file with the values that differ from the defaults
                  overrides=()): # `key=value` strings; `model.<setting>=value` sets a method setting
     "A TrainConfig from a method preset (if named), a file and overrides, in rising priority; method settings are checked by the method"
-    from dfnb.core import parse_value, read_yaml
     if isinstance(overrides, str): overrides = [overrides]
     model = {}
     for o in overrides:
@@ -60,7 +62,6 @@ def train_config(path=None,     # YAML file with the values that differ from the
     plain = [o for o in overrides if not o.startswith('model.')]
     cfg = load_config(TrainConfig, path, plain)
     if cfg.preset:
-        from dfnb.detectors.base import preset_of
         P = preset_of(cfg.method, cfg.preset)
         y = (read_yaml(path) or {}) if path else {}
         explicit = set(y) | {o.split('=', 1)[0] for o in plain}
@@ -152,6 +153,9 @@ def init_distributed(device):  # the torch.device this process trains on
     return rank, world
 
 # %% ../nbs/08_train.ipynb #c017
+class FeaturesMissing(ValueError):
+    "A detector whose `forward` returns no `feat`: the analyses that need features skip its runs and say why"
+
 def score_loader(model,      # a detector (unwrapped)
                  loader,     # an evaluation loader (every frame once)
                  device,     # torch.device
@@ -166,7 +170,11 @@ def score_loader(model,      # a detector (unwrapped)
             with autocast(device, amp): out = model({**b, 'image': channels_last(x, amp)})
             p = out['prob'].float().cpu().numpy()
             rows.append(pd.DataFrame(dict(video_id=list(b['video_id']), frame_idx=b['frame_idx'].numpy(), label=b['label'].numpy(), prob=p)))
-            if feats and 'feat' in out: F.append(out['feat'].float().cpu().numpy())
+            if feats and 'feat' not in out:
+                model.train(was)
+                raise FeaturesMissing(f'{type(model).__name__} returns no feat output (N×C pooled features), so '
+                                      'identity and feature analyses cannot use it: add feat to the dict its forward returns')
+            if feats: F.append(out['feat'].float().cpu().numpy())
     model.train(was)
     df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=['video_id', 'frame_idx', 'label', 'prob'])
     return (df, np.concatenate(F)) if feats else df
@@ -214,7 +222,7 @@ def _truncate_logs(out, step):
             else: f.write_text(''.join(lines[:1] + [l for l in lines[1:] if int(l.split(',', 1)[0]) <= step]))
 
 # %% ../nbs/08_train.ipynb #c020
-def _same_run(saved, cfg):
+def same_run(saved, cfg):  # a run's saved settings (its config.yaml); the TrainConfig that would resume it
     "Settings that must not change when a run is resumed (steps may be extended)"
     keep = lambda d: {k: v for k, v in d.items() if k not in ('steps', 'workers', 'threads', 'device', 'out')}
     return keep({**to_dict(TrainConfig()), **saved}) == keep(to_dict(cfg))   # keys added since the run default
@@ -243,7 +251,6 @@ def train(cfg,            # a TrainConfig (or the overrides for one, as a list o
           log=print,      # where progress lines go (rank 0)
           progress=False): # a tqdm progress bar over the steps (rank 0)
     "Train a detector; resumes from `<out>/last.pt` when present. Returns the run summary (also `summary.json`)"
-    from dfnb.core import data_root, claim_dir, DirLock
     if not isinstance(cfg, TrainConfig): cfg = train_config(overrides=cfg)
     if not cfg.data: raise ValueError('no training data: pass --data <a dfnb prep folder>')
     check_config(cfg)
@@ -259,9 +266,6 @@ def train(cfg,            # a TrainConfig (or the overrides for one, as a list o
 def _train(cfg, out, device, rank, world, log, progress):
     "The body of `train`, in a run folder this process holds"
     import yaml
-    from dfnb.detectors.base import create_detector
-    from dfnb.data import make_loader, load_manifest
-    from dfnb.metrics import evaluate_scores
     set_threads(cfg.threads if cfg.threads == 'auto' else int(cfg.threads))
     seed_everything(cfg.seed + rank)
     model = create_detector(cfg.method, cfg.preset or None, **cfg.model).to(device)
@@ -280,7 +284,7 @@ def _train(cfg, out, device, rank, world, log, progress):
     start, best, best_step, saved_step = 0, -1.0, None, None
     if (out / 'last.pt').exists():
         saved = yaml.safe_load((out / 'config.yaml').read_text()) if (out / 'config.yaml').exists() else {}
-        if not _same_run(saved, cfg):
+        if not same_run(saved, cfg):
             raise ValueError(f'{out} holds a run with other settings (see its config.yaml): choose a new --out, or rerun '
                              f'with the same settings to resume')
         ck = load_checkpoint(out / 'last.pt')
@@ -348,7 +352,6 @@ def iter_batches(loader, # a training loader from `dfnb.data.make_loader`
                  start,  # first step
                  steps): # last step (exclusive)
     "(step, batch) pairs from `start` to `steps`, epoch after epoch, resuming mid-epoch exactly"
-    from dfnb.data import resume
     s = loader.sampler; per = s.per_rank // loader.batch_size
     if per == 0: raise ValueError(f'the training split has fewer items ({s.per_rank} per process) than one batch ({loader.batch_size}): lower batch_size')
     epoch, skip = divmod(start, per); step = start
@@ -375,7 +378,6 @@ def train_speed(size=96,             # input side
                 batch=None,          # a real training batch (from the method's loader) instead of random images and labels
                 **model_kw):         # method settings (backbone, ...)
     "Training images per second of one detector's step (forward, losses, backward, update), data loading excluded"
-    from dfnb.detectors.base import create_detector
     dev = pick_device(device); m = channels_last(create_detector(method, size=size, **model_kw).to(dev), amp)
     opt = torch.optim.AdamW(m.parameters(), 1e-4)
     if batch is None: b = dict(image=torch.randn(batch_size, 3, size, size), label=torch.arange(batch_size) % 2)
@@ -393,7 +395,6 @@ def loader_speed(data,        # a dfnb prep folder
                  batches=20,  # timed batches
                  batch_size=32, workers=0, needs=frozenset()):
     "Training-loader images per second"
-    from dfnb.data import make_loader
     dl = make_loader(data, 'train', needs=needs, size=size, batch_size=batch_size, workers=workers, train=True); it = iter(dl); next(it)
     t0 = time.perf_counter(); n = 0
     for _ in range(batches): n += len(next(it)['label'])
@@ -406,7 +407,7 @@ def batch_items(needs,   # a detector's `needs`
     return max(1, images // (4 if 'quad' in needs else 1))
 
 def method_speeds(data,                 # a dfnb prep folder (each method's own loader draws its real batch from it)
-                  methods=('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp'), # detectors to compare
+                  methods=None,         # detectors to compare (None: every registered one, bce first)
                   size=96,              # input side
                   images=32,            # images per step (a method whose items hold several images gets fewer items)
                   steps=10,             # timed steps per measurement
@@ -415,9 +416,8 @@ def method_speeds(data,                 # a dfnb prep folder (each method's own 
                   device='auto',        # torch device
                   **model_kw):          # settings shared by every method (backbone, ...)
     "Training-step images/s of several methods on real batches of their loaders, interleaved; one row per (method, repeat), with `rel` to the first method"
-    from dfnb.detectors.base import create_detector
-    from dfnb.data import make_loader
     import pandas as pd
+    methods = detector_names() if methods is None else methods
     batches = {}
     for m in methods:
         det = create_detector(m, size=size, **model_kw)

@@ -108,10 +108,13 @@ NEEDS = {
 }
 
 class Detector(nn.Module):
-    "The contract: settings with defaults, `needs`, `forward(batch)` → dict with `logits` and `prob`, `losses(batch, out)` → dict with `total`"
+    "The contract: `defaults`, `needs`, `forward` → dict(logits, prob[, feat]), `losses` → dict(total, ...)"
     defaults = dict(backbone='resnet18', size=96, pretrained=None)
     needs = frozenset()
     presets = {}      # name → dict(model={settings}, train={TrainConfig fields}): e.g. the paper's setting
+    paper = ''        # the method's paper and official code, one line
+    ablations = {}    # variant suffix → [`dfnb train` overrides]: the switches its paper ablates
+    claims = ()       # (claim, run that should score higher, run it is compared with): run names, e.g. 'caddm-global'
     progress = 0.0    # fraction of training done, set by the trainer before every step (schedules inside a method)
     def __init__(self, **cfg):  # settings overriding `defaults`
         super().__init__()

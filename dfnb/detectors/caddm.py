@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['ANCHOR_SIZES', 'adm_grids', 'level_sizes', 'make_anchors', 'ADMStage', 'ADM', 'corners', 'box_iou', 'encode', 'match',
-           'multibox_loss', 'caddm_noise', 'CADDMDetector', 'show_targets', 'mfs_case_auc']
+           'multibox_loss', 'caddm_noise', 'CADDMDetector']
 
 # %% ../../nbs/07a_detectors.caddm.ipynb #c003
 import math, numpy as np, torch, torch.nn as nn, torch.nn.functional as F, cv2
@@ -201,9 +201,16 @@ class CADDMDetector(Detector):
                     end_norm=False,    # batch-normalise the ADM's end feature before it joins the pooled one (a from-scratch aid; False: the paper)
                     faithful=False)    # the official code's quirks: BGR 0–255 input, transposed boxes, no-op flip
     needs = frozenset({'mfs'})
-    presets = dict(paper=dict(model=dict(backbone='tf_efficientnet_b4', size=224), train=_PAPER_TRAIN),
-                   paper_r34=dict(model=dict(backbone='resnet34', size=224), train=_PAPER_TRAIN),
-                   faithful=dict(model=dict(backbone='tf_efficientnet_b4', size=224, faithful=True), train=_PAPER_TRAIN))
+    paper = ("Dong et al., Implicit Identity Leakage: The Stumbling Block to Improving Deepfake Detection "
+             "Generalization, CVPR 2023 (arXiv 2210.14457); code: github.com/megvii-research/CADDM")
+    ablations = {'global': ['model.p_partial=0.0']}
+    claims = (('CADDM (MFS + ADM) generalises better than the plain detector', 'caddm', 'bce'),
+              ('multi-scale partial swaps help, against global swaps only', 'caddm', 'caddm-global'))
+    presets = dict(   # the official recipes: ImageNet weights through timm
+        paper=dict(model=dict(backbone='tf_efficientnet_b4', size=224, pretrained='imagenet'), train=_PAPER_TRAIN),
+        paper_r34=dict(model=dict(backbone='resnet34', size=224, pretrained='imagenet'), train=_PAPER_TRAIN),
+        faithful=dict(model=dict(backbone='tf_efficientnet_b4', size=224, pretrained='imagenet', faithful=True),
+                      train=_PAPER_TRAIN))
 
     def __init__(self, **cfg):
         super().__init__(**cfg); c = self.cfg
@@ -250,47 +257,3 @@ class CADDMDetector(Detector):
         c = self.cfg
         return dict(p_partial=c['p_partial'], p_down=c['p_down'], p_fake_bg=c['p_fake_bg'], faithful=c['faithful'], photometric=caddm_noise if c['noise'] else None,
                     aug=dict(p_flip=0.0 if c['faithful'] else 0.5, p_rgb=0, p_hsv=0, p_bc=0, p_jpeg=0))
-
-# %% ../../nbs/07a_detectors.caddm.ipynb #c028
-def show_targets(batch,     # a training batch with `boxes` (from a loader with needs {'mfs'})
-                 model,     # a CADDMDetector (its anchors and matching)
-                 n=6,       # images to show
-                 size=2.2): # inches per image
-    "Training images with their MFS boxes (yellow) and the matched anchors (dashed cyan)"
-    import matplotlib.pyplot as plt
-    from dfnb.data import denormalize
-    n = min(n, len(batch['boxes'])); ims = denormalize(batch['image'][:n]); S = model.cfg['size']
-    _, ct = model.targets(batch['boxes'][:n]); A = model.adm.anchors.cpu() * S
-    fig, axs = plt.subplots(1, n, figsize=(size * n, size + 0.3), squeeze=False)
-    for a, im, bx, c, y in zip(axs[0], ims, batch['boxes'], ct.cpu(), batch['label']):
-        a.imshow(im); a.axis('off'); a.set_title(f"{'fake' if y else 'real'}: {len(bx)} box{'es' if len(bx) != 1 else ''}, {int(c.sum())} anchors", fontsize=8)
-        for cx, cy, w, h in A[c > 0].tolist():
-            a.add_patch(plt.Rectangle((cx - w / 2 - .5, cy - h / 2 - .5), w, h, fill=False, ec='cyan', lw=1, ls='--'))
-        for x0, y0, x1, y1 in bx.tolist():
-            a.add_patch(plt.Rectangle((x0 - .5, y0 - .5), x1 - x0, y1 - y0, fill=False, ec='yellow', lw=1.5))
-    fig.tight_layout(); return fig
-
-# %% ../../nbs/07a_detectors.caddm.ipynb #c031
-def mfs_case_auc(run,                 # a run folder (any method)
-                 data,                # a prep folder with pristine pairs (the training world)
-                 cases=('plain', 'unchanged', 'real_bg', 'fake_bg', 'partial'), # MFS cases; 'plain' is the unmodified frame
-                 batches=4,           # batches per case
-                 batch_size=64,       # frames per batch
-                 split='train',       # split to draw from
-                 noise=False,         # apply `caddm_noise` as in training
-                 p_down=0.0,          # MFS half-resolution jitter
-                 seed=3):             # sampling seed
-    "Frame AUC of a trained run on real frames vs fakes made by one MFS case at a time"
-    from sklearn.metrics import roc_auc_score
-    from dfnb.eval import load_run
-    from dfnb.data import make_loader
-    model, _ = load_run(run); dev = next(model.parameters()).device; S = model.cfg['size']; out = {}
-    aug = dict(p_flip=0.5, p_rgb=0, p_hsv=0, p_bc=0, p_jpeg=0)
-    for case in cases:
-        kw = {} if case == 'plain' else dict(needs={'mfs'}, case=case, p_down=p_down)
-        dl = make_loader(data, split, size=S, batch_size=batch_size, seed=seed, aug=aug, photometric=caddm_noise if noise else None, **kw)
-        P, Y, it = [], [], iter(dl)
-        for _ in range(batches):
-            b = next(it); P.append(model.predict(b['image'].to(dev)).cpu()); Y.append(b['label'])
-        out[case] = round(float(roc_auc_score(torch.cat(Y).numpy(), torch.cat(P).numpy())), 4)
-    return out

@@ -4,14 +4,11 @@
 
 # %% auto #0
 __all__ = ['to_gray', 'ChannelAttention', 'SpatialAttention', 'DecompositionAttention', 'grl_beta', 'GradReverse', 'grl',
-           'jsd_mi', 'derangement', 'MINet', 'auc_loss', 'mlp', 'domain_targets', 'DIDDetector', 'decomposed_features',
-           'domain_confusion', 'plot_domain_confusion', 'plot_decomposition_tsne', 'attention_maps', 'show_attention',
-           'plot_mi']
+           'jsd_mi', 'derangement', 'MINet', 'auc_loss', 'mlp', 'domain_targets', 'DIDDetector']
 
 # %% ../../nbs/07c_detectors.did.ipynb #c002
 import math
-import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
-from pathlib import Path
+import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import DETECTORS
 from .base import Detector, create_backbone, num_features
 
@@ -144,8 +141,15 @@ class DIDDetector(Detector):
                     t_widths=[512, 256, 128], alpha=0.5, auc_gamma=0.15, auc_p=2.0, lambda_cls=1.0, lambda_dom=1.0, lambda_dec=0.01,
                     grl_gamma=5.0, head_lr_mult=10.0, use_dom=True, use_T=True, mi_pair='os')
     needs = frozenset({'domain'})
-    presets = dict(paper=dict(model=dict(backbone='tf_efficientnetv2_l', size=224, gray=True),
-                              train=dict(lr=1e-5, weight_decay=5e-4, batch_size=15, steps=60000, schedule='constant', clip=0.0, clip_value=0.0)))
+    paper = ("Yang et al., CrossDF: Improving Cross-Domain Deepfake Detection with Deep Information Decomposition "
+             "(the DID framework), arXiv 2310.00359, Front. Big Data 2025; no public code")
+    ablations = {'noDom': ['model.use_dom=false'], 'noT': ['model.use_T=false']}
+    claims = (('DID generalises better than the plain detector', 'did', 'bce'),
+              ('the domain attention A_dom helps', 'did', 'did-noDom'),
+              ('decorrelation through T helps', 'did', 'did-noT'))
+    presets = dict(paper=dict(model=dict(backbone='tf_efficientnetv2_l', size=224, gray=True, pretrained='imagenet'),
+                              train=dict(lr=1e-5, weight_decay=5e-4, batch_size=15, steps=60000, schedule='constant',
+                                         clip=0.0, clip_value=0.0)))
 
     def __init__(self, **cfg):
         super().__init__(**cfg); c = self.cfg
@@ -216,143 +220,3 @@ class DIDDetector(Detector):
                 g = [p for p in ps if sel(p)]
                 if g: groups.append(dict(params=g, lr=lr * mult, weight_decay=wd, name=f"{part}{'' if wd else '_no_decay'}"))
         return groups
-
-# %% ../../nbs/07c_detectors.did.ipynb #c036
-def _as_model(run, device='auto'):  # a run folder (its best.pt), or a DID detector
-    "The detector of a run, or the detector itself"
-    if isinstance(run, nn.Module): return run
-    from dfnb.eval import load_run
-    return load_run(run, device=device)[0]
-
-@torch.no_grad()
-def decomposed_features(run,              # a run folder, or a DID detector
-                        data,             # a `dfnb prep` folder
-                        split='test',     # the split to use
-                        max_videos=None,  # an evenly chosen subset of videos (None: all)
-                        batch_size=64,    # images per forward pass
-                        device='auto'):   # torch device (for a run folder)
-    "Pooled backbone (I_X), deepfake (I_df) and domain (I_dom) features, domain logits and P(fake) of the frames, and their manifest rows"
-    from dfnb.data import load_manifest, make_loader
-    from dfnb.eval import some_videos
-    model = _as_model(run, device); dev = next(model.parameters()).device; was = model.training; model.eval()
-    man = some_videos(load_manifest(data, split=split), max_videos)
-    dl = make_loader(man, None, size=model.cfg['size'], batch_size=batch_size, train=False)
-    acc = {k: [] for k in ('backbone', 'deepfake', 'domain', 'dom_logits', 'prob')}
-    try:
-        for bt in dl:
-            r = model.decompose(bt['image'].to(dev)); zdf = r['I_df'].mean((2, 3))
-            part = dict(backbone=r['f'].mean((2, 3)), deepfake=zdf, domain=r['I_dom'].mean((2, 3)), prob=torch.sigmoid(model.cls(zdf).squeeze(1)))
-            if model.dom_cls is not None: part['dom_logits'] = model.dom_cls(part['domain'])
-            for k, v in part.items(): acc[k].append(v.float().cpu().numpy())
-    finally: model.train(was)
-    return {k: np.concatenate(v) for k, v in acc.items() if v}, man.reset_index(drop=True)
-
-def _train_domains(run):  # a run folder
-    "The domain vocabulary of the data a run was trained on (None when it cannot be found)"
-    from dfnb.eval import _run_config
-    from dfnb.data import load_manifest, domain_names
-    if isinstance(run, nn.Module): return None
-    dd = _run_config(Path(run)).get('data')
-    if not dd or not (Path(dd) / 'manifest.parquet').exists(): return None
-    return list(domain_names(load_manifest(dd, split='train')))
-
-def domain_confusion(run,              # a run folder, or a DID detector
-                     data,             # a `dfnb prep` folder
-                     split='test',     # the split to use
-                     max_videos=None,  # an evenly chosen subset of videos
-                     domains=None,     # names of the classifier's classes (default: the run's training vocabulary)
-                     device='auto'):   # torch device
-    "Frame counts of (true method, predicted domain) for the domain classifier C̄"
-    import pandas as pd
-    from dfnb.data import domain_names
-    feats, rows = decomposed_features(run, data, split, max_videos, device=device)
-    if 'dom_logits' not in feats: raise ValueError('this detector has no domain classifier (trained with lambda_dom=0)')
-    n = feats['dom_logits'].shape[1]; own = list(domain_names(rows))
-    names = list(domains or _train_domains(run) or (own if len(own) == n else [f'domain {i}' for i in range(n)]))
-    if len(names) != n: raise ValueError(f'{len(names)} domain names for a classifier with {n} classes: pass domains=')
-    true = [m for m in own if m in set(rows.method)] + sorted(set(rows.method) - set(own))
-    cm = np.zeros((len(true), n), np.int64); ti = {m: i for i, m in enumerate(true)}
-    np.add.at(cm, ([ti[m] for m in rows.method], feats['dom_logits'].argmax(1)), 1)
-    return pd.DataFrame(cm, index=pd.Index(true, name='true method'), columns=pd.Index(names, name='predicted domain'))
-
-def plot_domain_confusion(cm,         # from `domain_confusion`
-                          ax=None):   # a matplotlib axis
-    "The confusion matrix as row fractions, with the frame counts written in"
-    import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(0.8 * cm.shape[1] + 2.2, 0.5 * cm.shape[0] + 1.6))
-    v = cm.values; fr = v / np.maximum(v.sum(1, keepdims=True), 1)
-    ax.imshow(fr, cmap='Blues', vmin=0, vmax=1)
-    for i in range(v.shape[0]):
-        for j in range(v.shape[1]): ax.text(j, i, str(v[i, j]), ha='center', va='center', fontsize=7, color='white' if fr[i, j] > 0.5 else 'black')
-    ax.set_xticks(range(v.shape[1])); ax.set_xticklabels(cm.columns, rotation=40, ha='right', fontsize=7)
-    ax.set_yticks(range(v.shape[0])); ax.set_yticklabels(cm.index, fontsize=7)
-    ax.set_xlabel('predicted domain', fontsize=8); ax.set_ylabel('true method', fontsize=8); ax.figure.tight_layout()
-    return ax.figure
-
-def plot_decomposition_tsne(feats,         # from `decomposed_features`
-                            rows,          # its rows
-                            by='method',   # the column that colours the points
-                            seed=0):       # t-SNE seed
-    "t-SNE of the backbone, deepfake and domain features side by side; returns the figure and the embeddings"
-    import matplotlib.pyplot as plt
-    from sklearn.manifold import TSNE
-    sets = [(k, t) for k, t in (('backbone', 'backbone $I_X$'), ('deepfake', 'deepfake $I_{df}$'), ('domain', 'domain $I_{dom}$')) if k in feats]
-    vals = rows[by].fillna('?').astype(str).values; cats = sorted(set(vals), key=lambda c: (c != 'real', c))
-    fig, axs = plt.subplots(1, len(sets), figsize=(3.8 * len(sets), 3.5), squeeze=False); Z = {}
-    for a, (k, title) in zip(axs[0], sets):
-        X = feats[k]; Z[k] = TSNE(2, perplexity=min(30, max(2, (len(X) - 1) / 3)), random_state=seed, init='pca').fit_transform(X)
-        for i, c in enumerate(cats):
-            sel = vals == c; a.scatter(Z[k][sel, 0], Z[k][sel, 1], s=6, color=plt.cm.tab10(i % 10), label=c)
-        a.set_title(f't-SNE of {title}', fontsize=9); a.set_xticks([]); a.set_yticks([])
-    axs[0, 0].legend(fontsize=6, markerscale=2); fig.tight_layout(); return fig, Z
-
-@torch.no_grad()
-def attention_maps(model,   # a DID detector
-                   image):  # N×3×S×S normalised images
-    "The spatial attention a_s of A_df ('df') and of A_dom ('dom', when present), upsampled to N×S×S, in (0, 1)"
-    was = model.training; model.eval()
-    try: r = model.decompose(image)
-    finally: model.train(was)
-    up = lambda a: F.interpolate(a.float(), size=image.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
-    return {k: up(r[f'sa_{k}']) for k in ('df', 'dom') if f'sa_{k}' in r}
-
-def show_attention(run,            # a run folder, or a DID detector
-                   data,           # a `dfnb prep` folder
-                   n=6,            # frames: a real one, then one per method, then more of each
-                   split='test',   # the split to draw from
-                   stretch=False,  # stretch each map to its own range (default: the weights' scale, 0 to 1)
-                   device='auto'): # torch device
-    "Example crops with the A_df and A_dom spatial attention overlaid, titled with the method and P(fake)"
-    import matplotlib.pyplot as plt, pandas as pd
-    from dfnb.data import load_manifest, resize_to, normalize, denormalize
-    from dfnb.blend import read_rgb
-    model = _as_model(run, device); dev = next(model.parameters()).device; S = model.cfg['size']
-    man = load_manifest(data, split=split).drop_duplicates('video_id')
-    man = man.assign(_k=man.groupby('method').cumcount(), _r=man.method != 'real').sort_values(['_k', '_r', 'method']).head(n)
-    x = torch.stack([normalize(resize_to(read_rgb(Path(data) / p), S)) for p in man.crop]).to(dev)
-    maps = attention_maps(model, x); was = model.training; model.eval()
-    with torch.no_grad(): probs = model({'image': x})['prob'].float().cpu().numpy()
-    model.train(was); ims = denormalize(x)
-    fig, axs = plt.subplots(1 + len(maps), len(man), figsize=(1.9 * len(man), 2.0 * (1 + len(maps))), squeeze=False)
-    for j, (im, p, r) in enumerate(zip(ims, probs, man.itertuples())):
-        axs[0, j].imshow(im); axs[0, j].set_title(f'{r.method}\nP(fake) {p:.2f}', fontsize=7)
-        for i, (k, a) in enumerate(maps.items(), 1):
-            w = a[j].cpu().numpy(); lo, hi = (w.min(), max(w.max(), w.min() + 1e-6)) if stretch else (0, 1)
-            axs[i, j].imshow(im); axs[i, j].imshow(w, cmap='jet', alpha=0.45, vmin=lo, vmax=hi)
-            if j == 0: axs[i, j].set_ylabel(f'$A_{{{k}}}$', fontsize=8)
-    for a in axs.flat: a.set_xticks([]); a.set_yticks([])
-    fig.tight_layout(); return fig
-
-def plot_mi(runs,       # a run folder, a list of them, or {label: run folder}
-            ax=None):   # a matplotlib axis
-    "The decorrelation estimate Î (train.csv's `mi`) over training, with the independence value −log 4"
-    import matplotlib.pyplot as plt, pandas as pd
-    if isinstance(runs, (str, Path)): runs = [runs]
-    if not isinstance(runs, dict): runs = {Path(r).name: r for r in runs}
-    logs = {name: pd.read_csv(Path(r) / 'train.csv') for name, r in runs.items()}
-    for name, df in logs.items():
-        if 'mi' not in df: raise ValueError(f'{runs[name]}/train.csv has no mi column: a DID run with use_T=True logs it')
-    if ax is None: _, ax = plt.subplots(figsize=(4.5, 3))
-    for name, df in logs.items(): ax.plot(df.step, df.mi, label=name)
-    ax.axhline(-math.log(4), ls='--', c='k', lw=0.8, label='−log 4 (independent)')
-    ax.set_xlabel('step'); ax.set_ylabel('Î (Jensen–Shannon)'); ax.legend(fontsize=7); ax.figure.tight_layout(); return ax.figure

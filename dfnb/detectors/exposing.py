@@ -4,16 +4,15 @@
 
 # %% auto #0
 __all__ = ['TERMS', 'kl_bar', 'mixup', 'exposing_terms', 'term_slots', 'balance', 'chain', 'split_backbone', 'LocalBlocks',
-           'BatchNorm1d', 'fusion_mlp', 'bgr_input', 'ExposingDetector', 'cost', 'block_cams', 'plot_block_cams',
-           'show_block_cams', 'cam_mask_stats', 'block_cam_stats']
+           'BatchNorm1d', 'fusion_mlp', 'bgr_input', 'ExposingDetector', 'cost']
 
 # %% ../../nbs/07b_detectors.exposing.ipynb #c003
 import math
 from collections import OrderedDict
-import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
-from pathlib import Path
+import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import DETECTORS
 from .base import Detector, create_backbone, num_features
+from ..data import MEAN, STD
 
 # %% ../../nbs/07b_detectors.exposing.ipynb #c006
 def kl_bar(p,                 # N×C logits of the distribution that moves (the gradient flows here)
@@ -148,7 +147,6 @@ def fusion_mlp(d_in,                # input width (n·C)
 # %% ../../nbs/07b_detectors.exposing.ipynb #c025
 def bgr_input(x):  # N×3×S×S ImageNet-normalised RGB
     "The same images as the official code sees them: channels in BGR order, normalised with the RGB statistics"
-    from dfnb.data import MEAN, STD
     m = torch.as_tensor(MEAN, dtype=x.dtype, device=x.device)[:, None, None]; s = torch.as_tensor(STD, dtype=x.dtype, device=x.device)[:, None, None]
     return ((x * s + m).flip(1) - m) / s
 
@@ -158,7 +156,13 @@ class ExposingDetector(Detector):
     defaults = dict(Detector.defaults, n_blocks=4, shared_stem=0, fusion=(1000, 500, 512), drop=0.5, temperature=1.5,
                     kl_reduction='mean', weighting='auto', scales=(1, 2, 10), gil=True, lil=True, mixup=True,
                     mixup_alpha=0.5, faithful=False)
-    presets = dict(paper=dict(model=dict(backbone='resnet34', size=224),
+    paper = ("Ba et al., Exposing the Deception: Uncovering More Forgery Clues for Deepfake Detection, AAAI 2024; "
+             "code: github.com/QingyuLiu/Exposing-the-Deception")
+    ablations = {'noLIL': ['model.lil=false'], 'noGIL': ['model.gil=false']}
+    claims = (('local information blocks + LIL + GIL generalise better than the plain detector', 'exposing', 'bce'),
+              ('the local information loss helps', 'exposing', 'exposing-noLIL'),
+              ('the global information loss helps', 'exposing', 'exposing-noGIL'))
+    presets = dict(paper=dict(model=dict(backbone='resnet34', size=224, pretrained='imagenet'),
                               train=dict(lr=1e-3, weight_decay=1e-6, batch_size=256, steps=20700, schedule='cosine')))
     def __init__(self, **cfg):
         super().__init__(**cfg); c = self.cfg
@@ -219,90 +223,3 @@ def cost(model,      # a detector
         for h in hs: h.remove()
         model.train(was)
     return dict(params_m=sum(p.numel() for p in model.parameters()) / 1e6, gmacs=macs[0] / 1e9)
-
-# %% ../../nbs/07b_detectors.exposing.ipynb #c040
-def block_cams(model,      # an `ExposingDetector`
-               images,     # N×3×S×S normalised
-               head='g'):  # 'g': the fused head's fake logit (the score); 'z': the all-feature head's
-    "Grad-CAM of the fake logit on each local block's last feature map: N × n_blocks × S × S in [0, 1]"
-    if head not in ('g', 'z') or (head == 'z' and model.z_head is None): raise ValueError(f"head must be 'g', or 'z' when the model has an all-feature head; got {head!r}")
-    acts, hooks = [], [p.register_forward_pre_hook(lambda mod, inp: acts.append(inp[0])) for p in model.lib.pool_modules()]
-    was = model.training; model.eval()
-    try:
-        with torch.enable_grad():
-            l = model({'image': images.clone().requires_grad_(True)})[f'{head}_logits'].float()
-            grads = torch.autograd.grad((l[:, 1] - l[:, 0]).sum(), acts)
-    finally:
-        for h in hooks: h.remove()
-        model.train(was)
-    from dfnb.eval import cam_map
-    return torch.stack([cam_map(a, g, images.shape[-2:]) for a, g in zip(acts, grads)], 1)
-
-def plot_block_cams(images,       # N×3×S×S normalised
-                    cams,         # from `block_cams`
-                    probs=None,   # N P(fake), shown above each image
-                    titles=None): # N labels for the images (e.g. their forgery method)
-    "One row per image: the image, then each block's Grad-CAM overlay"
-    import matplotlib.pyplot as plt
-    from dfnb.data import denormalize
-    ims, cams = denormalize(images), cams.detach().cpu().numpy(); n, k = cams.shape[:2]
-    fig, axs = plt.subplots(n, k + 1, figsize=(1.5 * (k + 1), 1.6 * n), squeeze=False)
-    for r in range(n):
-        t = ' '.join(s for s in ((titles[r] if titles is not None else ''), (f'P(fake) {float(probs[r]):.2f}' if probs is not None else '')) if s)
-        axs[r, 0].imshow(ims[r]); axs[r, 0].set_title(t, fontsize=7)
-        for j in range(k):
-            axs[r, j + 1].imshow(ims[r]); axs[r, j + 1].imshow(cams[r, j], cmap='jet', alpha=0.45, vmin=0, vmax=1)
-            if r == 0: axs[r, j + 1].set_title(f'block {j + 1}', fontsize=8)
-    for a in axs.flat: a.axis('off')
-    fig.tight_layout(); return fig
-
-def show_block_cams(run,           # a run folder of the `exposing` method
-                    data,          # a `dfnb prep` folder
-                    n=4,           # frames: n//2 real, the rest fake, one per video
-                    split='test',  # split to draw from
-                    head='g',      # see `block_cams`
-                    device='auto'): # torch device
-    "The per-block Grad-CAM figure of a trained run"
-    import pandas as pd
-    from dfnb.eval import load_run
-    from dfnb.data import load_manifest, resize_to, normalize
-    from dfnb.blend import read_rgb
-    model, _ = load_run(run, device=device); man = load_manifest(data, split=split); S = model.cfg['size']
-    rows = pd.concat([man[man.label == l].drop_duplicates('video_id').head(k) for l, k in ((0, n // 2), (1, n - n // 2))])
-    x = torch.stack([normalize(resize_to(read_rgb(Path(data) / p), S)) for p in rows.crop]).to(next(model.parameters()).device)
-    return plot_block_cams(x, block_cams(model, x, head), model.predict(x), list(rows.method.astype(str)))
-
-def cam_mask_stats(cams,   # N×k×S×S maps from `block_cams`
-                   masks): # N×S×S manipulation masks in [0, 1]
-    "Per image and block the share of CAM mass inside the mask (N×k; a map blind to the mask scores its area); per image the mask's area (N) and the blocks' mean pairwise Pearson correlation (N)"
-    c, m = cams.flatten(2).double(), masks.flatten(1).double()[:, None]
-    if c.shape[0] != m.shape[0] or c.shape[2] != m.shape[2]: raise ValueError(f'cams {tuple(cams.shape)} and masks {tuple(masks.shape)} must share N and S×S')
-    share = (c * m).sum(2) / c.sum(2).clamp_min(1e-12)
-    z = (c - c.mean(2, keepdim=True)) / c.std(2, keepdim=True).clamp_min(1e-12); k = c.shape[1]
-    R = z @ z.transpose(1, 2) / (c.shape[2] - 1); off = ~torch.eye(k, dtype=torch.bool)
-    return share.float(), m[:, 0].mean(1).float(), (R[:, off].mean(1) if k > 1 else torch.ones(len(c), dtype=c.dtype)).float()
-
-def block_cam_stats(run,           # a run folder or a detector: `exposing` gives a map per block, any other its backbone's one map
-                    data,          # a `dfnb prep` folder whose fakes have manipulation masks (the synthetic worlds, FF++)
-                    n=64,          # fake frames, evenly spaced over the split's masked fakes
-                    split='test',  # split to draw from
-                    head='g',      # see `block_cams`
-                    batch=16,      # frames per pass
-                    device='auto'): # torch device (for a run folder)
-    "`cam_mask_stats` over fake frames of a prepared set: one row per (frame, block) with its method, P(fake), CAM share in the mask, mask area and block correlation"
-    import pandas as pd
-    from dfnb.eval import load_run, grad_cam
-    from dfnb.data import load_manifest, FrameDataset, collate, _known
-    model = run if isinstance(run, nn.Module) else load_run(run, device=device)[0]; dev = next(model.parameters()).device
-    maps = (lambda x: block_cams(model, x, head)) if hasattr(model, 'lib') else (lambda x: grad_cam(model, x)[:, None])  # other detectors: one map
-    man = load_manifest(data, split=split); man = man[(man.label == 1) & man['mask'].map(_known)]
-    if not len(man): raise ValueError(f"no fake frames with a manipulation mask in {data} ({split} split): use a prep folder whose fakes carry masks (the synthetic worlds, FF++ with its masks)")
-    idx = np.unique(np.linspace(0, len(man) - 1, min(n, len(man))).round().astype(int))
-    ds = FrameDataset(man.iloc[idx], root=data, needs={'mask'}, size=model.cfg['size'], train=False); out = []
-    for i in range(0, len(ds), batch):
-        b = collate([ds[j] for j in range(i, min(i + batch, len(ds)))]); x = b['image'].to(dev)
-        share, area, corr = cam_mask_stats(maps(x).cpu(), b['mask'][:, 0]); p = model.predict(x).cpu()
-        for r in range(len(x)):
-            out += [dict(video_id=b['video_id'][r], method=ds.method[i + r], prob=float(p[r]), block=k + 1, in_mask=float(share[r, k]),
-                         mask_area=float(area[r]), block_corr=float(corr[r])) for k in range(share.shape[1])]
-    return pd.DataFrame(out)

@@ -5,13 +5,11 @@
 # %% auto #0
 __all__ = ['conv_mlp', 'Encoder', 'calc_mean_std', 'mean_variance_norm', 'matched_noise', 'CrossAttention', 'purify', 'IACC',
            'Head', 'shuffle_within_class', 'kaiming_', 'to_unit_range', 'SANet', 'double_conv', 'Decoder', 'rec_loss',
-           'con_loss', 'kl_mean', 'ib_loss', 'PDPDetector', 'swap_pairs', 'swap_grid', 'plot_swaps', 'swap_examples',
-           'show_swaps']
+           'con_loss', 'kl_mean', 'ib_loss', 'PDPDetector', 'swap_pairs']
 
 # %% ../../nbs/07e_detectors.pdp.ipynb #c002
 import math
-import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
-from pathlib import Path
+import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import DETECTORS
 from .base import Detector, create_backbone, num_features
 
@@ -234,7 +232,13 @@ class PDPDetector(Detector):
                     dec_widths=[256, 128, 64], dec_drop=0.3, shuffle_p=0.7, w_ce=5.0, w_rec=0.1, w_ib=0.5, w_con=0.5,
                     t_local=1.5, t_global=0.5, iacc=True, con=True, faithful=False, share_ca=None, test_noise=None,
                     art_probe=None, w_probe=1.0, freeze_encoders=False, init=None)
-    presets = dict(paper=dict(model=dict(backbone='tf_efficientnet_b4', size=256),
+    paper = ("Progressive Disentangling and Purifying Blended Identities for Deepfake Detection; "
+             "code: github.com/BigWhiteBearZWJ/PDP-Official-Code")
+    ablations = {'noIACC': ['model.iacc=false'], 'noCon': ['model.con=false']}
+    claims = (('PDP generalises better than the plain detector', 'pdp', 'bce'),
+              ('IACC purification helps', 'pdp', 'pdp-noIACC'),
+              ('the separation contrast loss helps', 'pdp', 'pdp-noCon'))
+    presets = dict(paper=dict(model=dict(backbone='tf_efficientnet_b4', size=256, pretrained='imagenet'),
                               train=dict(lr=1e-4, weight_decay=5e-4, batch_size=32, steps=43200, schedule='constant',
                                          milestones=[], clip=0.0, clip_value=0.0)))
 
@@ -338,64 +342,3 @@ def swap_pairs(y,               # (N,) labels
     r, f = n[y == 0], n[y == 1]; k = min(len(r), len(f))
     r = r[torch.randperm(len(r), generator=generator)[:k].to(y.device)]; f = f[torch.randperm(len(f), generator=generator)[:k].to(y.device)]
     return torch.cat([n, r, f]), torch.cat([n, f, r])
-
-# %% ../../nbs/07e_detectors.pdp.ipynb #c044
-def _as_model(run, device='auto'):  # a run folder (its best.pt), or a PDP detector
-    "The detector of a run, or the detector itself"
-    if isinstance(run, nn.Module): return run
-    from dfnb.eval import load_run
-    return load_run(run, device=device)[0]
-
-@torch.no_grad()
-def swap_grid(model,   # a PDP detector (trained with w_rec > 0)
-              image):  # n×3×S×S normalised images
-    "D(A_i, I_j) for every pair: n×n×3×S×S in [−1, 1]; row i gives the artifacts, column j the identities (eval mode, n = μ)"
-    if getattr(model, 'decoder', None) is None: raise ValueError('this detector has no decoder (trained with w_rec=0)')
-    was = model.training; model.eval()
-    try:
-        r = model.disentangle(image); n = len(image)
-        out = model.decoder(r['A'].repeat_interleave(n, 0), r['I'].repeat(n, 1, 1, 1), image.shape[-2:])
-    finally: model.train(was)
-    return out.view(n, n, *out.shape[1:])
-
-def plot_swaps(model,        # a PDP detector, or a run folder
-               image,        # n×3×S×S normalised images
-               titles=None,  # a label per image (e.g. its method)
-               size=1.3):    # inches per cell
-    "The swap grid with the inputs along the top (identity source) and the left (artifact source); returns the figure"
-    import matplotlib.pyplot as plt
-    from dfnb.data import denormalize
-    model = _as_model(model); image = image.to(next(model.parameters()).device)
-    g = ((swap_grid(model, image).float().clamp(-1, 1) + 1) / 2).permute(0, 1, 3, 4, 2).cpu().numpy()
-    ims = denormalize(image); n = len(image); titles = list(titles) if titles is not None else [str(i) for i in range(n)]
-    fig, axs = plt.subplots(n + 1, n + 1, figsize=(size * (n + 1), size * (n + 1)), squeeze=False)
-    for a in axs.flat: a.set_xticks([]); a.set_yticks([])
-    axs[0, 0].axis('off'); axs[0, 0].text(0.5, 0.5, 'artifacts ↓\nidentity →', ha='center', va='center', fontsize=7)
-    for j in range(n):
-        axs[0, j + 1].imshow(ims[j]); axs[0, j + 1].set_title(titles[j], fontsize=7)
-        axs[j + 1, 0].imshow(ims[j]); axs[j + 1, 0].set_ylabel(titles[j], fontsize=7)
-    for i in range(n):
-        for j in range(n): axs[i + 1, j + 1].imshow(g[i, j])
-    fig.suptitle('decoder D(artifacts of row, identity of column)', fontsize=8); fig.tight_layout()
-    return fig
-
-def swap_examples(data,           # a `dfnb prep` folder
-                  n=4,            # frames: a real one, then one per method, then more of each
-                  split='test',   # split to draw from
-                  size=96):       # input side (the model's `size`)
-    "n normalised crops from different videos, reals and fakes alternating by method, and their method names"
-    from dfnb.data import load_manifest, resize_to, normalize
-    from dfnb.blend import read_rgb
-    man = load_manifest(data, split=split).drop_duplicates('video_id')
-    man = man.assign(_k=man.groupby('method').cumcount(), _r=man.method != 'real').sort_values(['_k', '_r', 'method']).head(n)
-    return torch.stack([normalize(resize_to(read_rgb(Path(data) / p), size)) for p in man.crop]), list(man.method)
-
-def show_swaps(run,             # a run folder, or a PDP detector
-               data,            # a `dfnb prep` folder
-               n=4,             # images
-               split='test',    # split to draw from
-               device='auto'):  # torch device (for a run folder)
-    "The swapped-reconstruction figure for n example frames of a prep folder"
-    model = _as_model(run, device)
-    x, names = swap_examples(data, n, split, model.cfg['size'])
-    return plot_swaps(model, x, names)
