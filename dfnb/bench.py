@@ -14,6 +14,7 @@ import json, time
 import numpy as np, pandas as pd
 from pathlib import Path
 from .core import data_root, claim_dir, DirLock, parse_value, detector_names, DETECTORS, set_threads, worker_pool
+from .core import detector_modules
 from .train import batch_items, FeaturesMissing, train_speed, peak_rss_mb
 from .pretrain import pretrain, default_out
 from .synth import synthesize
@@ -24,7 +25,7 @@ from .data import load_manifest, make_loader
 from .detectors.base import create_detector
 
 # %% ../nbs/10_bench.ipynb #c005
-METHODS = ('bce', *[n for n in DETECTORS.names() if n != 'bce'])   # bce, then dfnb's methods (a plugin's: by name)
+METHODS = ('bce', *detector_modules())   # bce, then dfnb's own methods, found on disk (a plugin's joins by name)
 
 BENCH_PRESETS = {
     'smoke': dict(world='tiny', synth=dict(frames=3, cdf_clips=2), frames=2, size=64, seeds=1, n_boot=20, robust_videos=2, images=8,
@@ -254,7 +255,7 @@ def claims_table(runs,          # the folder holding <name>-s<seed> run folders,
                  methods=None): # keep only these methods' claims (default: all whose runs exist)
     "Claim → measured cross-domain frame-AUC difference (paired over seeds) and verdict; claims without runs are left out"
     rows = []
-    for m, text, hi, lo in (method_claims() if claims is None else claims):
+    for m, text, hi, lo in (method_claims(methods) if claims is None else claims):
         if methods is not None and m not in methods: continue
         both = _seeds_of(runs, hi) & _seeds_of(runs, lo); ok = sorted(both) if seeds is None else [s for s in seeds if s in both]
         if not ok: continue
