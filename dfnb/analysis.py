@@ -27,418 +27,718 @@ from .eval import PERTURBATIONS, cam_map, grad_cam, load_run, perturbed_batches,
 from .eval import some_videos
 
 # %% ../nbs/09a_analysis.ipynb #c007
-def as_model(run,             # a run folder (its best.pt), or a detector
-             device='auto'):  # torch device (for a run folder)
+def as_model(
+    run,  # a run folder (its best.pt), or a detector
+    device='auto',  # torch device (for a run folder)
+):
     "The detector of a run, or the detector itself"
-    if isinstance(run, nn.Module): return run
+    if isinstance(run, nn.Module):
+        return run
     return load_run(run, device=device)[0]
 
 # %% ../nbs/09a_analysis.ipynb #c010
-def show_targets(batch,     # a training batch with `boxes` (from a loader with needs {'mfs'})
-                 model,     # a CADDMDetector (its anchors and matching)
-                 n=6,       # images to show
-                 size=2.2): # inches per image
+def show_targets(
+    batch,  # a training batch with `boxes` (from a loader with needs {'mfs'})
+    model,  # a CADDMDetector (its anchors and matching)
+    n=6,  # images to show
+    size=2.2,  # inches per image
+):
     "Training images with their MFS boxes (yellow) and the matched anchors (dashed cyan)"
-    n = min(n, len(batch['boxes'])); ims = denormalize(batch['image'][:n]); S = model.cfg['size']
-    _, ct = model.targets(batch['boxes'][:n]); A = model.adm.anchors.cpu() * S
+    n = min(n, len(batch['boxes']))
+    ims = denormalize(batch['image'][:n])
+    S = model.cfg['size']
+    _, ct = model.targets(batch['boxes'][:n])
+    A = model.adm.anchors.cpu() * S
     fig, axs = plt.subplots(1, n, figsize=(size * n, size + 0.3), squeeze=False)
     for a, im, bx, c, y in zip(axs[0], ims, batch['boxes'], ct.cpu(), batch['label']):
-        a.imshow(im); a.axis('off'); a.set_title(f"{'fake' if y else 'real'}: {len(bx)} box{'es' if len(bx) != 1 else ''}, {int(c.sum())} anchors", fontsize=8)
+        a.imshow(im)
+        a.axis('off')
+        a.set_title(
+            f"{'fake' if y else 'real'}: {len(bx)} box{'es' if len(bx) != 1 else ''}, {int(c.sum())} anchors",
+            fontsize=8,
+        )
         for cx, cy, w, h in A[c > 0].tolist():
-            a.add_patch(plt.Rectangle((cx - w / 2 - .5, cy - h / 2 - .5), w, h, fill=False, ec='cyan', lw=1, ls='--'))
+            a.add_patch(plt.Rectangle((cx - w / 2 - 0.5, cy - h / 2 - 0.5), w, h, fill=False, ec='cyan', lw=1, ls='--'))
         for x0, y0, x1, y1 in bx.tolist():
-            a.add_patch(plt.Rectangle((x0 - .5, y0 - .5), x1 - x0, y1 - y0, fill=False, ec='yellow', lw=1.5))
-    fig.tight_layout(); return fig
+            a.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec='yellow', lw=1.5))
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/09a_analysis.ipynb #c013
-def mfs_case_auc(run,                 # a run folder (any method)
-                 data,                # a prep folder with pristine pairs (the training world)
-                 cases=('plain', 'unchanged', 'real_bg', 'fake_bg', 'partial'), # MFS cases; 'plain' is the unmodified frame
-                 batches=4,           # batches per case
-                 batch_size=64,       # frames per batch
-                 split='train',       # split to draw from
-                 noise=False,         # apply `caddm_noise` as in training
-                 p_down=0.0,          # MFS half-resolution jitter
-                 seed=3):             # sampling seed
+def mfs_case_auc(
+    run,  # a run folder (any method)
+    data,  # a prep folder with pristine pairs (the training world)
+    cases=('plain', 'unchanged', 'real_bg', 'fake_bg', 'partial'),  # MFS cases; 'plain' is the unmodified frame
+    batches=4,  # batches per case
+    batch_size=64,  # frames per batch
+    split='train',  # split to draw from
+    noise=False,  # apply `caddm_noise` as in training
+    p_down=0.0,  # MFS half-resolution jitter
+    seed=3,  # sampling seed
+):
     "Frame AUC of a trained run on real frames vs fakes made by one MFS case at a time"
-    model, _ = load_run(run); dev = next(model.parameters()).device; S = model.cfg['size']; out = {}
+    model, _ = load_run(run)
+    dev = next(model.parameters()).device
+    S = model.cfg['size']
+    out = {}
     aug = dict(p_flip=0.5, p_rgb=0, p_hsv=0, p_bc=0, p_jpeg=0)
     for case in cases:
         kw = {} if case == 'plain' else dict(needs={'mfs'}, case=case, p_down=p_down)
-        dl = make_loader(data, split, size=S, batch_size=batch_size, seed=seed, aug=aug, photometric=caddm_noise if noise else None, **kw)
+        dl = make_loader(
+            data,
+            split,
+            size=S,
+            batch_size=batch_size,
+            seed=seed,
+            aug=aug,
+            photometric=caddm_noise if noise else None,
+            **kw,
+        )
         P, Y, it = [], [], iter(dl)
         for _ in range(batches):
-            b = next(it); P.append(model.predict(b['image'].to(dev)).cpu()); Y.append(b['label'])
+            b = next(it)
+            P.append(model.predict(b['image'].to(dev)).cpu())
+            Y.append(b['label'])
         out[case] = round(float(roc_auc_score(torch.cat(Y).numpy(), torch.cat(P).numpy())), 4)
     return out
 
 # %% ../nbs/09a_analysis.ipynb #c016
-def block_cams(model,      # an `ExposingDetector`
-               images,     # N×3×S×S normalised
-               head='g'):  # 'g': the fused head's fake logit (the score); 'z': the all-feature head's
+def block_cams(
+    model,  # an `ExposingDetector`
+    images,  # N×3×S×S normalised
+    head='g',  # 'g': the fused head's fake logit (the score); 'z': the all-feature head's
+):
     "Grad-CAM of the fake logit on each local block's last feature map: N × n_blocks × S × S in [0, 1]"
-    if head not in ('g', 'z') or (head == 'z' and model.z_head is None): raise ValueError(f"head must be 'g', or 'z' when the model has an all-feature head; got {head!r}")
-    acts, hooks = [], [p.register_forward_pre_hook(lambda mod, inp: acts.append(inp[0])) for p in model.lib.pool_modules()]
-    was = model.training; model.eval()
+    if head not in ('g', 'z') or (head == 'z' and model.z_head is None):
+        raise ValueError(f"head must be 'g', or 'z' when the model has an all-feature head; got {head!r}")
+    acts, hooks = (
+        [],
+        [p.register_forward_pre_hook(lambda mod, inp: acts.append(inp[0])) for p in model.lib.pool_modules()],
+    )
+    was = model.training
+    model.eval()
     try:
         with torch.enable_grad():
             l = model({'image': images.clone().requires_grad_(True)})[f'{head}_logits'].float()
             grads = torch.autograd.grad((l[:, 1] - l[:, 0]).sum(), acts)
     finally:
-        for h in hooks: h.remove()
+        for h in hooks:
+            h.remove()
         model.train(was)
     return torch.stack([cam_map(a, g, images.shape[-2:]) for a, g in zip(acts, grads)], 1)
 
-def plot_block_cams(images,       # N×3×S×S normalised
-                    cams,         # from `block_cams`
-                    probs=None,   # N P(fake), shown above each image
-                    titles=None): # N labels for the images (e.g. their forgery method)
+# %% ../nbs/09a_analysis.ipynb #c016b
+def plot_block_cams(
+    images,  # N×3×S×S normalised
+    cams,  # from `block_cams`
+    probs=None,  # N P(fake), shown above each image
+    titles=None,  # N labels for the images (e.g. their forgery method)
+):
     "One row per image: the image, then each block's Grad-CAM overlay"
-    ims, cams = denormalize(images), cams.detach().cpu().numpy(); n, k = cams.shape[:2]
+    ims, cams = denormalize(images), cams.detach().cpu().numpy()
+    n, k = cams.shape[:2]
     fig, axs = plt.subplots(n, k + 1, figsize=(1.5 * (k + 1), 1.6 * n), squeeze=False)
     for r in range(n):
-        t = ' '.join(s for s in ((titles[r] if titles is not None else ''), (f'P(fake) {float(probs[r]):.2f}' if probs is not None else '')) if s)
-        axs[r, 0].imshow(ims[r]); axs[r, 0].set_title(t, fontsize=7)
+        t = ' '.join(
+            s
+            for s in (
+                (titles[r] if titles is not None else ''),
+                (f'P(fake) {float(probs[r]):.2f}' if probs is not None else ''),
+            )
+            if s
+        )
+        axs[r, 0].imshow(ims[r])
+        axs[r, 0].set_title(t, fontsize=7)
         for j in range(k):
-            axs[r, j + 1].imshow(ims[r]); axs[r, j + 1].imshow(cams[r, j], cmap='jet', alpha=0.45, vmin=0, vmax=1)
-            if r == 0: axs[r, j + 1].set_title(f'block {j + 1}', fontsize=8)
-    for a in axs.flat: a.axis('off')
-    fig.tight_layout(); return fig
+            axs[r, j + 1].imshow(ims[r])
+            axs[r, j + 1].imshow(cams[r, j], cmap='jet', alpha=0.45, vmin=0, vmax=1)
+            if r == 0:
+                axs[r, j + 1].set_title(f'block {j + 1}', fontsize=8)
+    for a in axs.flat:
+        a.axis('off')
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/09a_analysis.ipynb #c020
-def show_block_cams(run,           # a run folder of the `exposing` method
-                    data,          # a `dfnb prep` folder
-                    n=4,           # frames: n//2 real, the rest fake, one per video
-                    split='test',  # split to draw from
-                    head='g',      # see `block_cams`
-                    device='auto'): # torch device
+def show_block_cams(
+    run,  # a run folder of the `exposing` method
+    data,  # a `dfnb prep` folder
+    n=4,  # frames: n//2 real, the rest fake, one per video
+    split='test',  # split to draw from
+    head='g',  # see `block_cams`
+    device='auto',  # torch device
+):
     "The per-block Grad-CAM figure of a trained run"
-    model, _ = load_run(run, device=device); man = load_manifest(data, split=split); S = model.cfg['size']
-    rows = pd.concat([man[man.label == l].drop_duplicates('video_id').head(k) for l, k in ((0, n // 2), (1, n - n // 2))])
-    x = torch.stack([normalize(resize_to(read_rgb(Path(data) / p), S)) for p in rows.crop]).to(next(model.parameters()).device)
+    model, _ = load_run(run, device=device)
+    man = load_manifest(data, split=split)
+    S = model.cfg['size']
+    rows = pd.concat(
+        [man[man.label == l].drop_duplicates('video_id').head(k) for l, k in ((0, n // 2), (1, n - n // 2))]
+    )
+    x = torch.stack([normalize(resize_to(read_rgb(Path(data) / p), S)) for p in rows.crop]).to(
+        next(model.parameters()).device
+    )
     return plot_block_cams(x, block_cams(model, x, head), model.predict(x), list(rows.method.astype(str)))
 
 # %% ../nbs/09a_analysis.ipynb #c023
-def cam_mask_stats(cams,   # N×k×S×S maps from `block_cams`
-                   masks): # N×S×S manipulation masks in [0, 1]
-    "Per image and block the share of CAM mass inside the mask (N×k; a map blind to the mask scores its area); per image the mask's area (N) and the blocks' mean pairwise Pearson correlation (N)"
+def cam_mask_stats(
+    cams,  # N×k×S×S maps from `block_cams`
+    masks,  # N×S×S manipulation masks in [0, 1]
+):
+    """Per image and block the share of CAM mass inside the mask (N×k; a map blind to the mask scores its area); per
+    image the mask's area (N) and the blocks' mean pairwise Pearson correlation (N)"""
     c, m = cams.flatten(2).double(), masks.flatten(1).double()[:, None]
-    if c.shape[0] != m.shape[0] or c.shape[2] != m.shape[2]: raise ValueError(f'cams {tuple(cams.shape)} and masks {tuple(masks.shape)} must share N and S×S')
+    if c.shape[0] != m.shape[0] or c.shape[2] != m.shape[2]:
+        raise ValueError(f'cams {tuple(cams.shape)} and masks {tuple(masks.shape)} must share N and S×S')
     share = (c * m).sum(2) / c.sum(2).clamp_min(1e-12)
-    z = (c - c.mean(2, keepdim=True)) / c.std(2, keepdim=True).clamp_min(1e-12); k = c.shape[1]
-    R = z @ z.transpose(1, 2) / (c.shape[2] - 1); off = ~torch.eye(k, dtype=torch.bool)
-    return share.float(), m[:, 0].mean(1).float(), (R[:, off].mean(1) if k > 1 else torch.ones(len(c), dtype=c.dtype)).float()
+    z = (c - c.mean(2, keepdim=True)) / c.std(2, keepdim=True).clamp_min(1e-12)
+    k = c.shape[1]
+    R = z @ z.transpose(1, 2) / (c.shape[2] - 1)
+    off = ~torch.eye(k, dtype=torch.bool)
+    return (
+        share.float(),
+        m[:, 0].mean(1).float(),
+        (R[:, off].mean(1) if k > 1 else torch.ones(len(c), dtype=c.dtype)).float(),
+    )
 
 # %% ../nbs/09a_analysis.ipynb #c026
-def block_cam_stats(run,           # a run folder or a detector: `exposing` gives a map per block, any other its backbone's one map
-                    data,          # a `dfnb prep` folder whose fakes have manipulation masks (the synthetic worlds, FF++)
-                    n=64,          # fake frames, evenly spaced over the split's masked fakes
-                    split='test',  # split to draw from
-                    head='g',      # see `block_cams`
-                    batch=16,      # frames per pass
-                    device='auto'): # torch device (for a run folder)
-    "`cam_mask_stats` over fake frames of a prepared set: one row per (frame, block) with its method, P(fake), CAM share in the mask, mask area and block correlation"
-    model = run if isinstance(run, nn.Module) else load_run(run, device=device)[0]; dev = next(model.parameters()).device
-    maps = (lambda x: block_cams(model, x, head)) if hasattr(model, 'lib') else (lambda x: grad_cam(model, x)[:, None])  # other detectors: one map
-    man = load_manifest(data, split=split); man = man[(man.label == 1) & man['mask'].map(known)]
-    if not len(man): raise ValueError(f"no fake frames with a manipulation mask in {data} ({split} split): use a prep folder whose fakes carry masks (the synthetic worlds, FF++ with its masks)")
+def block_cam_stats(
+    run,  # a run folder or a detector: `exposing` gives a map per block, any other its backbone's one map
+    data,  # a `dfnb prep` folder whose fakes have manipulation masks (the synthetic worlds, FF++)
+    n=64,  # fake frames, evenly spaced over the split's masked fakes
+    split='test',  # split to draw from
+    head='g',  # see `block_cams`
+    batch=16,  # frames per pass
+    device='auto',  # torch device (for a run folder)
+):
+    """`cam_mask_stats` over fake frames of a prepared set: one row per (frame, block) with its method, P(fake), CAM
+    share in the mask, mask area and block correlation"""
+    model = run if isinstance(run, nn.Module) else load_run(run, device=device)[0]
+    dev = next(model.parameters()).device
+    maps = (
+        (lambda x: block_cams(model, x, head)) if hasattr(model, 'lib') else (lambda x: grad_cam(model, x)[:, None])
+    )  # other detectors: one map
+    man = load_manifest(data, split=split)
+    man = man[(man.label == 1) & man['mask'].map(known)]
+    if not len(man):
+        raise ValueError(
+            f"no fake frames with a manipulation mask in {data} ({split} split): use a prep folder whose fakes carry "
+            "masks (the synthetic worlds, FF++ with its masks)"
+        )
     idx = np.unique(np.linspace(0, len(man) - 1, min(n, len(man))).round().astype(int))
-    ds = FrameDataset(man.iloc[idx], root=data, needs={'mask'}, size=model.cfg['size'], train=False); out = []
+    ds = FrameDataset(man.iloc[idx], root=data, needs={'mask'}, size=model.cfg['size'], train=False)
+    out = []
     for i in range(0, len(ds), batch):
-        b = collate([ds[j] for j in range(i, min(i + batch, len(ds)))]); x = b['image'].to(dev)
-        share, area, corr = cam_mask_stats(maps(x).cpu(), b['mask'][:, 0]); p = model.predict(x).cpu()
+        b = collate([ds[j] for j in range(i, min(i + batch, len(ds)))])
+        x = b['image'].to(dev)
+        share, area, corr = cam_mask_stats(maps(x).cpu(), b['mask'][:, 0])
+        p = model.predict(x).cpu()
         for r in range(len(x)):
-            out += [dict(video_id=b['video_id'][r], method=ds.method[i + r], prob=float(p[r]), block=k + 1, in_mask=float(share[r, k]),
-                         mask_area=float(area[r]), block_corr=float(corr[r])) for k in range(share.shape[1])]
+            out += [
+                dict(
+                    video_id=b['video_id'][r],
+                    method=ds.method[i + r],
+                    prob=float(p[r]),
+                    block=k + 1,
+                    in_mask=float(share[r, k]),
+                    mask_area=float(area[r]),
+                    block_corr=float(corr[r]),
+                )
+                for k in range(share.shape[1])
+            ]
     return pd.DataFrame(out)
 
 # %% ../nbs/09a_analysis.ipynb #c029
 @torch.no_grad()
-def decomposed_features(run,              # a run folder, or a DID detector
-                        data,             # a `dfnb prep` folder
-                        split='test',     # the split to use
-                        max_videos=None,  # an evenly chosen subset of videos (None: all)
-                        batch_size=64,    # images per forward pass
-                        device='auto'):   # torch device (for a run folder)
-    "Pooled backbone (I_X), deepfake (I_df) and domain (I_dom) features, domain logits and P(fake) of the frames, and their manifest rows"
-    model = as_model(run, device); dev = next(model.parameters()).device; was = model.training; model.eval()
+def decomposed_features(
+    run,  # a run folder, or a DID detector
+    data,  # a `dfnb prep` folder
+    split='test',  # the split to use
+    max_videos=None,  # an evenly chosen subset of videos (None: all)
+    batch_size=64,  # images per forward pass
+    device='auto',  # torch device (for a run folder)
+):
+    """Pooled backbone (I_X), deepfake (I_df) and domain (I_dom) features, domain logits and P(fake) of the frames,
+    and their manifest rows"""
+    model = as_model(run, device)
+    dev = next(model.parameters()).device
+    was = model.training
+    model.eval()
     man = some_videos(load_manifest(data, split=split), max_videos)
     dl = make_loader(man, None, size=model.cfg['size'], batch_size=batch_size, train=False)
     acc = {k: [] for k in ('backbone', 'deepfake', 'domain', 'dom_logits', 'prob')}
     try:
         for bt in dl:
-            r = model.decompose(bt['image'].to(dev)); zdf = r['I_df'].mean((2, 3))
-            part = dict(backbone=r['f'].mean((2, 3)), deepfake=zdf, domain=r['I_dom'].mean((2, 3)), prob=torch.sigmoid(model.cls(zdf).squeeze(1)))
-            if model.dom_cls is not None: part['dom_logits'] = model.dom_cls(part['domain'])
-            for k, v in part.items(): acc[k].append(v.float().cpu().numpy())
-    finally: model.train(was)
+            r = model.decompose(bt['image'].to(dev))
+            zdf = r['I_df'].mean((2, 3))
+            part = dict(
+                backbone=r['f'].mean((2, 3)),
+                deepfake=zdf,
+                domain=r['I_dom'].mean((2, 3)),
+                prob=torch.sigmoid(model.cls(zdf).squeeze(1)),
+            )
+            if model.dom_cls is not None:
+                part['dom_logits'] = model.dom_cls(part['domain'])
+            for k, v in part.items():
+                acc[k].append(v.float().cpu().numpy())
+    finally:
+        model.train(was)
     return {k: np.concatenate(v) for k, v in acc.items() if v}, man.reset_index(drop=True)
 
+# %% ../nbs/09a_analysis.ipynb #c029b
 def _train_domains(run):  # a run folder
     "The domain vocabulary of the data a run was trained on (None when it cannot be found)"
-    if isinstance(run, nn.Module): return None
+    if isinstance(run, nn.Module):
+        return None
     dd = run_config(Path(run)).get('data')
-    if not dd or not (Path(dd) / 'manifest.parquet').exists(): return None
+    if not dd or not (Path(dd) / 'manifest.parquet').exists():
+        return None
     return list(domain_names(load_manifest(dd, split='train')))
 
-def domain_confusion(run,              # a run folder, or a DID detector
-                     data,             # a `dfnb prep` folder
-                     split='test',     # the split to use
-                     max_videos=None,  # an evenly chosen subset of videos
-                     domains=None,     # names of the classifier's classes (default: the run's training vocabulary)
-                     device='auto'):   # torch device
+# %% ../nbs/09a_analysis.ipynb #c029c
+def domain_confusion(
+    run,  # a run folder, or a DID detector
+    data,  # a `dfnb prep` folder
+    split='test',  # the split to use
+    max_videos=None,  # an evenly chosen subset of videos
+    domains=None,  # names of the classifier's classes (default: the run's training vocabulary)
+    device='auto',  # torch device
+):
     "Frame counts of (true method, predicted domain) for the domain classifier C̄"
     feats, rows = decomposed_features(run, data, split, max_videos, device=device)
-    if 'dom_logits' not in feats: raise ValueError('this detector has no domain classifier (trained with lambda_dom=0)')
-    n = feats['dom_logits'].shape[1]; own = list(domain_names(rows))
+    if 'dom_logits' not in feats:
+        raise ValueError('this detector has no domain classifier (trained with lambda_dom=0)')
+    n = feats['dom_logits'].shape[1]
+    own = list(domain_names(rows))
     names = list(domains or _train_domains(run) or (own if len(own) == n else [f'domain {i}' for i in range(n)]))
-    if len(names) != n: raise ValueError(f'{len(names)} domain names for a classifier with {n} classes: pass domains=')
+    if len(names) != n:
+        raise ValueError(f'{len(names)} domain names for a classifier with {n} classes: pass domains=')
     true = [m for m in own if m in set(rows.method)] + sorted(set(rows.method) - set(own))
-    cm = np.zeros((len(true), n), np.int64); ti = {m: i for i, m in enumerate(true)}
+    cm = np.zeros((len(true), n), np.int64)
+    ti = {m: i for i, m in enumerate(true)}
     np.add.at(cm, ([ti[m] for m in rows.method], feats['dom_logits'].argmax(1)), 1)
     return pd.DataFrame(cm, index=pd.Index(true, name='true method'), columns=pd.Index(names, name='predicted domain'))
 
-def plot_domain_confusion(cm,         # from `domain_confusion`
-                          ax=None):   # a matplotlib axis
+# %% ../nbs/09a_analysis.ipynb #c029d
+def plot_domain_confusion(
+    cm,  # from `domain_confusion`
+    ax=None,  # a matplotlib axis
+):
     "The confusion matrix as row fractions, with the frame counts written in"
-    if ax is None: _, ax = plt.subplots(figsize=(0.8 * cm.shape[1] + 2.2, 0.5 * cm.shape[0] + 1.6))
-    v = cm.values; fr = v / np.maximum(v.sum(1, keepdims=True), 1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.8 * cm.shape[1] + 2.2, 0.5 * cm.shape[0] + 1.6))
+    v = cm.values
+    fr = v / np.maximum(v.sum(1, keepdims=True), 1)
     ax.imshow(fr, cmap='Blues', vmin=0, vmax=1)
     for i in range(v.shape[0]):
-        for j in range(v.shape[1]): ax.text(j, i, str(v[i, j]), ha='center', va='center', fontsize=7, color='white' if fr[i, j] > 0.5 else 'black')
-    ax.set_xticks(range(v.shape[1])); ax.set_xticklabels(cm.columns, rotation=40, ha='right', fontsize=7)
-    ax.set_yticks(range(v.shape[0])); ax.set_yticklabels(cm.index, fontsize=7)
-    ax.set_xlabel('predicted domain', fontsize=8); ax.set_ylabel('true method', fontsize=8); ax.figure.tight_layout()
+        for j in range(v.shape[1]):
+            ax.text(
+                j, i, str(v[i, j]), ha='center', va='center', fontsize=7, color='white' if fr[i, j] > 0.5 else 'black'
+            )
+    ax.set_xticks(range(v.shape[1]))
+    ax.set_xticklabels(cm.columns, rotation=40, ha='right', fontsize=7)
+    ax.set_yticks(range(v.shape[0]))
+    ax.set_yticklabels(cm.index, fontsize=7)
+    ax.set_xlabel('predicted domain', fontsize=8)
+    ax.set_ylabel('true method', fontsize=8)
+    ax.figure.tight_layout()
     return ax.figure
 
-def plot_decomposition_tsne(feats,         # from `decomposed_features`
-                            rows,          # its rows
-                            by='method',   # the column that colours the points
-                            seed=0):       # t-SNE seed
+# %% ../nbs/09a_analysis.ipynb #c029e
+def plot_decomposition_tsne(
+    feats,  # from `decomposed_features`
+    rows,  # its rows
+    by='method',  # the column that colours the points
+    seed=0,  # t-SNE seed
+):
     "t-SNE of the backbone, deepfake and domain features side by side; returns the figure and the embeddings"
-    sets = [(k, t) for k, t in (('backbone', 'backbone $I_X$'), ('deepfake', 'deepfake $I_{df}$'), ('domain', 'domain $I_{dom}$')) if k in feats]
-    vals = rows[by].fillna('?').astype(str).values; cats = sorted(set(vals), key=lambda c: (c != 'real', c))
-    fig, axs = plt.subplots(1, len(sets), figsize=(3.8 * len(sets), 3.5), squeeze=False); Z = {}
+    sets = [
+        (k, t)
+        for k, t in (('backbone', 'backbone $I_X$'), ('deepfake', 'deepfake $I_{df}$'), ('domain', 'domain $I_{dom}$'))
+        if k in feats
+    ]
+    vals = rows[by].fillna('?').astype(str).values
+    cats = sorted(set(vals), key=lambda c: (c != 'real', c))
+    fig, axs = plt.subplots(1, len(sets), figsize=(3.8 * len(sets), 3.5), squeeze=False)
+    Z = {}
     for a, (k, title) in zip(axs[0], sets):
-        X = feats[k]; Z[k] = TSNE(2, perplexity=min(30, max(2, (len(X) - 1) / 3)), random_state=seed, init='pca').fit_transform(X)
+        X = feats[k]
+        Z[k] = TSNE(2, perplexity=min(30, max(2, (len(X) - 1) / 3)), random_state=seed, init='pca').fit_transform(X)
         for i, c in enumerate(cats):
-            sel = vals == c; a.scatter(Z[k][sel, 0], Z[k][sel, 1], s=6, color=plt.cm.tab10(i % 10), label=c)
-        a.set_title(f't-SNE of {title}', fontsize=9); a.set_xticks([]); a.set_yticks([])
-    axs[0, 0].legend(fontsize=6, markerscale=2); fig.tight_layout(); return fig, Z
+            sel = vals == c
+            a.scatter(Z[k][sel, 0], Z[k][sel, 1], s=6, color=plt.cm.tab10(i % 10), label=c)
+        a.set_title(f't-SNE of {title}', fontsize=9)
+        a.set_xticks([])
+        a.set_yticks([])
+    axs[0, 0].legend(fontsize=6, markerscale=2)
+    fig.tight_layout()
+    return fig, Z
 
 # %% ../nbs/09a_analysis.ipynb #c032
 @torch.no_grad()
-def attention_maps(model,   # a DID detector
-                   image):  # N×3×S×S normalised images
+def attention_maps(
+    model,  # a DID detector
+    image,  # N×3×S×S normalised images
+):
     "The spatial attention a_s of A_df ('df') and of A_dom ('dom', when present), upsampled to N×S×S, in (0, 1)"
-    was = model.training; model.eval()
-    try: r = model.decompose(image)
-    finally: model.train(was)
+    was = model.training
+    model.eval()
+    try:
+        r = model.decompose(image)
+    finally:
+        model.train(was)
     up = lambda a: F.interpolate(a.float(), size=image.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
     return {k: up(r[f'sa_{k}']) for k in ('df', 'dom') if f'sa_{k}' in r}
 
-def show_attention(run,            # a run folder, or a DID detector
-                   data,           # a `dfnb prep` folder
-                   n=6,            # frames: a real one, then one per method, then more of each
-                   split='test',   # the split to draw from
-                   stretch=False,  # stretch each map to its own range (default: the weights' scale, 0 to 1)
-                   device='auto'): # torch device
+# %% ../nbs/09a_analysis.ipynb #c032b
+def show_attention(
+    run,  # a run folder, or a DID detector
+    data,  # a `dfnb prep` folder
+    n=6,  # frames: a real one, then one per method, then more of each
+    split='test',  # the split to draw from
+    stretch=False,  # stretch each map to its own range (default: the weights' scale, 0 to 1)
+    device='auto',  # torch device
+):
     "Example crops with the A_df and A_dom spatial attention overlaid, titled with the method and P(fake)"
-    model = as_model(run, device); dev = next(model.parameters()).device; S = model.cfg['size']
+    model = as_model(run, device)
+    dev = next(model.parameters()).device
+    S = model.cfg['size']
     man = load_manifest(data, split=split).drop_duplicates('video_id')
-    man = man.assign(_k=man.groupby('method').cumcount(), _r=man.method != 'real').sort_values(['_k', '_r', 'method']).head(n)
+    man = (
+        man.assign(_k=man.groupby('method').cumcount(), _r=man.method != 'real')
+        .sort_values(['_k', '_r', 'method'])
+        .head(n)
+    )
     x = torch.stack([normalize(resize_to(read_rgb(Path(data) / p), S)) for p in man.crop]).to(dev)
-    maps = attention_maps(model, x); was = model.training; model.eval()
-    with torch.no_grad(): probs = model({'image': x})['prob'].float().cpu().numpy()
-    model.train(was); ims = denormalize(x)
+    maps = attention_maps(model, x)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        probs = model({'image': x})['prob'].float().cpu().numpy()
+    model.train(was)
+    ims = denormalize(x)
     fig, axs = plt.subplots(1 + len(maps), len(man), figsize=(1.9 * len(man), 2.0 * (1 + len(maps))), squeeze=False)
     for j, (im, p, r) in enumerate(zip(ims, probs, man.itertuples())):
-        axs[0, j].imshow(im); axs[0, j].set_title(f'{r.method}\nP(fake) {p:.2f}', fontsize=7)
+        axs[0, j].imshow(im)
+        axs[0, j].set_title(f'{r.method}\nP(fake) {p:.2f}', fontsize=7)
         for i, (k, a) in enumerate(maps.items(), 1):
-            w = a[j].cpu().numpy(); lo, hi = (w.min(), max(w.max(), w.min() + 1e-6)) if stretch else (0, 1)
-            axs[i, j].imshow(im); axs[i, j].imshow(w, cmap='jet', alpha=0.45, vmin=lo, vmax=hi)
-            if j == 0: axs[i, j].set_ylabel(f'$A_{{{k}}}$', fontsize=8)
-    for a in axs.flat: a.set_xticks([]); a.set_yticks([])
-    fig.tight_layout(); return fig
+            w = a[j].cpu().numpy()
+            lo, hi = (w.min(), max(w.max(), w.min() + 1e-6)) if stretch else (0, 1)
+            axs[i, j].imshow(im)
+            axs[i, j].imshow(w, cmap='jet', alpha=0.45, vmin=lo, vmax=hi)
+            if j == 0:
+                axs[i, j].set_ylabel(f'$A_{{{k}}}$', fontsize=8)
+    for a in axs.flat:
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/09a_analysis.ipynb #c034
-def plot_mi(runs,       # a run folder, a list of them, or {label: run folder}
-            ax=None):   # a matplotlib axis
+def plot_mi(
+    runs,  # a run folder, a list of them, or {label: run folder}
+    ax=None,  # a matplotlib axis
+):
     "The decorrelation estimate Î (train.csv's `mi`) over training, with the independence value −log 4"
-    if isinstance(runs, (str, Path)): runs = [runs]
-    if not isinstance(runs, dict): runs = {Path(r).name: r for r in runs}
+    if isinstance(runs, (str, Path)):
+        runs = [runs]
+    if not isinstance(runs, dict):
+        runs = {Path(r).name: r for r in runs}
     logs = {name: pd.read_csv(Path(r) / 'train.csv') for name, r in runs.items()}
     for name, df in logs.items():
-        if 'mi' not in df: raise ValueError(f'{runs[name]}/train.csv has no mi column: a DID run with use_T=True logs it')
-    if ax is None: _, ax = plt.subplots(figsize=(4.5, 3))
-    for name, df in logs.items(): ax.plot(df.step, df.mi, label=name)
+        if 'mi' not in df:
+            raise ValueError(f'{runs[name]}/train.csv has no mi column: a DID run with use_T=True logs it')
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3))
+    for name, df in logs.items():
+        ax.plot(df.step, df.mi, label=name)
     ax.axhline(-math.log(4), ls='--', c='k', lw=0.8, label='−log 4 (independent)')
-    ax.set_xlabel('step'); ax.set_ylabel('Î (Jensen–Shannon)'); ax.legend(fontsize=7); ax.figure.tight_layout(); return ax.figure
+    ax.set_xlabel('step')
+    ax.set_ylabel('Î (Jensen–Shannon)')
+    ax.legend(fontsize=7)
+    ax.figure.tight_layout()
+    return ax.figure
 
 # %% ../nbs/09a_analysis.ipynb #c037
-ANCHOR_LABELS = tuple(f'{i} {a}' for i, a in enumerate(ANCHORS))   # '0 real', '1 SBI', ...: sorted in the order of the progression
+ANCHOR_LABELS = tuple(
+    f'{i} {a}' for i, a in enumerate(ANCHORS)
+)  # '0 real', '1 SBI', ...: sorted in the order of the progression
 NO_AUG = dict(p_flip=0.0, p_rgb=0.0, p_hsv=0.0, p_bc=0.0, p_jpeg=0.0)
 
+
 @torch.no_grad()
-def anchor_features(run,              # a run folder, or a detector
-                    data,             # a `dfnb prep` folder
-                    split='test',     # the split whose real frames make the quads (it needs deepfakes too)
-                    quads=None,       # how many quads, evenly spaced over the real frames (None: one per real frame)
-                    batch_size=16,    # quads per forward pass
-                    seed=0,           # seeds the SBI/CBI draws and the deepfake picks
-                    which='feat',     # the output to collect: feat (GAP of F) or feat_att (GAP of F')
-                    device='auto'):   # torch device (for a run folder)
-    "Features of real, SBI, CBI and deepfake images (quads without augmentation, scored in eval mode) and one row per image"
-    model = as_model(run, device); dev = next(model.parameters()).device; was = model.training; model.eval()
-    ds = FrameDataset(load_manifest(data, split=split), needs={'quad'}, size=model.cfg['size'], train=True, seed=seed, aug=NO_AUG)
-    items = np.arange(len(ds)) if not quads else np.unique(np.linspace(0, len(ds) - 1, min(quads, len(ds))).round().astype(int))
+def anchor_features(
+    run,  # a run folder, or a detector
+    data,  # a `dfnb prep` folder
+    split='test',  # the split whose real frames make the quads (it needs deepfakes too)
+    quads=None,  # how many quads, evenly spaced over the real frames (None: one per real frame)
+    batch_size=16,  # quads per forward pass
+    seed=0,  # seeds the SBI/CBI draws and the deepfake picks
+    which='feat',  # the output to collect: feat (GAP of F) or feat_att (GAP of F')
+    device='auto',  # torch device (for a run folder)
+):
+    """Features of real, SBI, CBI and deepfake images (quads without augmentation, scored in eval mode) and one row
+    per image"""
+    model = as_model(run, device)
+    dev = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    ds = FrameDataset(
+        load_manifest(data, split=split), needs={'quad'}, size=model.cfg['size'], train=True, seed=seed, aug=NO_AUG
+    )
+    items = (
+        np.arange(len(ds))
+        if not quads
+        else np.unique(np.linspace(0, len(ds) - 1, min(quads, len(ds))).round().astype(int))
+    )
     feats, rows = [], []
     try:
         for c0 in range(0, len(items), batch_size):
-            b = collate([ds[int(i)] for i in items[c0:c0 + batch_size]]); o = model({'image': b['image'].to(dev)})
-            feats.append(o[which].float().cpu().numpy()); a = b['anchor'].numpy()
-            rows.append(pd.DataFrame(dict(anchor=[ANCHOR_LABELS[k] for k in a], anchor_id=a, video_id=b['video_id'], prob=o['prob'].float().cpu().numpy())))
-    finally: model.train(was)
+            b = collate([ds[int(i)] for i in items[c0 : c0 + batch_size]])
+            o = model({'image': b['image'].to(dev)})
+            feats.append(o[which].float().cpu().numpy())
+            a = b['anchor'].numpy()
+            rows.append(
+                pd.DataFrame(
+                    dict(
+                        anchor=[ANCHOR_LABELS[k] for k in a],
+                        anchor_id=a,
+                        video_id=b['video_id'],
+                        prob=o['prob'].float().cpu().numpy(),
+                    )
+                )
+            )
+    finally:
+        model.train(was)
     return np.concatenate(feats), pd.concat(rows, ignore_index=True)
 
+# %% ../nbs/09a_analysis.ipynb #c037b
 def feature_spread(feats):  # (N, C) features
     "s = sqrt(mean_i ‖f_i − mean f‖²): the RMS distance of the features to their mean"
-    f = np.asarray(feats, np.float64); s = float(np.sqrt(((f - f.mean(0)) ** 2).sum(1).mean()))
-    if not s > 0: raise ValueError('the features do not vary (spread 0): nothing to normalise by')
+    f = np.asarray(feats, np.float64)
+    s = float(np.sqrt(((f - f.mean(0)) ** 2).sum(1).mean()))
+    if not s > 0:
+        raise ValueError('the features do not vary (spread 0): nothing to normalise by')
     return s
 
-def anchor_distances(feats,  # (N, C) features from `anchor_features`
-                     rows):  # its rows (an `anchor_id` column)
+# %% ../nbs/09a_analysis.ipynb #c037c
+def anchor_distances(
+    feats,  # (N, C) features from `anchor_features`
+    rows,  # its rows (an `anchor_id` column)
+):
     "Distances between the anchors' feature centroids, in units of the features' RMS spread (4×4 table)"
-    f = np.asarray(feats, np.float64); a = rows.anchor_id.to_numpy()
+    f = np.asarray(feats, np.float64)
+    a = rows.anchor_id.to_numpy()
     C = np.stack([f[a == k].mean(0) for k in range(4)])
     D = np.linalg.norm(C[:, None] - C[None], axis=-1) / feature_spread(f)
     return pd.DataFrame(D, index=list(ANCHORS), columns=list(ANCHORS))
 
-def plot_anchor_tsne(feats,        # (N, C) features from `anchor_features`
-                     rows,         # its rows
-                     order='rbd',  # the chain whose centroids are joined (a key of ORDERS)
-                     seed=0):      # t-SNE seed
-    "t-SNE of the anchors' features, coloured by anchor, their centroids joined along the order; returns (figure, 2-D points)"
-    fig, Z = plot_tsne(feats, rows, by=('anchor',), seed=seed); ax = fig.axes[0]
+# %% ../nbs/09a_analysis.ipynb #c037d
+def plot_anchor_tsne(
+    feats,  # (N, C) features from `anchor_features`
+    rows,  # its rows
+    order='rbd',  # the chain whose centroids are joined (a key of ORDERS)
+    seed=0,  # t-SNE seed
+):
+    """t-SNE of the anchors' features, coloured by anchor, their centroids joined along the order; returns (figure,
+    2-D points)"""
+    fig, Z = plot_tsne(feats, rows, by=('anchor',), seed=seed)
+    ax = fig.axes[0]
     c = {k: Z[rows.anchor_id.to_numpy() == k].mean(0) for k in range(4)}
     ax.scatter(*np.stack(list(c.values())).T, s=60, c='k', marker='x', zorder=3)
     for p, q in order_edges(order):
         ax.annotate('', xy=c[q], xytext=c[p], arrowprops=dict(arrowstyle='->', color='k', lw=1.2))
-    ax.set_title(f't-SNE of the anchors ({order})', fontsize=9); return fig, Z
+    ax.set_title(f't-SNE of the anchors ({order})', fontsize=9)
+    return fig, Z
 
 # %% ../nbs/09a_analysis.ipynb #c041
-ROBUST_KINDS = dict(block_masking='occlusion', gaussian_noise='noise', shifting='shift')   # the paper's perturbations → dfnb.eval kinds
+ROBUST_KINDS = dict(
+    block_masking='occlusion', gaussian_noise='noise', shifting='shift'
+)  # the paper's perturbations → dfnb.eval kinds
 
-def perturbed_distance(clean,        # (N, C) features of clean images
-                       perturbed,    # (N, C) features of the same images, perturbed
-                       spread=None): # the normaliser s (default: `feature_spread(clean)`)
+
+def perturbed_distance(
+    clean,  # (N, C) features of clean images
+    perturbed,  # (N, C) features of the same images, perturbed
+    spread=None,  # the normaliser s (default: `feature_spread(clean)`)
+):
     "PD_i = ‖f(x̃_i) − f(x_i)‖₂ / s, s the RMS spread of the clean features; mPD is its mean"
     c, p = np.asarray(clean, np.float64), np.asarray(perturbed, np.float64)
-    if c.ndim != 2 or c.shape != p.shape: raise ValueError(f'need two (N, C) arrays of one shape, got {c.shape} and {p.shape}')
+    if c.ndim != 2 or c.shape != p.shape:
+        raise ValueError(f'need two (N, C) arrays of one shape, got {c.shape} and {p.shape}')
     return np.linalg.norm(p - c, axis=1) / (spread or feature_spread(c))
 
+# %% ../nbs/09a_analysis.ipynb #c041b
 @torch.no_grad()
-def stability(run,                          # a run folder, or a detector
-              data,                         # a `dfnb prep` folder
-              kinds=tuple(ROBUST_KINDS),    # paper names (ROBUST_KINDS) or `dfnb.eval.PERTURBATIONS` kinds
-              split='test',                 # the split to score
-              max_videos=None,              # an evenly chosen subset of videos (None: all)
-              chunk=256,                    # frames read at once
-              seed=0,                       # seeds the perturbations (as `dfnb.eval.robustness`)
-              device='auto'):               # torch device (for a run folder)
+def stability(
+    run,  # a run folder, or a detector
+    data,  # a `dfnb prep` folder
+    kinds=tuple(ROBUST_KINDS),  # paper names (ROBUST_KINDS) or `dfnb.eval.PERTURBATIONS` kinds
+    split='test',  # the split to score
+    max_videos=None,  # an evenly chosen subset of videos (None: all)
+    chunk=256,  # frames read at once
+    seed=0,  # seeds the perturbations (as `dfnb.eval.robustness`)
+    device='auto',  # torch device (for a run folder)
+):
     "Frame and video AUC and the mPD of `feat` for every perturbation kind at levels 0 (clean) to 5"
-    names = {k: ROBUST_KINDS.get(k, k) for k in kinds}; paper = {v: k for k, v in names.items()}
-    if bad := [k for k, v in names.items() if v not in PERTURBATIONS]: raise ValueError(f'unknown perturbation(s) {bad}: use {list(ROBUST_KINDS)} or {list(PERTURBATIONS)}')
-    model = as_model(run, device); was = model.training; model.eval()
+    names = {k: ROBUST_KINDS.get(k, k) for k in kinds}
+    paper = {v: k for k, v in names.items()}
+    if bad := [k for k, v in names.items() if v not in PERTURBATIONS]:
+        raise ValueError(f'unknown perturbation(s) {bad}: use {list(ROBUST_KINDS)} or {list(PERTURBATIONS)}')
+    model = as_model(run, device)
+    was = model.training
+    model.eval()
     acc, dist, clean, n = {}, {}, [], 0
     try:
         for (k, l), rows, x in perturbed_batches(model, data, list(names.values()), split, max_videos, chunk, seed):
             key = (paper.get(k, k), l)
-            with torch.no_grad(): o = model({'image': x})
+            with torch.no_grad():
+                o = model({'image': x})
             f = o['feat'].float().cpu().numpy()
-            if l == 0: f0 = f; clean.append(f); n += len(rows)
+            if l == 0:
+                f0 = f
+                clean.append(f)
+                n += len(rows)
             dist.setdefault(key, []).append(np.linalg.norm(f - f0, axis=1))
-            acc.setdefault(key, ScoreAccumulator()).add(rows.video_id.tolist(), rows.label.values, o['prob'].float().cpu().numpy(), frame_idx=rows.frame_idx.values)
-    finally: model.train(was)
-    s = feature_spread(np.concatenate(clean)); out = []
+            acc.setdefault(key, ScoreAccumulator()).add(
+                rows.video_id.tolist(),
+                rows.label.values,
+                o['prob'].float().cpu().numpy(),
+                frame_idx=rows.frame_idx.values,
+            )
+    finally:
+        model.train(was)
+    s = feature_spread(np.concatenate(clean))
+    out = []
     for k in names:
         for key in [('clean', 0)] + [(k, l) for l in range(1, 6)]:
             r = acc[key].result(ci=False)
-            out.append(dict(kind=k, level=key[1], frame_auc=r['frame']['auc'], video_auc=r['video']['auc'],
-                            mpd=float(np.concatenate(dist[key]).mean() / s), frames=n))
+            out.append(
+                dict(
+                    kind=k,
+                    level=key[1],
+                    frame_auc=r['frame']['auc'],
+                    video_auc=r['video']['auc'],
+                    mpd=float(np.concatenate(dist[key]).mean() / s),
+                    frames=n,
+                )
+            )
     return pd.DataFrame(out)
 
-def stability_runs(runs,      # {label: run folder or detector}
-                   data,      # a `dfnb prep` folder
-                   **kw):     # options of `stability`
+# %% ../nbs/09a_analysis.ipynb #c041c
+def stability_runs(
+    runs,  # {label: run folder or detector}
+    data,  # a `dfnb prep` folder
+    **kw,  # options of `stability`
+):
     "`stability` of several runs, stacked with a `run` column"
     return pd.concat([stability(r, data, **kw).assign(run=name) for name, r in runs.items()], ignore_index=True)
 
+# %% ../nbs/09a_analysis.ipynb #c041d
 def stability_table(df):  # from `stability` or `stability_runs`
     "The paper's robustness table: mPD and AUC averaged over levels 1–5, per run and perturbation"
     g = df[df.level > 0].assign(run=df.get('run', ''))
     return g.groupby(['run', 'kind'], sort=False)[['mpd', 'frame_auc', 'video_auc']].mean().unstack('kind')
 
-def plot_stability(df,                  # from `stability` or `stability_runs`
-                   metric='frame_auc'): # frame_auc or video_auc
+# %% ../nbs/09a_analysis.ipynb #c041e
+def plot_stability(
+    df,  # from `stability` or `stability_runs`
+    metric='frame_auc',  # frame_auc or video_auc
+):
     "AUC (top) and mPD (bottom) against perturbation level, one column per kind, one line per run"
-    kinds = list(dict.fromkeys(df.kind)); df = df.assign(run=df.get('run', ''))
+    kinds = list(dict.fromkeys(df.kind))
+    df = df.assign(run=df.get('run', ''))
     fig, axs = plt.subplots(2, len(kinds), figsize=(2.6 * len(kinds), 4.6), sharex=True, squeeze=False)
     for j, k in enumerate(kinds):
         for name, g in df[df.kind == k].groupby('run', sort=False):
-            for i, col in enumerate((metric, 'mpd')): axs[i, j].plot(g.level, g[col], marker='o', label=name or None)
-        axs[0, j].set_title(k.replace('_', ' '), fontsize=9); axs[1, j].set_xlabel('level'); axs[1, j].set_xticks(range(6))
-    axs[0, 0].set_ylabel(metric.replace('_', ' ')); axs[1, 0].set_ylabel('mPD')
-    if df.run.nunique() > 1: axs[0, -1].legend(fontsize=7)
-    fig.tight_layout(); return fig
+            for i, col in enumerate((metric, 'mpd')):
+                axs[i, j].plot(g.level, g[col], marker='o', label=name or None)
+        axs[0, j].set_title(k.replace('_', ' '), fontsize=9)
+        axs[1, j].set_xlabel('level')
+        axs[1, j].set_xticks(range(6))
+    axs[0, 0].set_ylabel(metric.replace('_', ' '))
+    axs[1, 0].set_ylabel('mPD')
+    if df.run.nunique() > 1:
+        axs[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/09a_analysis.ipynb #c044
 @torch.no_grad()
-def swap_grid(model,   # a PDP detector (trained with w_rec > 0)
-              image):  # n×3×S×S normalised images
-    "D(A_i, I_j) for every pair: n×n×3×S×S in [−1, 1]; row i gives the artifacts, column j the identities (eval mode, n = μ)"
-    if getattr(model, 'decoder', None) is None: raise ValueError('this detector has no decoder (trained with w_rec=0)')
-    was = model.training; model.eval()
+def swap_grid(
+    model,  # a PDP detector (trained with w_rec > 0)
+    image,  # n×3×S×S normalised images
+):
+    """D(A_i, I_j) for every pair: n×n×3×S×S in [−1, 1]; row i gives the artifacts, column j the identities (eval
+    mode, n = μ)"""
+    if getattr(model, 'decoder', None) is None:
+        raise ValueError('this detector has no decoder (trained with w_rec=0)')
+    was = model.training
+    model.eval()
     try:
-        r = model.disentangle(image); n = len(image)
+        r = model.disentangle(image)
+        n = len(image)
         out = model.decoder(r['A'].repeat_interleave(n, 0), r['I'].repeat(n, 1, 1, 1), image.shape[-2:])
-    finally: model.train(was)
+    finally:
+        model.train(was)
     return out.view(n, n, *out.shape[1:])
 
-def plot_swaps(model,        # a PDP detector, or a run folder
-               image,        # n×3×S×S normalised images
-               titles=None,  # a label per image (e.g. its method)
-               size=1.3):    # inches per cell
+# %% ../nbs/09a_analysis.ipynb #c044b
+def plot_swaps(
+    model,  # a PDP detector, or a run folder
+    image,  # n×3×S×S normalised images
+    titles=None,  # a label per image (e.g. its method)
+    size=1.3,  # inches per cell
+):
     "The swap grid with the inputs along the top (identity source) and the left (artifact source); returns the figure"
-    model = as_model(model); image = image.to(next(model.parameters()).device)
+    model = as_model(model)
+    image = image.to(next(model.parameters()).device)
     g = ((swap_grid(model, image).float().clamp(-1, 1) + 1) / 2).permute(0, 1, 3, 4, 2).cpu().numpy()
-    ims = denormalize(image); n = len(image); titles = list(titles) if titles is not None else [str(i) for i in range(n)]
+    ims = denormalize(image)
+    n = len(image)
+    titles = list(titles) if titles is not None else [str(i) for i in range(n)]
     fig, axs = plt.subplots(n + 1, n + 1, figsize=(size * (n + 1), size * (n + 1)), squeeze=False)
-    for a in axs.flat: a.set_xticks([]); a.set_yticks([])
-    axs[0, 0].axis('off'); axs[0, 0].text(0.5, 0.5, 'artifacts ↓\nidentity →', ha='center', va='center', fontsize=7)
+    for a in axs.flat:
+        a.set_xticks([])
+        a.set_yticks([])
+    axs[0, 0].axis('off')
+    axs[0, 0].text(0.5, 0.5, 'artifacts ↓\nidentity →', ha='center', va='center', fontsize=7)
     for j in range(n):
-        axs[0, j + 1].imshow(ims[j]); axs[0, j + 1].set_title(titles[j], fontsize=7)
-        axs[j + 1, 0].imshow(ims[j]); axs[j + 1, 0].set_ylabel(titles[j], fontsize=7)
+        axs[0, j + 1].imshow(ims[j])
+        axs[0, j + 1].set_title(titles[j], fontsize=7)
+        axs[j + 1, 0].imshow(ims[j])
+        axs[j + 1, 0].set_ylabel(titles[j], fontsize=7)
     for i in range(n):
-        for j in range(n): axs[i + 1, j + 1].imshow(g[i, j])
-    fig.suptitle('decoder D(artifacts of row, identity of column)', fontsize=8); fig.tight_layout()
+        for j in range(n):
+            axs[i + 1, j + 1].imshow(g[i, j])
+    fig.suptitle('decoder D(artifacts of row, identity of column)', fontsize=8)
+    fig.tight_layout()
     return fig
 
-def swap_examples(data,           # a `dfnb prep` folder
-                  n=4,            # frames: a real one, then one per method, then more of each
-                  split='test',   # split to draw from
-                  size=96):       # input side (the model's `size`)
+# %% ../nbs/09a_analysis.ipynb #c044c
+def swap_examples(
+    data,  # a `dfnb prep` folder
+    n=4,  # frames: a real one, then one per method, then more of each
+    split='test',  # split to draw from
+    size=96,  # input side (the model's `size`)
+):
     "n normalised crops from different videos, reals and fakes alternating by method, and their method names"
     man = load_manifest(data, split=split).drop_duplicates('video_id')
-    man = man.assign(_k=man.groupby('method').cumcount(), _r=man.method != 'real').sort_values(['_k', '_r', 'method']).head(n)
+    man = (
+        man.assign(_k=man.groupby('method').cumcount(), _r=man.method != 'real')
+        .sort_values(['_k', '_r', 'method'])
+        .head(n)
+    )
     return torch.stack([normalize(resize_to(read_rgb(Path(data) / p), size)) for p in man.crop]), list(man.method)
 
-def show_swaps(run,             # a run folder, or a PDP detector
-               data,            # a `dfnb prep` folder
-               n=4,             # images
-               split='test',    # split to draw from
-               device='auto'):  # torch device (for a run folder)
+# %% ../nbs/09a_analysis.ipynb #c044d
+def show_swaps(
+    run,  # a run folder, or a PDP detector
+    data,  # a `dfnb prep` folder
+    n=4,  # images
+    split='test',  # split to draw from
+    device='auto',  # torch device (for a run folder)
+):
     "The swapped-reconstruction figure for n example frames of a prep folder"
     model = as_model(run, device)
     x, names = swap_examples(data, n, split, model.cfg['size'])

@@ -25,54 +25,101 @@ from .data import load_manifest, make_loader
 from .detectors.base import create_detector
 
 # %% ../nbs/10_bench.ipynb #c005
-METHODS = ('bce', *detector_modules())   # bce, then dfnb's own methods, found on disk (a plugin's joins by name)
+METHODS = ('bce', *detector_modules())  # bce, then dfnb's own methods, found on disk (a plugin's joins by name)
 
 BENCH_PRESETS = {
-    'smoke': dict(world='tiny', synth=dict(frames=3, cdf_clips=2), frames=2, size=64, seeds=1, n_boot=20, robust_videos=2, images=8,
-                  perf=dict(steps=1, reps=1), start='pretrained',
-                  pretrain=dict(objective='identity', backbone='resnet10t', size=64, steps=4, batch_size=8),
-                  protocol=['steps=3', 'val_every=3', 'log_every=1', 'model.backbone=resnet10t', 'model.size=64']),
-    'quick': dict(world='small', synth={}, frames=8, size=64, seeds=1, n_boot=500, robust_videos=12, images=32,
-                  perf=dict(steps=4, reps=1), start='pretrained',
-                  pretrain=dict(objective='identity', backbone='resnet18', size=64, steps=400, batch_size=64),
-                  protocol=['steps=300', 'val_every=100', 'log_every=50', 'model.backbone=resnet18', 'model.size=64']),
-    'paper': dict(world='small', synth={}, frames=32, size=256, seeds=3, n_boot=1000, robust_videos=None, paper=True,
-                  start='imagenet', protocol=['val_every=2000', 'log_every=100']),
+    'smoke': dict(
+        world='tiny',
+        synth=dict(frames=3, cdf_clips=2),
+        frames=2,
+        size=64,
+        seeds=1,
+        n_boot=20,
+        robust_videos=2,
+        images=8,
+        perf=dict(steps=1, reps=1),
+        start='pretrained',
+        pretrain=dict(objective='identity', backbone='resnet10t', size=64, steps=4, batch_size=8),
+        protocol=['steps=3', 'val_every=3', 'log_every=1', 'model.backbone=resnet10t', 'model.size=64'],
+    ),
+    'quick': dict(
+        world='small',
+        synth={},
+        frames=8,
+        size=64,
+        seeds=1,
+        n_boot=500,
+        robust_videos=12,
+        images=32,
+        perf=dict(steps=4, reps=1),
+        start='pretrained',
+        pretrain=dict(objective='identity', backbone='resnet18', size=64, steps=400, batch_size=64),
+        protocol=['steps=300', 'val_every=100', 'log_every=50', 'model.backbone=resnet18', 'model.size=64'],
+    ),
+    'paper': dict(
+        world='small',
+        synth={},
+        frames=32,
+        size=256,
+        seeds=3,
+        n_boot=1000,
+        robust_videos=None,
+        paper=True,
+        start='imagenet',
+        protocol=['val_every=2000', 'log_every=100'],
+    ),
 }
-STARTS = ('pretrained', 'scratch', 'imagenet')   # where every method's backbone starts: dfnb pretrain, nothing, timm
+STARTS = ('pretrained', 'scratch', 'imagenet')  # where every method's backbone starts: dfnb pretrain, nothing, timm
 
-def bench_variant(method,    # a registered detector
-                  preset):   # a BENCH_PRESETS entry
-    "The `dfnb train` overrides of one method under a preset: equal images per step (quads count four), or its paper preset"
-    cls = DETECTORS.get(method); over = [f'method={method}']
-    if preset.get('paper'): return over + (['preset=paper'] if 'paper' in cls.presets else ['model.backbone=tf_efficientnet_b4', 'model.size=256'])
+
+def bench_variant(
+    method,  # a registered detector
+    preset,  # a BENCH_PRESETS entry
+):
+    """The `dfnb train` overrides of one method under a preset: equal images per step (quads count four), or its
+    paper preset"""
+    cls = DETECTORS.get(method)
+    over = [f'method={method}']
+    if preset.get('paper'):
+        return over + (
+            ['preset=paper'] if 'paper' in cls.presets else ['model.backbone=tf_efficientnet_b4', 'model.size=256']
+        )
     return over + [f'batch_size={batch_items(cls.needs, preset["images"])}']
 
-
-def bench_start(P,         # a BENCH_PRESETS entry
-                start,     # one of STARTS (None: the preset's)
-                data,      # the prepared training folder (pretraining reads its real frames)
-                log=print): # progress lines
+# %% ../nbs/10_bench.ipynb #c005b
+def bench_start(
+    P,  # a BENCH_PRESETS entry
+    start,  # one of STARTS (None: the preset's)
+    data,  # the prepared training folder (pretraining reads its real frames)
+    log=print,  # progress lines
+):
     "The `model.pretrained` override every method of a bench gets, and what the report says of it"
     start = start or P.get('start', 'scratch')
-    if start not in STARTS: raise ValueError(f'unknown start {start!r}: choose one of {", ".join(STARTS)}')
-    if start == 'scratch': return ['model.pretrained=null'], dict(start='scratch')   # null: above a preset's start too
-    if start == 'imagenet': return ['model.pretrained=imagenet'], dict(start='imagenet')
+    if start not in STARTS:
+        raise ValueError(f'unknown start {start!r}: choose one of {", ".join(STARTS)}')
+    if start == 'scratch':
+        return ['model.pretrained=null'], dict(start='scratch')  # null: above a preset's start too
+    if start == 'imagenet':
+        return ['model.pretrained=imagenet'], dict(start='imagenet')
     kw = P.get('pretrain')
-    if kw is None: raise ValueError('this preset has no pretraining recipe: use --start imagenet or --start scratch')
+    if kw is None:
+        raise ValueError('this preset has no pretraining recipe: use --start imagenet or --start scratch')
     out = default_out(data, kw['objective'], kw['backbone'], kw['size'])
     card = pretrain(data, out, log=log, **kw)
     info = {k: card[k] for k in ('steps', 'seconds', 'images_per_s', 'probe')}
     return [f'model.pretrained={out}'], dict(start='pretrained', folder=str(out), **{**kw, **info})
 
 # %% ../nbs/10_bench.ipynb #c009
-def bench_worlds(preset='quick', # a BENCH_PRESETS name
-                 root=None,      # where the worlds go (default: <data root>/bench/<preset>)
-                 seed=0,         # world seed
-                 workers=None,   # processes for writing and preparing
-                 log=print,      # progress lines
-                 progress=True): # progress bars while writing and preparing (minutes on a fresh machine)
-    "Write and prepare the synthetic worlds of a preset, skipping what is done: {'ffpp': prep folder, 'cdf': ..., 'dfdc': ...}"
+def bench_worlds(
+    preset='quick',  # a BENCH_PRESETS name
+    root=None,  # where the worlds go (default: <data root>/bench/<preset>)
+    seed=0,  # world seed
+    workers=None,  # processes for writing and preparing
+    log=print,  # progress lines
+    progress=True,  # progress bars while writing and preparing (minutes on a fresh machine)
+):
+    """Write and prepare the synthetic worlds of a preset, skipping what is done: {'ffpp': prep folder, 'cdf': ...,
+    'dfdc': ...}"""
     P = BENCH_PRESETS[preset]
     root = Path(root or data_root() / 'bench' / preset)
     t0 = time.time()
@@ -82,7 +129,9 @@ def bench_worlds(preset='quick', # a BENCH_PRESETS name
     for w in ('ffpp', 'cdf', 'dfdc'):
         out[w] = root / 'prep' / w
         log(f'worlds: preparing {w} -> {out[w]}')
-        prepare(w, root / 'synth' / w, out[w], frames=P['frames'], size=P['size'], workers=workers or 1, progress=progress)
+        prepare(
+            w, root / 'synth' / w, out[w], frames=P['frames'], size=P['size'], workers=workers or 1, progress=progress
+        )
     log(f'worlds ready in {time.time() - t0:.0f} s: {root}')
     return out
 
@@ -90,58 +139,81 @@ def bench_worlds(preset='quick', # a BENCH_PRESETS name
 def run_robustness(run, data, max_videos=None, log=print):  # run folder; prep folder (in-domain test); videos; lines
     "The robustness table of a run, computed once and cached in <run>/eval/robustness.csv"
     f = Path(run) / 'eval/robustness.csv'
-    if f.exists(): return pd.read_csv(f)
-    t0 = time.time(); df = robustness(run, data, max_videos=max_videos); f.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(f.with_suffix('.tmp'), index=False); f.with_suffix('.tmp').replace(f)
-    log(f'{Path(run).name}: robustness in {time.time() - t0:.0f} s'); return df
+    if f.exists():
+        return pd.read_csv(f)
+    t0 = time.time()
+    df = robustness(run, data, max_videos=max_videos)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(f.with_suffix('.tmp'), index=False)
+    f.with_suffix('.tmp').replace(f)
+    log(f'{Path(run).name}: robustness in {time.time() - t0:.0f} s')
+    return df
 
-def retrieval_set(tests): # prepared test folders
+# %% ../nbs/10_bench.ipynb #c011b
+def retrieval_set(tests):  # prepared test folders
     "The first test folder whose real test videos show two or more people in two or more videos each (None: none does)"
     for t in tests:
         r = load_manifest(t, split='test')
         r = r[(r.label == 0) & r.identity.notna()]
-        if (r.groupby('identity').video_id.nunique() >= 2).sum() >= 2: return Path(t)
+        if (r.groupby('identity').video_id.nunique() >= 2).sum() >= 2:
+            return Path(t)
     return None
 
-def identity_row(F, rows,              # features and manifest rows of the training world's test split
-                 rF=None, rrows=None): # the same of the retrieval set (None: no retrieval)
+# %% ../nbs/10_bench.ipynb #c011c
+def identity_row(
+    F,
+    rows,  # features and manifest rows of the training world's test split
+    rF=None,
+    rrows=None,  # the same of the retrieval set (None: no retrieval)
+):
     "One row of the identity table: the linear probe, and identity retrieval across videos where a set allows it"
     r = identity_probe(F, rows)
-    if rF is not None: r.update({f'x_{k}': v for k, v in identity_retrieval(rF, rrows).items()})
+    if rF is not None:
+        r.update({f'x_{k}': v for k, v in identity_retrieval(rF, rrows).items()})
     return r
 
-def run_identity(run,       # run folder
-                 data,      # prep folder (its identities)
-                 rset=None, # the retrieval set (`retrieval_set`), or None
-                 log=print): # lines
+# %% ../nbs/10_bench.ipynb #c011d
+def run_identity(
+    run,  # run folder
+    data,  # prep folder (its identities)
+    rset=None,  # the retrieval set (`retrieval_set`), or None
+    log=print,  # lines
+):
     "The identity probe and cross-video retrieval of a run, computed once and cached in <run>/eval/identity.json"
     f = Path(run) / 'eval/identity.json'
-    if f.exists() and ('x_map' in (j := json.loads(f.read_text())) or rset is None): return j
+    if f.exists() and ('x_map' in (j := json.loads(f.read_text())) or rset is None):
+        return j
     try:
         r = identity_row(*features(run, data), *(features(run, rset) if rset else (None, None)))
-    except FeaturesMissing as e:   # the contract's minimum has no features: no identity rows, and the report says why
+    except FeaturesMissing as e:  # the contract's minimum has no features: no identity rows, and the report says why
         log(f'{Path(run).name}: identity skipped: {e}')
         return dict(skipped=str(e))
     f.write_text(json.dumps(r))
     log(f"{Path(run).name}: identity probe {r['acc']}" + (f", retrieval mAP {r['x_map']}" if rset else ''))
     return r
 
-def reference_identity(protocol, # the shared `dfnb train` settings of a bench (its backbone, size and start)
-                       data,     # the training world
-                       rset,     # the retrieval set, or None
-                       out,      # the report folder (the rows are cached in identity_reference.json)
-                       log=print): # lines
+# %% ../nbs/10_bench.ipynb #c011e
+def reference_identity(
+    protocol,  # the shared `dfnb train` settings of a bench (its backbone, size and start)
+    data,  # the training world
+    rset,  # the retrieval set, or None
+    out,  # the report folder (the rows are cached in identity_reference.json)
+    log=print,  # lines
+):
     "Identity rows of bare backbones: untrained, and the start every method had (a model trained to recognise people)"
     kv = dict(s.split('=', 1) for s in protocol)
-    if 'model.backbone' not in kv or 'model.size' not in kv: return []
+    if 'model.backbone' not in kv or 'model.size' not in kv:
+        return []
     name, size = kv['model.backbone'], int(kv['model.size'])
-    start = parse_value(kv.get('model.pretrained', 'null'))   # null: from scratch
+    start = parse_value(kv.get('model.pretrained', 'null'))  # null: from scratch
     key = dict(backbone=name, size=size, start=start, data=str(data), rset=str(rset))
     f = Path(out) / 'identity_reference.json'
-    if f.exists() and (j := json.loads(f.read_text()))['key'] == key: return j['rows']
+    if f.exists() and (j := json.loads(f.read_text()))['key'] == key:
+        return j['rows']
     rows = []
     refs = [('untrained backbone', None)]
-    if start: refs.append((f'start backbone ({Path(start).name})', start))
+    if start:
+        refs.append((f'start backbone ({Path(start).name})', start))
     for lab, pre in refs:
         train_f = backbone_features(name, pre, data, size)
         ret_f = backbone_features(name, pre, rset, size) if rset else (None, None)
@@ -151,71 +223,137 @@ def reference_identity(protocol, # the shared `dfnb train` settings of a bench (
     return rows
 
 # %% ../nbs/10_bench.ipynb #c013
-def bench(preset='quick',   # smoke, quick or paper
-          methods=METHODS,  # detectors to compare (the first is the reference of the report)
-          seeds=None,       # seeds per method (default: the preset's)
-          out='results',    # report, figures and runs (<out>/runs/<method>-s<seed>)
-          data=None,        # a prepared training folder (default: the preset's synthetic FF++-like world)
-          tests=None,       # prepared test folders (default: the Celeb-DF- and DFDC-like worlds)
-          jobs=None,        # trainings at once (default: 2 on a CPU with 2+ cores, else 1)
-          robust=True,      # robustness sweeps
-          perf=True,        # the performance table (the preset's backbone and input, measured once)
-          claims=False,     # also train the ablation variants each method declares, for the claim checks
-          claims_from=None, # also check the claims on the evaluated runs of this folder (every paired seed), e.g. data/runs
-          workers=None,     # processes for writing and preparing worlds
-          start=None,       # where every backbone starts: pretrained (dfnb pretrain), scratch or imagenet (default: the preset's)
-          log=print):       # progress lines
-    "Train, evaluate, perturb and probe every (method, seed) under one preset and write `<out>/report.md`; returns the tables"
-    if preset not in BENCH_PRESETS: raise ValueError(f'unknown preset {preset!r}: choose from {list(BENCH_PRESETS)}')
-    for m in methods: DETECTORS.get(m)   # an unknown name fails now, before any world is written
+def bench(
+    preset='quick',  # smoke, quick or paper
+    methods=METHODS,  # detectors to compare (the first is the reference of the report)
+    seeds=None,  # seeds per method (default: the preset's)
+    out='results',  # report, figures and runs (<out>/runs/<method>-s<seed>)
+    data=None,  # a prepared training folder (default: the preset's synthetic FF++-like world)
+    tests=None,  # prepared test folders (default: the Celeb-DF- and DFDC-like worlds)
+    jobs=None,  # trainings at once (default: 2 on a CPU with 2+ cores, else 1)
+    robust=True,  # robustness sweeps
+    perf=True,  # the performance table (the preset's backbone and input, measured once)
+    claims=False,  # also train the ablation variants each method declares, for the claim checks
+    claims_from=None,  # also check the claims on the evaluated runs of this folder (every paired seed), e.g. data/runs
+    workers=None,  # processes for writing and preparing worlds
+    start=None,  # where every backbone starts: pretrained (dfnb pretrain), scratch or imagenet (default: the preset's)
+    log=print,  # progress lines
+):
+    """Train, evaluate, perturb and probe every (method, seed) under one preset and write `<out>/report.md`; returns
+    the tables"""
+    if preset not in BENCH_PRESETS:
+        raise ValueError(f'unknown preset {preset!r}: choose from {list(BENCH_PRESETS)}')
+    for m in methods:
+        DETECTORS.get(m)  # an unknown name fails now, before any world is written
     out = Path(out)
     claim_dir(out, 'bench', legacy=[('report.md', 'runs')])
     with DirLock(out, 'dfnb bench'):
-        return _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims, claims_from, workers, start, log)
+        return _bench(
+            preset, methods, seeds, out, data, tests, jobs, robust, perf, claims, claims_from, workers, start, log
+        )
 
+# %% ../nbs/10_bench.ipynb #c013b
 def _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims, claims_from, workers, start, log):
     "The body of `bench`, in a report folder this process holds"
     import os, torch
+
     P = BENCH_PRESETS[preset]
     t0 = time.time()
     if data is None:
-        w = bench_worlds(preset, workers=workers, log=log); data = w['ffpp']; tests = tests or [w['cdf'], w['dfdc']]
-    tests = [Path(t) for t in (tests or [])]; data = Path(data)
+        w = bench_worlds(preset, workers=workers, log=log)
+        data = w['ffpp']
+        tests = tests or [w['cdf'], w['dfdc']]
+    tests = [Path(t) for t in (tests or [])]
+    data = Path(data)
     tests = [data] + [t for t in tests if t.resolve() != data.resolve()]
     seeds = list(range(P['seeds'] if seeds is None else seeds))
-    if jobs is None: jobs = 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
+    if jobs is None:
+        jobs = 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
     variants = {m: bench_variant(m, P) for m in methods}
-    if claims: variants.update({n: bench_variant(m, P) + over for n, (m, over) in method_ablations(methods).items()})
+    if claims:
+        variants.update({n: bench_variant(m, P) + over for n, (m, over) in method_ablations(methods).items()})
     tp = time.time()
     warm, start_meta = bench_start(P, start, data, log)
     protocol = P['protocol'] + warm
     t1 = time.time()
-    frame = sweep(variants, data, tests, seeds, out / 'runs', base=protocol, jobs=jobs, metrics=('auc', 'eer', 'ap'), n_boot=P['n_boot'], log=log)
+    frame = sweep(
+        variants,
+        data,
+        tests,
+        seeds,
+        out / 'runs',
+        base=protocol,
+        jobs=jobs,
+        metrics=('auc', 'eer', 'ap'),
+        n_boot=P['n_boot'],
+        log=log,
+    )
     cl = claims_table(out / 'runs', seeds, frame.set.iloc[0], methods=methods)
     frame = frame[frame.label.isin(methods)].reset_index(drop=True)
     groups = {m: [out / 'runs' / f'{m}-s{s}' for s in seeds] for m in methods}
     video = seeds_table(groups, sets=list(frame.set.unique()), level='video', metrics=('auc', 'eer', 'ap'))
     t2 = time.time()
-    rob = pd.concat([run_robustness(r, data, P['robust_videos'], log).assign(method=m, run=Path(r).name)
-                     for m, rs in groups.items() for r in rs]) if robust else None
+    rob = (
+        pd.concat(
+            [
+                run_robustness(r, data, P['robust_videos'], log).assign(method=m, run=Path(r).name)
+                for m, rs in groups.items()
+                for r in rs
+            ]
+        )
+        if robust
+        else None
+    )
     rset = retrieval_set(tests[1:])
     runs = [(m, r) for m, rs in groups.items() for r in rs]
     ident = [dict(method=m, run=Path(r).name, **run_identity(r, data, rset, log)) for m, r in runs]
     ident = pd.DataFrame(ident + reference_identity(protocol, data, rset, out, log))
     perf = bench_perf(P, methods, data, out, log) if perf and P.get('perf') else None
     t3 = time.time()
-    meta = dict(preset=preset, methods=list(methods), seeds=seeds, train=str(data), tests=[str(t) for t in tests], jobs=jobs,
-                retrieval_set=None if rset is None else str(rset),
-                protocol=protocol, start=start_meta, variants=variants, seconds=dict(total=round(t3 - t0), worlds=round(tp - t0), pretrain=round(t1 - tp), train_eval=round(t2 - t1),
-                robustness_identity_perf=round(t3 - t2)), torch=torch.__version__, cpus=os.cpu_count(),
-                device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')
+    meta = dict(
+        preset=preset,
+        methods=list(methods),
+        seeds=seeds,
+        train=str(data),
+        tests=[str(t) for t in tests],
+        jobs=jobs,
+        retrieval_set=None if rset is None else str(rset),
+        protocol=protocol,
+        start=start_meta,
+        variants=variants,
+        seconds=dict(
+            total=round(t3 - t0),
+            worlds=round(tp - t0),
+            pretrain=round(t1 - tp),
+            train_eval=round(t2 - t1),
+            robustness_identity_perf=round(t3 - t2),
+        ),
+        torch=torch.__version__,
+        cpus=os.cpu_count(),
+        device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu',
+    )
     if claims_from is not None:
         meta['claims_from'] = dict(runs=str(claims_from), protocol=runs_protocol(claims_from))
-        g = {m: [Path(claims_from) / f'{m}-s{s}' for s in sorted(ss)] for m in methods if (ss := _seeds_of(claims_from, m))}
+        g = {
+            m: [Path(claims_from) / f'{m}-s{s}' for s in sorted(ss)]
+            for m in methods
+            if (ss := _seeds_of(claims_from, m))
+        }
         meta['claims_from']['frame_auc'] = seeds_table(g, metrics=('auc',)).to_dict('records') if g else []
-    tables = dict(frame=frame, video=video, claims=cl, robustness=rob, identity=ident, perf=perf, meta=meta,
-                  claims_from=None if claims_from is None else claims_table(claims_from, None, frame.set.iloc[0], methods=methods))
-    write_report(tables, out); log(f'report: {out / "report.md"} ({meta["seconds"]["total"]} s)')
+    tables = dict(
+        frame=frame,
+        video=video,
+        claims=cl,
+        robustness=rob,
+        identity=ident,
+        perf=perf,
+        meta=meta,
+        claims_from=None
+        if claims_from is None
+        else claims_table(claims_from, None, frame.set.iloc[0], methods=methods),
+    )
+    write_report(tables, out)
+    log(f'report: {out / "report.md"} ({meta["seconds"]["total"]} s)')
     return tables
 
 # %% ../nbs/10_bench.ipynb #q01
@@ -224,52 +362,94 @@ def method_ablations(methods=None):  # detectors (None: every registered one)
     methods = detector_names() if methods is None else methods
     return {f'{m}-{k}': (m, list(v)) for m in methods for k, v in DETECTORS.get(m).ablations.items()}
 
+# %% ../nbs/10_bench.ipynb #q01b
 def method_claims(methods=None):  # detectors (None: every registered one)
     "(method, claim, run that should score higher, run it is compared with) of every claim the classes declare"
     methods = detector_names() if methods is None else methods
     return tuple((m, text, hi, lo) for m in methods for text, hi, lo in DETECTORS.get(m).claims)
 
+# %% ../nbs/10_bench.ipynb #q01c
 def _cross(run, train_set, level='frame', metric='auc'):  # a run folder; the training set's name
     "Mean over the cross-domain test sets of one run's metric"
     r = json.loads((Path(run) / 'eval/results.json').read_text())
     v = [r[s][level][metric] for s in r if s != train_set]
-    if not v: raise ValueError(f'{run} was evaluated on its training set only: evaluate it on cross-domain sets too')
+    if not v:
+        raise ValueError(f'{run} was evaluated on its training set only: evaluate it on cross-domain sets too')
     return float(np.mean(v))
 
-def paired_difference(a, b): # per-seed values of the two sides, in seed order
+# %% ../nbs/10_bench.ipynb #q01d
+def paired_difference(a, b):  # per-seed values of the two sides, in seed order
     "Mean difference a − b with its 95% Student-t interval over paired seeds, and the verdict"
     from scipy import stats
-    d = np.asarray(a, float) - np.asarray(b, float); n = len(d); m = float(d.mean())
-    if n < 2: return dict(diff=m, lo=np.nan, hi=np.nan, n=n, verdict='one seed')
-    h = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
-    return dict(diff=m, lo=m - h, hi=m + h, n=n, verdict='holds' if m - h > 0 else 'reversed' if m + h < 0 else 'not shown')
 
+    d = np.asarray(a, float) - np.asarray(b, float)
+    n = len(d)
+    m = float(d.mean())
+    if n < 2:
+        return dict(diff=m, lo=np.nan, hi=np.nan, n=n, verdict='one seed')
+    h = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
+    return dict(
+        diff=m, lo=m - h, hi=m + h, n=n, verdict='holds' if m - h > 0 else 'reversed' if m + h < 0 else 'not shown'
+    )
+
+# %% ../nbs/10_bench.ipynb #q01e
 def _seeds_of(runs, name):  # a runs folder; a run name
     "Seeds of the evaluated runs <runs>/<name>-s<seed>"
-    return {int(s) for p in Path(runs).glob(f'{name}-s*/eval/results.json') if (s := p.parents[1].name[len(name) + 2:]).isdigit()}
+    return {
+        int(s)
+        for p in Path(runs).glob(f'{name}-s*/eval/results.json')
+        if (s := p.parents[1].name[len(name) + 2 :]).isdigit()
+    }
 
-def claims_table(runs,          # the folder holding <name>-s<seed> run folders, each evaluated
-                 seeds,         # seeds to pair (None: every seed evaluated on both sides of a claim)
-                 train_set,     # the training set's name (excluded from the cross-domain mean)
-                 claims=None,   # (method, claim, higher, lower) (None: those the registered methods declare)
-                 methods=None): # keep only these methods' claims (default: all whose runs exist)
-    "Claim → measured cross-domain frame-AUC difference (paired over seeds) and verdict; claims without runs are left out"
+# %% ../nbs/10_bench.ipynb #q01f
+def claims_table(
+    runs,  # the folder holding <name>-s<seed> run folders, each evaluated
+    seeds,  # seeds to pair (None: every seed evaluated on both sides of a claim)
+    train_set,  # the training set's name (excluded from the cross-domain mean)
+    claims=None,  # (method, claim, higher, lower) (None: those the registered methods declare)
+    methods=None,  # keep only these methods' claims (default: all whose runs exist)
+):
+    """Claim → measured cross-domain frame-AUC difference (paired over seeds) and verdict; claims without runs are
+    left out"""
     rows = []
-    for m, text, hi, lo in (method_claims(methods) if claims is None else claims):
-        if methods is not None and m not in methods: continue
-        both = _seeds_of(runs, hi) & _seeds_of(runs, lo); ok = sorted(both) if seeds is None else [s for s in seeds if s in both]
-        if not ok: continue
-        a = [_cross(Path(runs) / f'{hi}-s{s}', train_set) for s in ok]; b = [_cross(Path(runs) / f'{lo}-s{s}', train_set) for s in ok]
-        rows.append(dict(method=m, claim=text, runs=f'{hi} vs {lo}', higher=np.mean(a), lower=np.mean(b), **paired_difference(a, b)))
+    for m, text, hi, lo in method_claims(methods) if claims is None else claims:
+        if methods is not None and m not in methods:
+            continue
+        both = _seeds_of(runs, hi) & _seeds_of(runs, lo)
+        ok = sorted(both) if seeds is None else [s for s in seeds if s in both]
+        if not ok:
+            continue
+        a = [_cross(Path(runs) / f'{hi}-s{s}', train_set) for s in ok]
+        b = [_cross(Path(runs) / f'{lo}-s{s}', train_set) for s in ok]
+        rows.append(
+            dict(
+                method=m,
+                claim=text,
+                runs=f'{hi} vs {lo}',
+                higher=np.mean(a),
+                lower=np.mean(b),
+                **paired_difference(a, b),
+            )
+        )
     return pd.DataFrame(rows)
 
-def runs_protocol(runs,  # a folder of <name>-s<seed> runs
-                  keys=('data', 'steps', 'batch_size', 'lr', 'schedule', 'amp')):  # training settings to report
-    "The shared training settings of the runs in a folder (from their config.yaml, model settings resolved against the method's defaults); settings that differ are listed as 'varies'"
+# %% ../nbs/10_bench.ipynb #q01g
+def runs_protocol(
+    runs,  # a folder of <name>-s<seed> runs
+    keys=('data', 'steps', 'batch_size', 'lr', 'schedule', 'amp'),  # training settings to report
+):
+    """The shared training settings of the runs in a folder (from their config.yaml, model settings resolved against
+    the method's defaults); settings that differ are listed as 'varies'"""
     import yaml
+
     cfgs = [yaml.safe_load(f.read_text()) or {} for f in sorted(Path(runs).glob('*-s*/config.yaml'))]
-    if not cfgs: raise FileNotFoundError(f'{runs} holds no <name>-s<seed>/config.yaml: point it at a folder of dfnb runs')
-    model = lambda c: {**DETECTORS.get(c['method']).defaults, **(c.get('model') or {})} if c.get('method') in DETECTORS.names() else (c.get('model') or {})
+    if not cfgs:
+        raise FileNotFoundError(f'{runs} holds no <name>-s<seed>/config.yaml: point it at a folder of dfnb runs')
+    model = (
+        lambda c: {**DETECTORS.get(c['method']).defaults, **(c.get('model') or {})}
+        if c.get('method') in DETECTORS.names()
+        else (c.get('model') or {})
+    )
     out = {}
     for k in keys + ('model.backbone', 'model.size'):
         v = {str(model(c).get(k[6:]) if k.startswith('model.') else c.get(k)) for c in cfgs}
@@ -277,93 +457,180 @@ def runs_protocol(runs,  # a folder of <name>-s<seed> runs
     return out
 
 # %% ../nbs/10_bench.ipynb #p01
-def matmul_rate(n=1024,    # square matrix side
-                reps=10,   # timed products
-                device='cpu'): # torch device
+def matmul_rate(
+    n=1024,  # square matrix side
+    reps=10,  # timed products
+    device='cpu',  # torch device
+):
     "Measured fp32 matrix-multiply FLOP/s at the current thread count"
     import torch
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device); a @ b
-    if device != 'cpu': torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps): a @ b
-    if device != 'cpu': torch.cuda.synchronize()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    if device != 'cpu':
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device != 'cpu':
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+# %% ../nbs/10_bench.ipynb #p01b
 def _perf_one(method, data, size, images, steps, threads, model_kw):
     "One method's costs, in its own process"
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-    set_threads(threads); torch.manual_seed(0)
+
+    set_threads(threads)
+    torch.manual_seed(0)
     det = create_detector(method, size=size, **model_kw)
-    b = next(iter(make_loader(data, 'train', needs=det.needs, size=size, batch_size=batch_items(det.needs, images), seed=0, **det.data_options())))
-    n = len(b['image']); det.train()
-    with FlopCounterMode(display=False) as fc: det.losses(b, det(b))['total'].backward()
-    train_flops = fc.get_total_flops() / n; det.zero_grad(set_to_none=True); det.eval(); x = b['image']
-    with torch.no_grad(), FlopCounterMode(display=False) as fc: det({'image': x})
+    b = next(
+        iter(
+            make_loader(
+                data,
+                'train',
+                needs=det.needs,
+                size=size,
+                batch_size=batch_items(det.needs, images),
+                seed=0,
+                **det.data_options(),
+            )
+        )
+    )
+    n = len(b['image'])
+    det.train()
+    with FlopCounterMode(display=False) as fc:
+        det.losses(b, det(b))['total'].backward()
+    train_flops = fc.get_total_flops() / n
+    det.zero_grad(set_to_none=True)
+    det.eval()
+    x = b['image']
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        det({'image': x})
     infer_flops = fc.get_total_flops() / n
     with torch.no_grad():
-        det({'image': x}); t0 = time.perf_counter()
-        for _ in range(steps): det({'image': x})
+        det({'image': x})
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            det({'image': x})
         infer = steps * n / (time.perf_counter() - t0)
     train = train_speed(size, False, steps=steps, method=method, batch=b, **model_kw)['images_per_s']
-    return dict(method=method, train_images_per_s=train, infer_images_per_s=round(infer, 1), params_m=round(sum(p.numel() for p in det.parameters()) / 1e6, 2),
-                train_gflops_per_image=round(train_flops / 1e9, 3), infer_gflops_per_image=round(infer_flops / 1e9, 3), peak_rss_mb=round(peak_rss_mb()))
+    return dict(
+        method=method,
+        train_images_per_s=train,
+        infer_images_per_s=round(infer, 1),
+        params_m=round(sum(p.numel() for p in det.parameters()) / 1e6, 2),
+        train_gflops_per_image=round(train_flops / 1e9, 3),
+        infer_gflops_per_image=round(infer_flops / 1e9, 3),
+        peak_rss_mb=round(peak_rss_mb()),
+    )
 
-def data_speed(root,         # a scratch folder (a tiny world is written and prepared there)
-               frames=6,     # frames per video
-               size=64):     # crop side of the preparation
+# %% ../nbs/10_bench.ipynb #p01c
+def data_speed(
+    root,  # a scratch folder (a tiny world is written and prepared there)
+    frames=6,  # frames per video
+    size=64,  # crop side of the preparation
+):
     "Frames per second of writing the synthetic worlds and of preparing them (one process each)"
-    root = Path(root); r = synthesize(root / 'w', 'tiny', 0, worlds=('ffpp',), workers=1, progress=False, frames=frames)
+    root = Path(root)
+    r = synthesize(root / 'w', 'tiny', 0, worlds=('ffpp',), workers=1, progress=False, frames=frames)
     p = prepare('ffpp', root / 'w/ffpp', root / 'p', frames=frames, size=size, progress=False)
-    return dict(generation_frames_per_s=round(r['videos_written'] * frames / r['seconds'], 1), preparation_frames_per_s=p['speed']['frames_per_second'])
+    return dict(
+        generation_frames_per_s=round(r['videos_written'] * frames / r['seconds'], 1),
+        preparation_frames_per_s=p['speed']['frames_per_second'],
+    )
 
-def perf_table(data,                 # a prepared training folder (each method's loader draws a real batch)
-               methods=METHODS,      # detectors
-               size=64,              # input side
-               images=32,            # images per step
-               steps=10,             # timed steps per measurement
-               reps=3,               # interleaved repeats (median reported)
-               threads=1,            # torch threads per measurement
-               **model_kw):          # shared settings (backbone, ...)
+# %% ../nbs/10_bench.ipynb #p01d
+def perf_table(
+    data,  # a prepared training folder (each method's loader draws a real batch)
+    methods=METHODS,  # detectors
+    size=64,  # input side
+    images=32,  # images per step
+    steps=10,  # timed steps per measurement
+    reps=3,  # interleaved repeats (median reported)
+    threads=1,  # torch threads per measurement
+    **model_kw,  # shared settings (backbone, ...)
+):
     "Per-method costs, measured in fresh processes; achieved GFLOP/s and its fraction of the measured matmul rate"
-    from dfnb.bench import _perf_one     # by its module name, so that a worker process can import it
+    from dfnb.bench import _perf_one  # by its module name, so that a worker process can import it
+
     rows = []
     for r in range(reps):
         for m in methods:
-            with worker_pool(1) as ex:   # a fresh process per measurement, killed with this one
-                rows.append(dict(ex.submit(_perf_one, m, str(data), size, images, steps, threads, model_kw).result(), rep=r))
+            with worker_pool(1) as ex:  # a fresh process per measurement, killed with this one
+                rows.append(
+                    dict(ex.submit(_perf_one, m, str(data), size, images, steps, threads, model_kw).result(), rep=r)
+                )
     df = pd.DataFrame(rows).groupby('method', sort=False).median(numeric_only=True).drop(columns='rep')
-    df = df.round(dict(train_images_per_s=1, infer_images_per_s=1, params_m=2, train_gflops_per_image=3, infer_gflops_per_image=3, peak_rss_mb=0))
-    set_threads(threads); rate = matmul_rate()
+    df = df.round(
+        dict(
+            train_images_per_s=1,
+            infer_images_per_s=1,
+            params_m=2,
+            train_gflops_per_image=3,
+            infer_gflops_per_image=3,
+            peak_rss_mb=0,
+        )
+    )
+    set_threads(threads)
+    rate = matmul_rate()
     df['achieved_gflop_per_s'] = (df.train_images_per_s * df.train_gflops_per_image).round(2)
-    df['of_matmul'] = (df.achieved_gflop_per_s * 1e9 / rate).round(3); df['rel_train_speed'] = (df.train_images_per_s / df.train_images_per_s.iloc[0]).round(3)
-    df.attrs.update(matmul_gflop_per_s=round(rate / 1e9, 1), threads=threads, size=size, images=images, steps=steps, reps=reps)
+    df['of_matmul'] = (df.achieved_gflop_per_s * 1e9 / rate).round(3)
+    df['rel_train_speed'] = (df.train_images_per_s / df.train_images_per_s.iloc[0]).round(3)
+    df.attrs.update(
+        matmul_gflop_per_s=round(rate / 1e9, 1), threads=threads, size=size, images=images, steps=steps, reps=reps
+    )
     return df.reset_index()
 
-PERF_COLUMNS = dict(train_images_per_s='train img/s', infer_images_per_s='inference img/s', params_m='params (M)',
-                    train_gflops_per_image='train GFLOP/img', infer_gflops_per_image='inference GFLOP/img', peak_rss_mb='peak RSS (MB)',
-                    achieved_gflop_per_s='achieved GFLOP/s', of_matmul='of matmul rate', rel_train_speed='train speed vs first')
+# %% ../nbs/10_bench.ipynb #p01e
+PERF_COLUMNS = dict(
+    train_images_per_s='train img/s',
+    infer_images_per_s='inference img/s',
+    params_m='params (M)',
+    train_gflops_per_image='train GFLOP/img',
+    infer_gflops_per_image='inference GFLOP/img',
+    peak_rss_mb='peak RSS (MB)',
+    achieved_gflop_per_s='achieved GFLOP/s',
+    of_matmul='of matmul rate',
+    rel_train_speed='train speed vs first',
+)
+
 
 def perf_display(df):  # from `perf_table`
     "The performance table (already rounded by `perf_table`) with readable headers, for a report"
     return df.set_index('method').rename(columns=PERF_COLUMNS).round({'achieved GFLOP/s': 1})
 
 # %% ../nbs/10_bench.ipynb #p03
-def bench_perf(P,        # a BENCH_PRESETS entry
-               methods,  # detectors
-               data,     # the prepared training folder
-               out,      # the report folder (perf.csv and perf.json are cached there)
-               log=print):
+def bench_perf(
+    P,  # a BENCH_PRESETS entry
+    methods,  # detectors
+    data,  # the prepared training folder
+    out,  # the report folder (perf.csv and perf.json are cached there)
+    log=print,
+):
     "The performance table of a benchmark, measured once per set of methods and cached"
     import tempfile
+
     f, j = Path(out) / 'perf.csv', Path(out) / 'perf.json'
     if f.exists() and j.exists() and json.loads(j.read_text()).get('methods') == list(methods):
-        df = pd.read_csv(f); df.attrs = json.loads(j.read_text()); return df
-    kw = {o.split('=', 1)[0][6:]: o.split('=', 1)[1] for o in P['protocol'] if o.startswith('model.') and not o.startswith('model.size=')}
-    t0 = time.time(); df = perf_table(data, methods, size=P['size'], images=P['images'], **P['perf'], **kw)
-    with tempfile.TemporaryDirectory() as tmp: df.attrs.update(data_speed(tmp), methods=list(methods), backbone=kw.get('backbone'))
-    Path(out).mkdir(parents=True, exist_ok=True); df.to_csv(f, index=False); j.write_text(json.dumps(df.attrs))
-    log(f'performance measured in {time.time() - t0:.0f} s'); return df
+        df = pd.read_csv(f)
+        df.attrs = json.loads(j.read_text())
+        return df
+    kw = {
+        o.split('=', 1)[0][6:]: o.split('=', 1)[1]
+        for o in P['protocol']
+        if o.startswith('model.') and not o.startswith('model.size=')
+    }
+    t0 = time.time()
+    df = perf_table(data, methods, size=P['size'], images=P['images'], **P['perf'], **kw)
+    with tempfile.TemporaryDirectory() as tmp:
+        df.attrs.update(data_speed(tmp), methods=list(methods), backbone=kw.get('backbone'))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    df.to_csv(f, index=False)
+    j.write_text(json.dumps(df.attrs))
+    log(f'performance measured in {time.time() - t0:.0f} s')
+    return df
 
 # %% ../nbs/10_bench.ipynb #c015
 def _cross_auc(frame, train_set):  # long seeds table; the training set's name
@@ -371,48 +638,87 @@ def _cross_auc(frame, train_set):  # long seeds table; the training set's name
     f = frame[(frame.metric == 'auc') & (frame.set != train_set)]
     return f.groupby('label', sort=False)['mean'].mean()
 
+# %% ../nbs/10_bench.ipynb #c015b
 LEARNED_AUC = 0.95  # below this in-domain frame AUC a method has not learned its training task (the gate of issue 21)
 
-def unlearned(frame,      # long seeds table (frame level)
-              train_set): # the training set's name
+
+def unlearned(
+    frame,  # long seeds table (frame level)
+    train_set,  # the training set's name
+):
     "Methods whose mean in-domain frame AUC is below `LEARNED_AUC`, with that AUC"
     f = frame[(frame.metric == 'auc') & (frame.set == train_set)].set_index('label')['mean']
     return f[f < LEARNED_AUC].round(3).to_dict()
 
+# %% ../nbs/10_bench.ipynb #c015c
 def plot_bench_auc(frame):  # the frame-level long table of `bench`
     "Frame AUC per method on each test set, mean and 95% interval over seeds"
     import matplotlib.pyplot as plt
-    f = frame[frame.metric == 'auc']; labs = list(dict.fromkeys(f.label)); sets = list(dict.fromkeys(f.set)); x = np.arange(len(labs))
+
+    f = frame[frame.metric == 'auc']
+    labs = list(dict.fromkeys(f.label))
+    sets = list(dict.fromkeys(f.set))
+    x = np.arange(len(labs))
     fig, ax = plt.subplots(figsize=(1.1 * len(labs) + 2.5, 3.2))
     for k, s in enumerate(sets):
-        t = f[f.set == s].set_index('label').loc[labs]; dx = (k - (len(sets) - 1) / 2) * 0.15
-        ax.errorbar(x + dx, t['mean'], yerr=[(t['mean'] - t['lo']).fillna(0), (t['hi'] - t['mean']).fillna(0)], fmt='o', capsize=3, label=s)
-    ax.axhline(0.5, color='k', ls=':', lw=0.8); ax.set_xticks(x, labs); ax.set_ylabel('frame AUC'); ax.legend(fontsize=8)
-    fig.tight_layout(); return fig
+        t = f[f.set == s].set_index('label').loc[labs]
+        dx = (k - (len(sets) - 1) / 2) * 0.15
+        ax.errorbar(
+            x + dx,
+            t['mean'],
+            yerr=[(t['mean'] - t['lo']).fillna(0), (t['hi'] - t['mean']).fillna(0)],
+            fmt='o',
+            capsize=3,
+            label=s,
+        )
+    ax.axhline(0.5, color='k', ls=':', lw=0.8)
+    ax.set_xticks(x, labs)
+    ax.set_ylabel('frame AUC')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
-def identity_markdown(ident,     # the identity table of `bench` (runs, then reference backbones)
-                      cross,     # mean cross-domain frame AUC per method (`_cross_auc`)
-                      train_set, # the training set's name
-                      rset):     # the retrieval set's folder, or None
+# %% ../nbs/10_bench.ipynb #c015d
+def identity_markdown(
+    ident,  # the identity table of `bench` (runs, then reference backbones)
+    cross,  # mean cross-domain frame AUC per method (`_cross_auc`)
+    train_set,  # the training set's name
+    rset,  # the retrieval set's folder, or None
+):
     "The report's identity section: the probe, retrieval across videos, and the cross-domain AUC, mean over seeds"
     cols = dict(acc=('acc', 'mean'), chance=('chance', 'first'), identities=('identities', 'first'))
     if rset and 'x_map' in ident:
-        cols.update(x_map=('x_map', 'mean'), x_chance=('x_chance', 'first'), x_top1=('x_top1', 'mean'),
-                    x_auc=('x_verification_auc', 'mean'))
+        cols.update(
+            x_map=('x_map', 'mean'),
+            x_chance=('x_chance', 'first'),
+            x_top1=('x_top1', 'mean'),
+            x_auc=('x_verification_auc', 'mean'),
+        )
     t = ident.groupby('method', sort=False).agg(**cols).round(3)
     t['cross-domain frame AUC'] = cross.reindex(t.index).round(3)
-    names = dict(acc='probe acc', chance='probe chance', x_map='retrieval mAP', x_chance='mAP chance',
-                 x_top1='retrieval top-1', x_auc='verification AUC')
+    names = dict(
+        acc='probe acc',
+        chance='probe chance',
+        x_map='retrieval mAP',
+        x_chance='mAP chance',
+        x_top1='retrieval top-1',
+        x_auc='verification AUC',
+    )
     t = t.rename(columns=names).rename_axis('method').fillna('')
-    md = ['## Identity in the features', '',
-          f'Linear-probe accuracy of identity from pooled features of real `{train_set}` test frames.']
+    md = [
+        '## Identity in the features',
+        '',
+        f'Linear-probe accuracy of identity from pooled features of real `{train_set}` test frames.',
+    ]
     if rset and 'x_map' in ident:
         n = ident.dropna(subset=['x_map']).iloc[0]
-        md += [f'Identity retrieval across videos on the real test frames of `{dataset_names([rset])[0]}` (`{rset}`; '
-               f"{int(n['x_identities'])} people in {int(n['x_videos'])} videos), a world no detector trained on: "
-               'each frame ranks the frames of every other video; mean average precision, top-1 and the '
-               'verification AUC of '
-               'same-person pairs (`identity_retrieval`).']
+        md += [
+            f'Identity retrieval across videos on the real test frames of `{dataset_names([rset])[0]}` (`{rset}`; '
+            f"{int(n['x_identities'])} people in {int(n['x_videos'])} videos), a world no detector trained on: "
+            'each frame ranks the frames of every other video; mean average precision, top-1 and the '
+            'verification AUC of '
+            'same-person pairs (`identity_retrieval`).'
+        ]
     if (ident.run == '').any():
         md += ['The last rows are bare backbones, for reference: untrained, and the start every method had.']
     if 'skipped' in ident and ident.skipped.notna().any():
@@ -421,88 +727,179 @@ def identity_markdown(ident,     # the identity table of `bench` (runs, then ref
     md += ['Means over seeds.', '', markdown_table(t), '']
     return md
 
+# %% ../nbs/10_bench.ipynb #c015e
 def claims_markdown(cl):  # from `claims_table`
     "The claims table as markdown: runs, means, the difference with its interval, seeds and verdict"
     ci_ = lambda r: f"{r['diff']:+.3f}" + ('' if np.isnan(r['lo']) else f" [{r['lo']:+.3f}, {r['hi']:+.3f}]")
-    t = pd.DataFrame({'method': cl.method, 'claim': cl.claim, 'runs': cl.runs, 'higher': cl.higher.round(3), 'lower': cl.lower.round(3),
-                      'difference [95% CI]': cl.apply(ci_, axis=1), 'seeds': cl.n, 'verdict': cl.verdict})
+    t = pd.DataFrame(
+        {
+            'method': cl.method,
+            'claim': cl.claim,
+            'runs': cl.runs,
+            'higher': cl.higher.round(3),
+            'lower': cl.lower.round(3),
+            'difference [95% CI]': cl.apply(ci_, axis=1),
+            'seeds': cl.n,
+            'verdict': cl.verdict,
+        }
+    )
     return markdown_table(t.set_index('method'))
 
+# %% ../nbs/10_bench.ipynb #c015f
 def start_line(st):  # the `start` of a bench's meta
     "One sentence of the report: where every method's backbone started"
-    if st['start'] == 'scratch': return 'Every backbone starts **from scratch** (random initialisation).'
-    if st['start'] == 'imagenet': return "Every backbone starts from **timm's ImageNet weights**."
+    if st['start'] == 'scratch':
+        return 'Every backbone starts **from scratch** (random initialisation).'
+    if st['start'] == 'imagenet':
+        return "Every backbone starts from **timm's ImageNet weights**."
     p = st.get('probe') or {}
     probe = f", linear identity probe {p['accuracy']:.3f} (chance {p['chance']:.3f})" if p else ''
-    return (f"Every backbone starts from the same **dfnb pretrain** backbone: {st['backbone']} trained on the real "
-            f"training frames only ({st['objective']}, {st['steps']} steps at {st['size']} px, {st['seconds']:.0f} s{probe}; "
-            f"`{st['folder']}`).")
+    return (
+        f"Every backbone starts from the same **dfnb pretrain** backbone: {st['backbone']} trained on the real "
+        f"training frames only ({st['objective']}, {st['steps']} steps at {st['size']} px, {st['seconds']:.0f} "
+        f"s{probe}; "
+        f"`{st['folder']}`)."
+    )
 
-def write_report(tables,   # from `bench`
-                 out):     # the report folder
+# %% ../nbs/10_bench.ipynb #c015g
+def write_report(
+    tables,  # from `bench`
+    out,  # the report folder
+):
     "Write report.md, the CSV tables, bench.json and the figures"
-    out = Path(out); out.mkdir(parents=True, exist_ok=True); meta = tables['meta']; fr, vi = tables['frame'], tables['video']
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = tables['meta']
+    fr, vi = tables['frame'], tables['video']
     train_set = dataset_names([meta['train']])[0]
-    n = len(meta['seeds']); ci = f'mean ± 95% t-interval over {n} seeds' if n > 1 else 'one seed'
-    md = [f"# dfnb bench: `{meta['preset']}`", '',
-          f"Trained on `{meta['train']}` (`{train_set}`, in-domain), tested on " + ', '.join(f'`{t}`' for t in meta['tests']) + f"; {ci}.", '',
-          start_line(meta.get('start') or dict(start='scratch')), '']
+    n = len(meta['seeds'])
+    ci = f'mean ± 95% t-interval over {n} seeds' if n > 1 else 'one seed'
+    md = [
+        f"# dfnb bench: `{meta['preset']}`",
+        '',
+        f"Trained on `{meta['train']}` (`{train_set}`, in-domain), tested on "
+        + ', '.join(f'`{t}`' for t in meta['tests'])
+        + f"; {ci}.",
+        '',
+        start_line(meta.get('start') or dict(start='scratch')),
+        '',
+    ]
     for lev, t in (('Frame', fr), ('Video', vi)):
         for m in ('auc', 'eer', 'ap'):
             tab = format_seeds(t[t.metric == m]).rename_axis('method')
-            tab.columns = [c.rsplit(' ', 1)[0] + (' (in-domain)' if c.rsplit(' ', 1)[0] == train_set else '') for c in tab.columns]
+            tab.columns = [
+                c.rsplit(' ', 1)[0] + (' (in-domain)' if c.rsplit(' ', 1)[0] == train_set else '') for c in tab.columns
+            ]
             md += [f'## {lev} {m.upper()}', '', markdown_table(tab), '']
     md += ['![](auc.png)', '']
     if len(low := unlearned(fr, train_set)):
-        md += [f"**Did not learn within this budget**: {', '.join(f'`{m}` ({a:.3f})' for m, a in low.items())} — in-domain frame AUC below "
-               f"{LEARNED_AUC}. Their cross-domain numbers say nothing about generalisation; give them more steps (`--preset paper`, or the "
-               "method notebook's budget) before comparing.", '']
+        md += [
+            f"**Did not learn within this budget**: {', '.join(f'`{m}` ({a:.3f})' for m, a in low.items())} — "
+            "in-domain frame AUC below "
+            f"{LEARNED_AUC}. Their cross-domain numbers say nothing about generalisation; give them more steps "
+            "(`--preset paper`, or the "
+            "method notebook's budget) before comparing.",
+            '',
+        ]
     cl = tables.get('claims')
     if cl is not None and len(cl):
-        md += ['## Claims, checked', '', 'Mean cross-domain frame AUC of the runs that should score higher and of those they are compared with; '
-               'the difference with a 95% t-interval over paired seeds. holds: above zero; reversed: below; not shown: straddles zero.', '',
-               claims_markdown(cl), '']
+        md += [
+            '## Claims, checked',
+            '',
+            'Mean cross-domain frame AUC of the runs that should score higher and of those they are compared with; '
+            'the difference with a 95% t-interval over paired seeds. holds: above zero; reversed: below; not shown: '
+            'straddles zero.',
+            '',
+            claims_markdown(cl),
+            '',
+        ]
         cl.to_csv(out / 'claims.csv', index=False)
     cf = tables.get('claims_from')
     if cf is not None:
-        c = meta['claims_from']; pr = ', '.join(f'{k}={v}' for k, v in c['protocol'].items())
-        md += [f"## Claims, checked on `{c['runs']}`", '', f"The same checks on the evaluated runs of `{c['runs']}`, over every seed run on both sides "
-               f"of a claim. Their protocol (from `config.yaml`): {pr}.", '']
+        c = meta['claims_from']
+        pr = ', '.join(f'{k}={v}' for k, v in c['protocol'].items())
+        md += [
+            f"## Claims, checked on `{c['runs']}`",
+            '',
+            f"The same checks on the evaluated runs of `{c['runs']}`, over every seed run on both sides "
+            f"of a claim. Their protocol (from `config.yaml`): {pr}.",
+            '',
+        ]
         if c['frame_auc']:
-            t = format_seeds(pd.DataFrame(c['frame_auc'])).rename_axis('method'); t.columns = [x.rsplit(' ', 1)[0] for x in t.columns]
-            n = pd.DataFrame(c['frame_auc']).groupby('label', sort=False).n.max(); t['seeds'] = n.reindex(t.index).values
+            t = format_seeds(pd.DataFrame(c['frame_auc'])).rename_axis('method')
+            t.columns = [x.rsplit(' ', 1)[0] for x in t.columns]
+            n = pd.DataFrame(c['frame_auc']).groupby('label', sort=False).n.max()
+            t['seeds'] = n.reindex(t.index).values
             md += ['Frame AUC of each method there (mean ± 95% t-interval over its seeds):', '', markdown_table(t), '']
         md += [claims_markdown(cf) if len(cf) else '*No claim has evaluated runs on both sides there.*', '']
         cf.to_csv(out / 'claims_from.csv', index=False)
     cross = _cross_auc(fr, train_set)
     md += identity_markdown(tables['identity'], cross, train_set, meta.get('retrieval_set'))
     if tables['robustness'] is not None:
-        rb = tables['robustness']; rb.to_csv(out / 'robustness.csv', index=False)
+        rb = tables['robustness']
+        rb.to_csv(out / 'robustness.csv', index=False)
         lv = rb[rb.level > 0].groupby(['method', 'kind'], sort=False).frame_auc.mean().unstack()
         lv.insert(0, 'clean', rb[rb.level == 0].groupby('method', sort=False).frame_auc.mean())
-        md += ['## Robustness', '', f'Frame AUC on `{train_set}` test under each perturbation, averaged over levels 1–5 (and over seeds).', '',
-               markdown_table(lv.round(3).rename_axis('method')), '', '![](robustness.png)', '']
-        avg = rb.groupby(['method', 'kind', 'level'], sort=False).frame_auc.mean().reset_index().rename(columns={'method': 'run'})
+        md += [
+            '## Robustness',
+            '',
+            f'Frame AUC on `{train_set}` test under each perturbation, averaged over levels 1–5 (and over seeds).',
+            '',
+            markdown_table(lv.round(3).rename_axis('method')),
+            '',
+            '![](robustness.png)',
+            '',
+        ]
+        avg = (
+            rb.groupby(['method', 'kind', 'level'], sort=False)
+            .frame_auc.mean()
+            .reset_index()
+            .rename(columns={'method': 'run'})
+        )
         plot_robustness(avg, metric='frame_auc').savefig(out / 'robustness.png', dpi=90)
     if tables.get('perf') is not None:
-        pf = tables['perf']; a = pf.attrs
-        md += ['## Performance', '', f"`{a.get('backbone')}` at {a.get('size')} px, {a.get('images')} images per step, {a.get('threads')} thread, "
-               f"each method in a fresh process, median of {a.get('reps')} interleaved repeats of {a.get('steps')} steps. FLOPs counted by "
-               f"`torch.utils.flop_counter` on a training step (forward, losses, backward) and on an inference forward; this machine's fp32 "
-               f"matmul reaches {a.get('matmul_gflop_per_s')} GFLOP/s.", '', markdown_table(perf_display(pf)), '',
-               f"Data: the synthetic worlds are written at {a.get('generation_frames_per_s')} frames/s and prepared at "
-               f"{a.get('preparation_frames_per_s')} frames/s (one process each, a tiny world).", '']
+        pf = tables['perf']
+        a = pf.attrs
+        md += [
+            '## Performance',
+            '',
+            f"`{a.get('backbone')}` at {a.get('size')} px, {a.get('images')} images per step, {a.get('threads')} "
+            "thread, "
+            f"each method in a fresh process, median of {a.get('reps')} interleaved repeats of {a.get('steps')} steps. "
+            "FLOPs counted by "
+            "`torch.utils.flop_counter` on a training step (forward, losses, backward) and on an inference forward; "
+            "this machine's fp32 "
+            f"matmul reaches {a.get('matmul_gflop_per_s')} GFLOP/s.",
+            '',
+            markdown_table(perf_display(pf)),
+            '',
+            f"Data: the synthetic worlds are written at {a.get('generation_frames_per_s')} frames/s and prepared at "
+            f"{a.get('preparation_frames_per_s')} frames/s (one process each, a tiny world).",
+            '',
+        ]
         pf.to_csv(out / 'perf.csv', index=False)
     s = meta['seconds']
-    md += ['## Setup', '', f"- command: `dfnb bench --preset {meta['preset']}` (methods {', '.join(meta['methods'])}; seeds {meta['seeds']}; {meta['jobs']} trainings at once)",
-           f"- shared settings: `{' '.join(meta['protocol'])}`; per method: " + '; '.join(f"{k}: `{' '.join(v)}`" for k, v in meta['variants'].items()),
-           f"- machine: {meta['cpus']} CPUs, device {meta['device']}, torch {meta['torch']}",
-           f"- wall time of this invocation: {s['total']} s (worlds {s['worlds']} s, "
-           f"pretraining {s.get('pretrain', 0)} s, training and evaluation {s['train_eval']} s, robustness, probes and performance "
-           f"{s['robustness_identity_perf']} s); finished runs found on disk are reused and cost nothing here",
-           '- every run: `runs/<method>-s<seed>/` (`config.yaml`, `summary.json`, `eval/<set>.json`)', '']
+    md += [
+        '## Setup',
+        '',
+        f"- command: `dfnb bench --preset {meta['preset']}` (methods {', '.join(meta['methods'])}; seeds "
+        f"{meta['seeds']}; {meta['jobs']} trainings at once)",
+        f"- shared settings: `{' '.join(meta['protocol'])}`; per method: "
+        + '; '.join(f"{k}: `{' '.join(v)}`" for k, v in meta['variants'].items()),
+        f"- machine: {meta['cpus']} CPUs, device {meta['device']}, torch {meta['torch']}",
+        f"- wall time of this invocation: {s['total']} s (worlds {s['worlds']} s, "
+        f"pretraining {s.get('pretrain', 0)} s, training and evaluation {s['train_eval']} s, robustness, probes and "
+        "performance "
+        f"{s['robustness_identity_perf']} s); finished runs found on disk are reused and cost nothing here",
+        '- every run: `runs/<method>-s<seed>/` (`config.yaml`, `summary.json`, `eval/<set>.json`)',
+        '',
+    ]
     (out / 'report.md').write_text('\n'.join(md))
-    fr.to_csv(out / 'frame.csv', index=False); vi.to_csv(out / 'video.csv', index=False); tables['identity'].to_csv(out / 'identity.csv', index=False)
+    fr.to_csv(out / 'frame.csv', index=False)
+    vi.to_csv(out / 'video.csv', index=False)
+    tables['identity'].to_csv(out / 'identity.csv', index=False)
     (out / 'bench.json').write_text(json.dumps(meta, indent=1))
     plot_bench_auc(fr).savefig(out / 'auc.png', dpi=90)
-    import matplotlib.pyplot as plt; plt.close('all')
+    import matplotlib.pyplot as plt
+
+    plt.close('all')

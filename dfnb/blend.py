@@ -19,136 +19,204 @@ from pathlib import Path
 def read_rgb(path):  # an image file
     "The image as RGB uint8 (an error naming the file when it cannot be read)"
     im = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if im is None: raise FileNotFoundError(f'cannot read image {path}')
+    if im is None:
+        raise FileNotFoundError(f'cannot read image {path}')
     return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
 
 # %% ../nbs/03_blend.ipynb #c008
 HULLS = ('dfl_full', 'extended', 'components', 'facehull')
 
-def _span(a, b): return list(range(a, b))
-_DFL = [_span(0, 17) + _span(48, 68), _span(27, 31) + [33], _span(17, 27) + [0, 16, 27, 33]]
-_COMPONENTS = [_span(0, 9) + [17], _span(8, 17) + [26], _span(17, 20) + [8], _span(24, 27) + [8], _span(19, 25) + [8],
-               _span(17, 22) + [27] + _span(31, 36) + [8], _span(22, 27) + [27] + _span(31, 36) + [8], _span(27, 36)]
 
-def fill_hulls(shape,        # (H, W, ...) of the mask
-               pts,          # (K, 2) points, x then y
-               groups=None): # lists of point indices, one hull each (None: one hull of all points)
+def _span(a, b):
+    return list(range(a, b))
+
+
+_DFL = [_span(0, 17) + _span(48, 68), _span(27, 31) + [33], _span(17, 27) + [0, 16, 27, 33]]
+_COMPONENTS = [
+    _span(0, 9) + [17],
+    _span(8, 17) + [26],
+    _span(17, 20) + [8],
+    _span(24, 27) + [8],
+    _span(19, 25) + [8],
+    _span(17, 22) + [27] + _span(31, 36) + [8],
+    _span(22, 27) + [27] + _span(31, 36) + [8],
+    _span(27, 36),
+]
+
+# %% ../nbs/03_blend.ipynb #c008b
+def fill_hulls(
+    shape,  # (H, W, ...) of the mask
+    pts,  # (K, 2) points, x then y
+    groups=None,  # lists of point indices, one hull each (None: one hull of all points)
+):
     "uint8 0/1 mask: the union of the filled convex hulls of each group of points"
-    m = np.zeros(shape[:2], np.uint8); pts = np.asarray(pts, np.float32)
-    for g in (groups or [_span(0, len(pts))]):
+    m = np.zeros(shape[:2], np.uint8)
+    pts = np.asarray(pts, np.float32)
+    for g in groups or [_span(0, len(pts))]:
         cv2.fillConvexPoly(m, cv2.convexHull(np.round(pts[g]).astype(np.int32)), 1)
     return m
 
+# %% ../nbs/03_blend.ipynb #c008c
 def raise_brows(lm):  # (68+, 2) landmarks
     "Landmarks with each brow point moved away from the upper eyelid by half their distance (the `extended` mask)"
     p = np.array(lm, np.float32)
     below_l = np.stack([(3 * p[36] + p[0]) / 4, p[36], p[37], p[38], p[39]])
     below_r = np.stack([p[42], p[43], p[44], p[45], (3 * p[45] + p[16]) / 4])
-    p[17:22] += (p[17:22] - below_l) / 2; p[22:27] += (p[22:27] - below_r) / 2
+    p[17:22] += (p[17:22] - below_l) / 2
+    p[22:27] += (p[22:27] - below_r) / 2
     return p
 
-def hull_mask(lm,               # (68, 2) or (81, 2) landmarks in image pixels
-              shape,            # image shape (H, W, ...)
-              kind='facehull'): # one of HULLS
+# %% ../nbs/03_blend.ipynb #c008d
+def hull_mask(
+    lm,  # (68, 2) or (81, 2) landmarks in image pixels
+    shape,  # image shape (H, W, ...)
+    kind='facehull',  # one of HULLS
+):
     "A face mask of one of DeepfakeBench's four hull types, float32 in {0, 1}"
     lm = np.asarray(lm, np.float32)
-    if kind == 'dfl_full': m = fill_hulls(shape, lm, _DFL)
-    elif kind == 'extended': m = fill_hulls(shape, raise_brows(lm), _COMPONENTS)
-    elif kind == 'components': m = fill_hulls(shape, lm, _COMPONENTS)
-    elif kind == 'facehull': m = fill_hulls(shape, lm)
-    else: raise ValueError(f'unknown hull type {kind!r}: choose one of {HULLS}')
+    if kind == 'dfl_full':
+        m = fill_hulls(shape, lm, _DFL)
+    elif kind == 'extended':
+        m = fill_hulls(shape, raise_brows(lm), _COMPONENTS)
+    elif kind == 'components':
+        m = fill_hulls(shape, lm, _COMPONENTS)
+    elif kind == 'facehull':
+        m = fill_hulls(shape, lm)
+    else:
+        raise ValueError(f'unknown hull type {kind!r}: choose one of {HULLS}')
     return m.astype(np.float32)
 
-def inner_mask(lm, shape): return fill_hulls(shape, np.asarray(lm)[17:68]).astype(np.float32)  # brows, eyes, nose, mouth
-def mouth_mask(lm, shape): return fill_hulls(shape, np.asarray(lm)[48:68]).astype(np.float32)  # lips
+# %% ../nbs/03_blend.ipynb #c008e
+def inner_mask(lm, shape):
+    return fill_hulls(shape, np.asarray(lm)[17:68]).astype(np.float32)  # brows, eyes, nose, mouth
 
-def random_hull(lm,           # (68, 2) or (81, 2) landmarks
-                shape,        # image shape
-                r,            # np.random.Generator
-                kinds=HULLS,  # hull types to draw from (or one type)
-                p68=0.25):    # probability of dropping the forehead points 68-80
+# %% ../nbs/03_blend.ipynb #c008f
+def mouth_mask(lm, shape):
+    return fill_hulls(shape, np.asarray(lm)[48:68]).astype(np.float32)  # lips
+
+# %% ../nbs/03_blend.ipynb #c008g
+def random_hull(
+    lm,  # (68, 2) or (81, 2) landmarks
+    shape,  # image shape
+    r,  # np.random.Generator
+    kinds=HULLS,  # hull types to draw from (or one type)
+    p68=0.25,  # probability of dropping the forehead points 68-80
+):
     "A hull mask of a uniformly drawn type, and that type"
     lm = np.asarray(lm, np.float32)
-    if r.random() < p68: lm = lm[:68]
+    if r.random() < p68:
+        lm = lm[:68]
     kind = kinds if isinstance(kinds, str) else kinds[int(r.integers(len(kinds)))]
     return hull_mask(lm, shape, kind), kind
 
 # %% ../nbs/03_blend.ipynb #c011
-def elastic(x,                           # image or mask (H, W[, C])
-            r,                           # np.random.Generator
-            alpha=50.,                   # displacement scale
-            sigma=7.,                    # smoothness of the field (Gaussian σ in pixels)
-            interp=cv2.INTER_NEAREST,    # resampling (nearest keeps a binary mask binary)
-            border=cv2.BORDER_REFLECT_101): # what lies outside the image
+def elastic(
+    x,  # image or mask (H, W[, C])
+    r,  # np.random.Generator
+    alpha=50.0,  # displacement scale
+    sigma=7.0,  # smoothness of the field (Gaussian σ in pixels)
+    interp=cv2.INTER_NEAREST,  # resampling (nearest keeps a binary mask binary)
+    border=cv2.BORDER_REFLECT_101,  # what lies outside the image
+):
     "x resampled along a smooth random displacement field (elastic deformation)"
     h, w = x.shape[:2]
     u = r.uniform(-1, 1, (2, h, w)).astype(np.float32)
-    dx = cv2.GaussianBlur(u[0], (0, 0), sigma) * np.float32(alpha); dy = cv2.GaussianBlur(u[1], (0, 0), sigma) * np.float32(alpha)
+    dx = cv2.GaussianBlur(u[0], (0, 0), sigma) * np.float32(alpha)
+    dy = cv2.GaussianBlur(u[1], (0, 0), sigma) * np.float32(alpha)
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     return cv2.remap(x, gx + dx, gy + dy, interp, borderMode=border)
 
 # %% ../nbs/03_blend.ipynb #c014
 RATIOS = (0.25, 0.5, 0.75, 1, 1, 1)
 
-def _odd(r, lo, hi): return int(2 * r.integers(lo // 2, hi // 2 + 1) + 1)  # odd integer in [lo, hi]
 
-def blend_mask(mask,          # hard mask (H, W), values in [0, 1]
-               r,             # np.random.Generator
-               size=(192, 256), # range of the working size (each side)
-               k1=(5, 25),    # range of the first (eroding) blur's odd kernel
-               k2=(5, 25),    # range of the second blur's odd kernel
-               s2=(5, 45)):   # range of the second blur's σ
-    "SBI's soft blending mask: resize, blur, keep the core, blur, normalise to a maximum of 1 (all zeros if nothing is left)"
-    m = np.asarray(mask, np.float32); m = m[..., 0] if m.ndim == 3 else m
-    h, w = m.shape; zero = np.zeros((h, w), np.float32)
-    if not m.max() > 0: return zero
+def _odd(r, lo, hi):
+    return int(2 * r.integers(lo // 2, hi // 2 + 1) + 1)  # odd integer in [lo, hi]
+
+# %% ../nbs/03_blend.ipynb #c014b
+def blend_mask(
+    mask,  # hard mask (H, W), values in [0, 1]
+    r,  # np.random.Generator
+    size=(192, 256),  # range of the working size (each side)
+    k1=(5, 25),  # range of the first (eroding) blur's odd kernel
+    k2=(5, 25),  # range of the second blur's odd kernel
+    s2=(5, 45),  # range of the second blur's σ
+):
+    """SBI's soft blending mask: resize, blur, keep the core, blur, normalise to a maximum of 1 (all zeros if nothing
+    is left)"""
+    m = np.asarray(mask, np.float32)
+    m = m[..., 0] if m.ndim == 3 else m
+    h, w = m.shape
+    zero = np.zeros((h, w), np.float32)
+    if not m.max() > 0:
+        return zero
     sh, sw = int(r.integers(size[0], size[1] + 1)), int(r.integers(size[0], size[1] + 1))
     m = cv2.resize(m, (sw, sh), interpolation=cv2.INTER_LINEAR)
-    k = _odd(r, *k1); m = cv2.GaussianBlur(m, (k, k), 0)
-    m = m / m.max(); m[m < 1] = 0
-    k = _odd(r, *k2); m = cv2.GaussianBlur(m, (k, k), float(r.integers(s2[0], s2[1] + 1)))
+    k = _odd(r, *k1)
+    m = cv2.GaussianBlur(m, (k, k), 0)
+    m = m / m.max()
+    m[m < 1] = 0
+    k = _odd(r, *k2)
+    m = cv2.GaussianBlur(m, (k, k), float(r.integers(s2[0], s2[1] + 1)))
     return cv2.resize(m / m.max(), (w, h), interpolation=cv2.INTER_LINEAR)
 
+# %% ../nbs/03_blend.ipynb #c014c
 def blend_ratio(r, ratios=RATIOS):  # np.random.Generator; the ratios to draw from
     "The dynamic blend ratio ρ (1 half of the time by default)"
     return float(ratios[int(r.integers(len(ratios)))])
 
 # %% ../nbs/03_blend.ipynb #c017
-def alpha_blend(fg,    # foreground (H, W, C) uint8
-                bg,    # background, same shape
-                mask): # weight of the foreground, (H, W) or (H, W, 1), in [0, 1]
+def alpha_blend(
+    fg,  # foreground (H, W, C) uint8
+    bg,  # background, same shape
+    mask,  # weight of the foreground, (H, W) or (H, W, 1), in [0, 1]
+):
     "M·fg + (1 − M)·bg, rounded; equal to bg wherever M = 0"
     m = np.asarray(mask, np.float32)
-    if m.ndim == 2 and bg.ndim == 3: m = m[..., None]
+    if m.ndim == 2 and bg.ndim == 3:
+        m = m[..., None]
     b = bg.astype(np.float32)
     return np.clip(np.rint(b + m * (fg.astype(np.float32) - b)), 0, 255).astype(bg.dtype)
 
-def color_transfer(fg,        # foreground image (H, W, 3) uint8
-                   bg,        # background image, same shape
-                   mask,      # region whose statistics are matched (> 0 inside)
-                   eps=1e-6): # smallest standard deviation divided by
+# %% ../nbs/03_blend.ipynb #c017b
+def color_transfer(
+    fg,  # foreground image (H, W, 3) uint8
+    bg,  # background image, same shape
+    mask,  # region whose statistics are matched (> 0 inside)
+    eps=1e-6,  # smallest standard deviation divided by
+):
     "fg with each channel, inside the mask, re-standardised to bg's mean and std there"
-    sel = np.asarray(mask) > 0; sel = sel[..., 0] if sel.ndim == 3 else sel
+    sel = np.asarray(mask) > 0
+    sel = sel[..., 0] if sel.ndim == 3 else sel
     out = fg.copy()
-    if not sel.any(): return out
+    if not sel.any():
+        return out
     f, b = fg[sel].astype(np.float32), bg[sel].astype(np.float32)
     f = (f - f.mean(0)) / np.maximum(f.std(0), eps) * b.std(0) + b.mean(0)
     out[sel] = np.clip(np.rint(f), 0, 255).astype(fg.dtype)
     return out
 
-def poisson_blend(fg,    # foreground (H, W, 3) uint8
-                  bg,    # background, same shape
-                  mask): # region to clone (> 0.5 inside)
+# %% ../nbs/03_blend.ipynb #c017c
+def poisson_blend(
+    fg,  # foreground (H, W, 3) uint8
+    bg,  # background, same shape
+    mask,  # region to clone (> 0.5 inside)
+):
     "OpenCV seamless cloning (NORMAL_CLONE) of fg's masked region into bg at the same position"
-    m = (np.asarray(mask) > 0.5).astype(np.uint8) * 255; m = m[..., 0] if m.ndim == 3 else m
-    if not m.any(): return bg.copy()
+    m = (np.asarray(mask) > 0.5).astype(np.uint8) * 255
+    m = m[..., 0] if m.ndim == 3 else m
+    if not m.any():
+        return bg.copy()
     x, y, w, h = cv2.boundingRect(m)
     return cv2.seamlessClone(fg, bg, m, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
 
+# %% ../nbs/03_blend.ipynb #c017d
 def blend(fg, bg, mask, kind='alpha'):  # kind: 'alpha' or 'poisson'
     "Blend fg into bg with either method"
-    if kind == 'alpha': return alpha_blend(fg, bg, mask)
-    if kind == 'poisson': return poisson_blend(fg, bg, mask)
+    if kind == 'alpha':
+        return alpha_blend(fg, bg, mask)
+    if kind == 'poisson':
+        return poisson_blend(fg, bg, mask)
     raise ValueError(f'unknown blending {kind!r}: choose alpha or poisson')
 
 # %% ../nbs/03_blend.ipynb #c020
@@ -156,7 +224,10 @@ def rgb_shift(img, shift):  # uint8 RGB; three per-channel offsets in levels
     "img + shift, per channel, clipped"
     return np.clip(img.astype(np.int16) + np.asarray(shift, np.int16).reshape(1, 1, -1), 0, 255).astype(np.uint8)
 
-def hsv_shift(img, dh, ds, dv):  # uint8 RGB; hue shift (OpenCV units, 180 = a full turn), saturation and value shifts (levels)
+# %% ../nbs/03_blend.ipynb #c020b
+def hsv_shift(
+    img, dh, ds, dv
+):  # uint8 RGB; hue shift (OpenCV units, 180 = a full turn), saturation and value shifts (levels)
     "Shift hue (circularly), saturation and value; fractional shifts are floored, as albumentations does"
     x = np.arange(256, dtype=np.float32)
     lh = np.mod(np.floor(x + dh), 180).astype(np.uint8)
@@ -164,106 +235,143 @@ def hsv_shift(img, dh, ds, dv):  # uint8 RGB; hue shift (OpenCV units, 180 = a f
     h, s, v = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2HSV))
     return cv2.cvtColor(cv2.merge([cv2.LUT(h, lh), cv2.LUT(s, ls), cv2.LUT(v, lv)]), cv2.COLOR_HSV2RGB)
 
+# %% ../nbs/03_blend.ipynb #c020c
 def brightness_contrast(img, b, c):  # uint8; brightness as a fraction of 255; contrast gain minus 1
     "(1 + c)·img + 255·b, clipped"
     return cv2.LUT(img, np.clip(np.arange(256) * (1 + c) + 255 * b, 0, 255).astype(np.uint8))
 
+# %% ../nbs/03_blend.ipynb #c020d
 def downscale(img, f):  # uint8; integer factor
     "Nearest-neighbour down by f, bilinear back up (a resolution mismatch)"
     h, w = img.shape[:2]
     small = cv2.resize(img, (max(w // f, 1), max(h // f, 1)), interpolation=cv2.INTER_NEAREST)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
+# %% ../nbs/03_blend.ipynb #c020e
 def sharpen(img, a, light):  # uint8; mix with the identity; centre weight beyond 8
     "Sharpening: the image filtered by (1 − a)·identity + a·(Laplacian with centre 8 + light)"
-    k = -np.ones((3, 3), np.float32); k[1, 1] = 8 + light
-    ident = np.zeros((3, 3), np.float32); ident[1, 1] = 1
+    k = -np.ones((3, 3), np.float32)
+    k[1, 1] = 8 + light
+    ident = np.zeros((3, 3), np.float32)
+    ident[1, 1] = 1
     return cv2.filter2D(img, -1, (1 - a) * ident + a * k)
 
+# %% ../nbs/03_blend.ipynb #c020f
 def jpeg(img, q):  # uint8 RGB; JPEG quality 1-100
     "JPEG re-encoding at quality q"
     ok, buf = cv2.imencode('.jpg', cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(q)])
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
-def source_jitter(img,           # uint8 RGB
-                  r,             # np.random.Generator
-                  p_rgb=0.3,     # probability of the RGB shift
-                  rgb=20,        # its limit (levels)
-                  hsv=0.3,       # HSV shift limit (8-bit units)
-                  bc=0.1,        # brightness and contrast limit
-                  scales=(2, 4)): # down-up factors
+# %% ../nbs/03_blend.ipynb #c020g
+def source_jitter(
+    img,  # uint8 RGB
+    r,  # np.random.Generator
+    p_rgb=0.3,  # probability of the RGB shift
+    rgb=20,  # its limit (levels)
+    hsv=0.3,  # HSV shift limit (8-bit units)
+    bc=0.1,  # brightness and contrast limit
+    scales=(2, 4),  # down-up factors
+):
     "SBI's source transforms: colour jitter, then either a down-up scaling or a sharpening"
-    if r.random() < p_rgb: img = rgb_shift(img, r.integers(-rgb, rgb + 1, 3))
+    if r.random() < p_rgb:
+        img = rgb_shift(img, r.integers(-rgb, rgb + 1, 3))
     img = hsv_shift(img, *r.uniform(-hsv, hsv, 3))
     img = brightness_contrast(img, r.uniform(-bc, bc), r.uniform(-bc, bc))
-    if r.random() < 0.5: return downscale(img, int(scales[int(r.integers(len(scales)))]))
+    if r.random() < 0.5:
+        return downscale(img, int(scales[int(r.integers(len(scales)))]))
     return sharpen(img, r.uniform(0.2, 0.5), r.uniform(0.5, 1.0))
 
-def rand_affine(img,              # source image
-                mask,             # its hard mask (H, W)
-                r,                # np.random.Generator
-                tx=0.03, ty=0.015, # translation limits, fractions of width and height
-                scale=(0.95, 1 / 0.95), # range of the per-axis scale
-                alpha=50., sigma=7.):   # elastic deformation of the mask
+# %% ../nbs/03_blend.ipynb #c020h
+def rand_affine(
+    img,  # source image
+    mask,  # its hard mask (H, W)
+    r,  # np.random.Generator
+    tx=0.03,
+    ty=0.015,  # translation limits, fractions of width and height
+    scale=(0.95, 1 / 0.95),  # range of the per-axis scale
+    alpha=50.0,
+    sigma=7.0,  # elastic deformation of the mask
+):
     "The same random shift and scale of image and mask, then an elastic deformation of the mask alone"
     h, w = img.shape[:2]
-    sx, sy = r.uniform(*scale, 2); dx, dy = r.uniform(-tx, tx) * w, r.uniform(-ty, ty) * h
+    sx, sy = r.uniform(*scale, 2)
+    dx, dy = r.uniform(-tx, tx) * w, r.uniform(-ty, ty) * h
     cx, cy = (w - 1) / 2, (h - 1) / 2
     M = np.array([[sx, 0, cx - sx * cx + dx], [0, sy, cy - sy * cy + dy]], np.float32)
     img = cv2.warpAffine(img, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    mask = cv2.warpAffine(np.asarray(mask, np.float32), M, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+    mask = cv2.warpAffine(
+        np.asarray(mask, np.float32), M, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT
+    )
     return img, elastic(mask, r, alpha, sigma)
 
 # %% ../nbs/03_blend.ipynb #c022
-def sbi(img,           # real aligned crop, uint8 RGB
-        lm,            # its landmarks (68 or 81, crop pixels)
-        r,             # np.random.Generator
-        hull=HULLS,    # hull types to draw from (or one)
-        p68=0.25,      # probability of dropping the forehead points
-        ratios=RATIOS, # blend ratios to draw from
-        **jitter):     # options of `source_jitter`
+def sbi(
+    img,  # real aligned crop, uint8 RGB
+    lm,  # its landmarks (68 or 81, crop pixels)
+    r,  # np.random.Generator
+    hull=HULLS,  # hull types to draw from (or one)
+    p68=0.25,  # probability of dropping the forehead points
+    ratios=RATIOS,  # blend ratios to draw from
+    **jitter,  # options of `source_jitter`
+):
     "A self-blended image: the crop blended with a shifted, photometrically jittered copy of itself"
     mask, kind = random_hull(lm, img.shape, r, hull, p68)
     src, tgt = img.copy(), img.copy()
     side = 'source' if r.random() < 0.5 else 'target'
-    if side == 'source': src = source_jitter(src, r, **jitter)
-    else: tgt = source_jitter(tgt, r, **jitter)
+    if side == 'source':
+        src = source_jitter(src, r, **jitter)
+    else:
+        tgt = source_jitter(tgt, r, **jitter)
     src, mask = rand_affine(src, mask, r)
-    ratio = blend_ratio(r, ratios); m = blend_mask(mask, r) * np.float32(ratio)
+    ratio = blend_ratio(r, ratios)
+    m = blend_mask(mask, r) * np.float32(ratio)
     return dict(image=alpha_blend(src, tgt, m), real=tgt, mask=m, transformed=side, hull=kind, ratio=ratio)
 
 # %% ../nbs/03_blend.ipynb #c026
 INDEX_VERSION = 1
 
+
 def shape_vector(lm):  # (68+, 2) landmarks
     "The first 68 landmarks as a 136-vector with translation and scale removed"
-    p = np.asarray(lm, np.float64)[:68]; p = p - p.mean(0)
-    return (p / max(np.sqrt((p ** 2).sum(1).mean()), 1e-12)).ravel().astype(np.float32)
+    p = np.asarray(lm, np.float64)[:68]
+    p = p - p.mean(0)
+    return (p / max(np.sqrt((p**2).sum(1).mean()), 1e-12)).ravel().astype(np.float32)
 
+# %% ../nbs/03_blend.ipynb #c026b
 class FaceIndex:
     "Nearest-face search over real frames: normalised landmark shapes with each frame's video, identity and crop"
+
     def __init__(self, root, shapes, video, identity, crop, key=''):
         self.root, self.shapes, self.key, self.source = Path(root), np.asarray(shapes, np.float32), key, 'built'
         self.video, self.identity, self.crop = (np.asarray(x, str) for x in (video, identity, crop))
         self._ident = dict(zip(self.video, self.identity))
 
-    def __len__(self): return len(self.shapes)
-    def __repr__(self): return f'FaceIndex({len(self)} faces, {len(set(self.video))} videos, {len(set(self.identity))} identities)'
+    def __len__(self):
+        return len(self.shapes)
+
+    def __repr__(self):
+        return f'FaceIndex({len(self)} faces, {len(set(self.video))} videos, {len(set(self.identity))} identities)'
 
     @classmethod
     def from_manifest(cls, man, root, split='train'):  # manifest table; its folder; split(s) to index, None for all
         "Index the real frames of a manifest"
         rows = man[man.label == 0]
-        if split is not None: rows = rows[rows.split.isin([split] if isinstance(split, str) else list(split))]
-        if not len(rows): raise ValueError(f'no real frames in split {split!r} of the manifest: nothing to draw foregrounds from')
+        if split is not None:
+            rows = rows[rows.split.isin([split] if isinstance(split, str) else list(split))]
+        if not len(rows):
+            raise ValueError(f'no real frames in split {split!r} of the manifest: nothing to draw foregrounds from')
         shapes = np.stack([shape_vector(np.load(Path(root) / p)) for p in rows.landmarks])
-        ident = [i if isinstance(i, str) and i else v for i, v in zip(rows.identity, rows.video_id)]  # unknown identity: the video's own
+        ident = [
+            i if isinstance(i, str) and i else v for i, v in zip(rows.identity, rows.video_id)
+        ]  # unknown identity: the video's own
         return cls(root, shapes, rows.video_id.tolist(), ident, rows.crop.tolist())
 
     def save(self, path):
         "Write the index (atomically) as .npz"
-        path = Path(path); tmp = path.with_name(path.name + '.part')
-        with open(tmp, 'wb') as f: np.savez(f, key=self.key, shapes=self.shapes, video=self.video, identity=self.identity, crop=self.crop)
+        path = Path(path)
+        tmp = path.with_name(path.name + '.part')
+        with open(tmp, 'wb') as f:
+            np.savez(f, key=self.key, shapes=self.shapes, video=self.video, identity=self.identity, crop=self.crop)
         os.replace(tmp, path)
 
     @classmethod
@@ -271,68 +379,98 @@ class FaceIndex:
         "Read an index written by `save`"
         with np.load(path, allow_pickle=False) as z:
             ix = cls(root, z['shapes'], z['video'], z['identity'], z['crop'], str(z['key']))
-        ix.source = 'cache'; return ix
+        ix.source = 'cache'
+        return ix
 
-    def identity_of(self, video): return self._ident.get(video)  # None for a video not in the index
+    def identity_of(self, video):
+        return self._ident.get(video)  # None for a video not in the index
 
     def query(self, lm, k=3, video=None, identity=None):  # landmarks; neighbours; video and identity to exclude
         "Positions and distances of the k nearest faces, excluding a video and an identity"
         d = ((self.shapes - shape_vector(lm)) ** 2).sum(1)
         ok = np.ones(len(d), bool)
-        if video is not None: ok &= self.video != str(video)
-        if identity is not None: ok &= self.identity != str(identity)
+        if video is not None:
+            ok &= self.video != str(video)
+        if identity is not None:
+            ok &= self.identity != str(identity)
         idx = np.flatnonzero(ok)
-        if not len(idx): raise LookupError(f'every indexed face belongs to video {video!r} or identity {identity!r}: no foreground left')
-        k = min(k, len(idx)); sel = idx[np.argpartition(d[idx], k - 1)[:k]]
+        if not len(idx):
+            raise LookupError(
+                f'every indexed face belongs to video {video!r} or identity {identity!r}: no foreground left'
+            )
+        k = min(k, len(idx))
+        sel = idx[np.argpartition(d[idx], k - 1)[:k]]
         sel = sel[np.argsort(d[sel], kind='stable')]
         return sel, np.sqrt(d[sel])
 
-    def image(self, i): return read_rgb(self.root / self.crop[i])  # the crop of entry i, RGB
+    def image(self, i):
+        return read_rgb(self.root / self.crop[i])  # the crop of entry i, RGB
 
-def face_index(root,                # a prep output folder (holds manifest.parquet)
-               split='train',       # split(s) whose real frames are indexed; None for all
-               rebuild=False,       # rebuild even when the cache is current
-               name='face_index.npz'): # cache file name, next to the manifest
+# %% ../nbs/03_blend.ipynb #c026c
+def face_index(
+    root,  # a prep output folder (holds manifest.parquet)
+    split='train',  # split(s) whose real frames are indexed; None for all
+    rebuild=False,  # rebuild even when the cache is current
+    name='face_index.npz',  # cache file name, next to the manifest
+):
     "The nearest-face index of a prepared dataset, from its cache when that matches the manifest"
     import pandas as pd
-    root = Path(root); mf = root / 'manifest.parquet'
+
+    root = Path(root)
+    mf = root / 'manifest.parquet'
     key = f'{hashlib.sha1(mf.read_bytes()).hexdigest()}|{split}|{INDEX_VERSION}'
     cache = root / name
     if cache.exists() and not rebuild:
         try:
             ix = FaceIndex.load(cache, root)
-            if ix.key == key: return ix
-        except (OSError, ValueError, KeyError): pass      # unreadable cache: rebuild it
-    ix = FaceIndex.from_manifest(pd.read_parquet(mf), root, split); ix.key = key
-    ix.save(cache); return ix
+            if ix.key == key:
+                return ix
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache: rebuild it
+    ix = FaceIndex.from_manifest(pd.read_parquet(mf), root, split)
+    ix.key = key
+    ix.save(cache)
+    return ix
 
 # %% ../nbs/03_blend.ipynb #c028
-def cbi(img,           # real aligned crop (the background), uint8 RGB
-        lm,            # its landmarks
-        index,         # a FaceIndex
-        r,             # np.random.Generator
-        video,         # the background's video id: never a foreground source
-        identity=None, # its identity (default: looked up in the index); never a foreground source
-        k=3,           # draw the foreground among the k nearest faces
-        hull=HULLS,    # hull types to draw from
-        p68=0.25,      # probability of dropping the forehead points
-        ratios=RATIOS): # blend ratios
+def cbi(
+    img,  # real aligned crop (the background), uint8 RGB
+    lm,  # its landmarks
+    index,  # a FaceIndex
+    r,  # np.random.Generator
+    video,  # the background's video id: never a foreground source
+    identity=None,  # its identity (default: looked up in the index); never a foreground source
+    k=3,  # draw the foreground among the k nearest faces
+    hull=HULLS,  # hull types to draw from
+    p68=0.25,  # probability of dropping the forehead points
+    ratios=RATIOS,  # blend ratios
+):
     "A cross-blended image: the nearest real face of another video and identity, colour-matched and blended over img"
     identity = identity if identity is not None else index.identity_of(video)
     sel, _ = index.query(lm, k, video, identity)
     j = int(sel[int(r.integers(len(sel)))])
     fg = index.image(j)
-    if fg.shape != img.shape: fg = cv2.resize(fg, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
+    if fg.shape != img.shape:
+        fg = cv2.resize(fg, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
     mask, kind = random_hull(lm, img.shape, r, hull, p68)
     fg, mask = rand_affine(fg, mask, r)
     fg = color_transfer(fg, img, mask)
-    ratio = blend_ratio(r, ratios); m = blend_mask(mask, r) * np.float32(ratio)
-    return dict(image=alpha_blend(fg, img, m), mask=m, fg_index=j, fg_video=str(index.video[j]),
-                fg_identity=str(index.identity[j]), hull=kind, ratio=ratio)
+    ratio = blend_ratio(r, ratios)
+    m = blend_mask(mask, r) * np.float32(ratio)
+    return dict(
+        image=alpha_blend(fg, img, m),
+        mask=m,
+        fg_index=j,
+        fg_video=str(index.video[j]),
+        fg_identity=str(index.identity[j]),
+        hull=kind,
+        ratio=ratio,
+    )
 
 # %% ../nbs/03_blend.ipynb #c032
 MFS_WINDOWS = ((40, 80), (80, 120), (120, 160), (224, 224))  # (h, w) of the partial-swap window on a 224 px crop
 MFS_CASES = ('fake_bg', 'real_bg', 'unchanged', 'partial')
+
 
 def dssim(a, b):  # two images of the same shape
     "Per-pixel, per-channel structural dissimilarity (1 − SSIM) / 2: 11×11 Gaussian window, σ = 1.5, 8-bit constants"
@@ -344,126 +482,195 @@ def dssim(a, b):  # two images of the same shape
     s = (2 * ma * mb + C1) * (2 * cab + C2) / ((ma * ma + mb * mb + C1) * (va + vb + C2))
     return np.abs(1 - s) / 2
 
-def best_window(dmap,         # (H, W) or (H, W, C) map; channels are summed
-                h, w,         # window size
-                stride=None,  # (row, col) stride; default (H // 5, W // 5)
-                tol=1e-9):    # sums at or below this count as empty
+# %% ../nbs/03_blend.ipynb #c032b
+def best_window(
+    dmap,  # (H, W) or (H, W, C) map; channels are summed
+    h,
+    w,  # window size
+    stride=None,  # (row, col) stride; default (H // 5, W // 5)
+    tol=1e-9,  # sums at or below this count as empty
+):
     "Top-left (row, col) of the window with the largest sum over a grid of positions, or None when all are empty"
     d = dmap.sum(-1) if dmap.ndim == 3 else dmap
-    H, W = d.shape; h, w = min(max(int(h), 1), H), min(max(int(w), 1), W)
+    H, W = d.shape
+    h, w = min(max(int(h), 1), H), min(max(int(w), 1), W)
     sy, sx = stride or (max(H // 5, 1), max(W // 5, 1))
     S = np.pad(d.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     ys, xs = np.arange(0, H - h + 1, sy)[:, None], np.arange(0, W - w + 1, sx)[None]
     sums = S[ys + h, xs + w] - S[ys, xs + w] - S[ys + h, xs] + S[ys, xs]
-    i = int(np.argmax(sums))                                   # first maximum in row-major order, as CADDM's loop
-    if not sums.flat[i] > tol: return None
+    i = int(np.argmax(sums))  # first maximum in row-major order, as CADDM's loop
+    if not sums.flat[i] > tol:
+        return None
     return int(ys[i // sums.shape[1], 0]), int(xs[0, i % sums.shape[1]])
 
+# %% ../nbs/03_blend.ipynb #c032c
 def face_cut(lm, shape, enlarge=1.2):  # landmarks; image shape; enlargement of the landmarks' box
     "CADDM's face cut (x0, y0, x1, y1), clipped to the image, and the un-enlarged landmark corner (x, y)"
-    x0, y0 = int(lm[:, 0].min()), int(lm[:, 1].min()); x1, y1 = int(lm[:, 0].max()), int(lm[:, 1].max())
+    x0, y0 = int(lm[:, 0].min()), int(lm[:, 1].min())
+    x1, y1 = int(lm[:, 0].max()), int(lm[:, 1].max())
     cx, cy = int(x0 - (x1 - x0) * (enlarge - 1) // 2), int(y0 - (y1 - y0) * (enlarge - 1) // 2)
-    w, h = int((x1 - x0) * enlarge), int((y1 - y0) * enlarge); H, W = shape[:2]
+    w, h = int((x1 - x0) * enlarge), int((y1 - y0) * enlarge)
+    H, W = shape[:2]
     return (max(cx, 0), max(cy, 0), min(cx + w, W), min(cy + h, H)), (x0, y0)
 
-def transpose_boxes(b): return np.asarray(b, np.float32)[:, [1, 0, 3, 2]]  # (x0, y0, x1, y1) ↔ (y0, x0, y1, x1)
+# %% ../nbs/03_blend.ipynb #c032d
+def transpose_boxes(b):
+    return np.asarray(b, np.float32)[:, [1, 0, 3, 2]]  # (x0, y0, x1, y1) ↔ (y0, x0, y1, x1)
 
 # %% ../nbs/03_blend.ipynb #c036
 def pristine_index(man):  # a manifest table
     "For each row, the position of its pixel-aligned pristine frame: itself for a real, -1 when missing"
     import pandas as pd
-    key = pd.DataFrame({'video_id': man.video_id.values, 'frame_idx': man.frame_idx.values, 'face_idx': man.face_idx.values,
-                        'pos': np.arange(len(man))})
-    want = pd.DataFrame({'video_id': np.where(man.label.values == 0, man.video_id.values, man.source_video.values),
-                         'frame_idx': man.frame_idx.values, 'face_idx': man.face_idx.values})
-    return want.merge(key, how='left', on=['video_id', 'frame_idx', 'face_idx'])['pos'].fillna(-1).astype(int).to_numpy()
 
-def _affine3(a): return np.vstack([np.asarray(a, np.float64).reshape(2, 3), [0, 0, 1]])
+    key = pd.DataFrame(
+        {
+            'video_id': man.video_id.values,
+            'frame_idx': man.frame_idx.values,
+            'face_idx': man.face_idx.values,
+            'pos': np.arange(len(man)),
+        }
+    )
+    want = pd.DataFrame(
+        {
+            'video_id': np.where(man.label.values == 0, man.video_id.values, man.source_video.values),
+            'frame_idx': man.frame_idx.values,
+            'face_idx': man.face_idx.values,
+        }
+    )
+    return (
+        want.merge(key, how='left', on=['video_id', 'frame_idx', 'face_idx'])['pos'].fillna(-1).astype(int).to_numpy()
+    )
 
-def mfs_inputs(root,       # the prep output folder
-               man,        # its manifest
-               i,          # row position
-               pidx=None): # `pristine_index(man)`, computed once by a loader
+# %% ../nbs/03_blend.ipynb #c036b
+def _affine3(a):
+    return np.vstack([np.asarray(a, np.float64).reshape(2, 3), [0, 0, 1]])
+
+# %% ../nbs/03_blend.ipynb #c036c
+def mfs_inputs(
+    root,  # the prep output folder
+    man,  # its manifest
+    i,  # row position
+    pidx=None,  # `pristine_index(man)`, computed once by a loader
+):
     "(frame, pristine, landmarks) for row i: its crop, its pristine frame in the same crop coordinates, its landmarks"
-    root = Path(root); pidx = pristine_index(man) if pidx is None else pidx
+    root = Path(root)
+    pidx = pristine_index(man) if pidx is None else pidx
     row, j = man.iloc[i], int(pidx[i])
-    if j < 0: raise LookupError(f'{row.video_id} frame {row.frame_idx}: its pristine frame ({row.source_video}) is not in the manifest')
+    if j < 0:
+        raise LookupError(
+            f'{row.video_id} frame {row.frame_idx}: its pristine frame ({row.source_video}) is not in the manifest'
+        )
     frame, lm = read_rgb(root / row.crop), np.load(root / row.landmarks)
-    if j == i: return frame, frame.copy(), lm
+    if j == i:
+        return frame, frame.copy(), lm
     pr = read_rgb(root / man.iloc[j].crop)
     M = (_affine3(row.affine) @ np.linalg.inv(_affine3(man.iloc[j].affine)))[:2]
     if pr.shape != frame.shape or not np.allclose(M, np.eye(2, 3), atol=1e-4):
-        pr = cv2.warpAffine(pr, M.astype(np.float32), (frame.shape[1], frame.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        pr = cv2.warpAffine(
+            pr,
+            M.astype(np.float32),
+            (frame.shape[1], frame.shape[0]),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
     return frame, pr, lm
 
 # %% ../nbs/03_blend.ipynb #c038
 def _poisson_faithful(fg, bg, m, soft, pts, is_float):
     "CADDM's Poisson call: float masks raise, the centre is passed as (y, x); any failure falls back to alpha"
-    if is_float: return alpha_blend(fg, bg, soft)
+    if is_float:
+        return alpha_blend(fg, bg, soft)
     cx, cy = (pts[:, 0].max() + pts[:, 0].min()) / 2, (pts[:, 1].max() + pts[:, 1].min()) / 2
-    try: return cv2.seamlessClone(fg, bg, (m > 0.5).astype(np.uint8) * 255, (int(cy), int(cx)), cv2.NORMAL_CLONE)
-    except cv2.error: return alpha_blend(fg, bg, soft)
+    try:
+        return cv2.seamlessClone(fg, bg, (m > 0.5).astype(np.uint8) * 255, (int(cy), int(cx)), cv2.NORMAL_CLONE)
+    except cv2.error:
+        return alpha_blend(fg, bg, soft)
 
-def mfs(frame,             # fake (or real) aligned crop, uint8 RGB
-        pristine,          # its pixel-aligned pristine crop (the frame itself for a real)
-        lm,                # the frame's landmarks
-        r,                 # np.random.Generator
-        label=None,        # 1 fake, 0 real; None: fake unless frame equals pristine
-        faithful=False,    # reproduce the official code's quirks (see the table above)
-        case=None,         # force one of MFS_CASES (figures, tests); None draws it
-        p_down=0.3,        # probability of the half-resolution jitter (to ref/2 px; a smaller crop keeps its size)
-        p_partial=0.2,     # probability that a fake becomes a partial swap (0: global swaps only, the no-boxes ablation)
-        p_fake_bg=0.5,     # among global swaps, probability of the real face pasted on the fake frame (the rest: fake on real, unchanged)
-        windows=MFS_WINDOWS, # partial-swap window sizes on a `ref` px crop
-        ref=224):          # the crop size the windows and thresholds refer to
+# %% ../nbs/03_blend.ipynb #c038b
+def mfs(
+    frame,  # fake (or real) aligned crop, uint8 RGB
+    pristine,  # its pixel-aligned pristine crop (the frame itself for a real)
+    lm,  # the frame's landmarks
+    r,  # np.random.Generator
+    label=None,  # 1 fake, 0 real; None: fake unless frame equals pristine
+    faithful=False,  # reproduce the official code's quirks (see the table above)
+    case=None,  # force one of MFS_CASES (figures, tests); None draws it
+    p_down=0.3,  # probability of the half-resolution jitter (to ref/2 px; a smaller crop keeps its size)
+    p_partial=0.2,  # probability that a fake becomes a partial swap (0: global swaps only, the no-boxes ablation)
+    p_fake_bg=0.5,  # among global swaps, the share pasting the real face on the fake frame (the rest: fake on real)
+    windows=MFS_WINDOWS,  # partial-swap window sizes on a `ref` px crop
+    ref=224,  # the crop size the windows and thresholds refer to
+):
     "CADDM's multi-scale facial swap: the training image with its artifact boxes, or None for a rejected partial swap"
-    if pristine.shape != frame.shape: raise ValueError(f'frame {frame.shape} and pristine {pristine.shape} must be pixel-aligned')
-    H, W = frame.shape[:2]; lm = np.asarray(lm, np.float32)
-    if label is None: label = int(not np.array_equal(frame, pristine))
-    if case is not None and case not in MFS_CASES: raise ValueError(f'unknown MFS case {case!r}: choose one of {MFS_CASES}')
+    if pristine.shape != frame.shape:
+        raise ValueError(f'frame {frame.shape} and pristine {pristine.shape} must be pixel-aligned')
+    H, W = frame.shape[:2]
+    lm = np.asarray(lm, np.float32)
+    if label is None:
+        label = int(not np.array_equal(frame, pristine))
+    if case is not None and case not in MFS_CASES:
+        raise ValueError(f'unknown MFS case {case!r}: choose one of {MFS_CASES}')
     down = r.random() < p_down and H > ref // 2
     if down:
         hs = ref // 2
         ws = max(round(W * hs / H), 1)
         f, p = (cv2.resize(x, (ws, hs), interpolation=cv2.INTER_LINEAR) for x in (frame, pristine))
         l = lm * np.float32([ws / W, hs / H])
-    else: f, p, l, hs, ws = frame, pristine, lm, H, W
+    else:
+        f, p, l, hs, ws = frame, pristine, lm, H, W
     img, mask, kind, win = f, np.zeros((hs, ws), np.float32), None, None
     full = np.array([[0, 0, W, H]], np.float32)
-    if not label: boxes, cs = np.zeros((0, 4), np.float32), 'real'
+    if not label:
+        boxes, cs = np.zeros((0, 4), np.float32), 'real'
     else:
         kind = 'poisson' if r.random() >= 0.5 else 'alpha'
-        if r.random() >= p_partial: cs = 'fake_bg' if r.random() > 1 - p_fake_bg else ('real_bg' if r.random() >= 0.5 else 'unchanged')
-        else: cs = 'partial'
+        if r.random() >= p_partial:
+            cs = 'fake_bg' if r.random() > 1 - p_fake_bg else ('real_bg' if r.random() >= 0.5 else 'unchanged')
+        else:
+            cs = 'partial'
         cs = case or cs
         hull = hull_mask(l, f.shape, 'facehull')
         if cs in ('fake_bg', 'real_bg'):
             bg, fg = (f, p) if cs == 'fake_bg' else (p, f)
             hard, warped = hull, r.random() > 0.5
-            if warped: hard = elastic(hull, r, float(r.integers(300, 501)), 0.08 * hs, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
+            if warped:
+                hard = elastic(hull, r, float(r.integers(300, 501)), 0.08 * hs, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
             soft = cv2.GaussianBlur(hard, (5, 5), 3)
-            if kind == 'alpha': img, mask = alpha_blend(fg, bg, soft), soft
-            elif faithful: img, mask = _poisson_faithful(fg, bg, hard, soft, l, warped), soft
-            else: mask = (hard > 0.5).astype(np.float32); img = poisson_blend(fg, bg, mask)
+            if kind == 'alpha':
+                img, mask = alpha_blend(fg, bg, soft), soft
+            elif faithful:
+                img, mask = _poisson_faithful(fg, bg, hard, soft, l, warped), soft
+            else:
+                mask = (hard > 0.5).astype(np.float32)
+                img = poisson_blend(fg, bg, mask)
         elif cs == 'partial':
             win = windows[int(r.integers(len(windows)))]
             (cx0, cy0, cx1, cy1), (lx0, ly0) = face_cut(l, f.shape)
-            d = dssim(f[cy0:cy1, cx0:cx1], p[cy0:cy1, cx0:cx1]); d[hull[cy0:cy1, cx0:cx1] == 0] = 0
-            h, w = min(max(int(win[0] * (cy1 - cy0) / ref), 1), cy1 - cy0), min(max(int(win[1] * (cx1 - cx0) / ref), 1), cx1 - cx0)
+            d = dssim(f[cy0:cy1, cx0:cx1], p[cy0:cy1, cx0:cx1])
+            d[hull[cy0:cy1, cx0:cx1] == 0] = 0
+            h, w = (
+                min(max(int(win[0] * (cy1 - cy0) / ref), 1), cy1 - cy0),
+                min(max(int(win[1] * (cx1 - cx0) / ref), 1), cx1 - cx0),
+            )
             pos = best_window(d, h, w)
-            if pos is None: return None
+            if pos is None:
+                return None
             oy, ox = (ly0, lx0) if faithful else (cy0, cx0)
-            rect = np.zeros((hs, ws), np.float32); rect[max(oy + pos[0], 0):max(oy + pos[0] + h, 0), max(ox + pos[1], 0):max(ox + pos[1] + w, 0)] = 1
+            rect = np.zeros((hs, ws), np.float32)
+            rect[max(oy + pos[0], 0) : max(oy + pos[0] + h, 0), max(ox + pos[1], 0) : max(ox + pos[1] + w, 0)] = 1
             soft = cv2.GaussianBlur(rect, (5, 5), 3)
-            if kind == 'alpha' or faithful: img, mask = alpha_blend(f, p, soft), soft   # the code's float mask: Poisson always falls back
-            else: img, mask = poisson_blend(f, p, rect), rect
+            if kind == 'alpha' or faithful:
+                img, mask = alpha_blend(f, p, soft), soft  # the code's float mask: Poisson always falls back
+            else:
+                img, mask = poisson_blend(f, p, rect), rect
         boxes = full
     if down:
         img, p = (cv2.resize(x, (W, H), interpolation=cv2.INTER_LINEAR) for x in (img, p))
         mask = cv2.resize(mask, (W, H), interpolation=cv2.INTER_LINEAR)
     if label and cs == 'partial':
         dd = dssim(img, p)
-        if (dd > 1e-3).sum() <= 40 ** 2 * 3 * (H * W) / ref ** 2: return None
+        if (dd > 1e-3).sum() <= 40**2 * 3 * (H * W) / ref**2:
+            return None
         if faithful:
             hh, ww = int(round(win[0] * H / ref)), int(round(win[1] * W / ref))
             pos = best_window(dd, hh, ww, (max(H // 5, 1), max(W // 5, 1)))
@@ -472,45 +679,74 @@ def mfs(frame,             # fake (or real) aligned crop, uint8 RGB
             ys, xs = np.nonzero(mask > 0)
             part = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
         boxes = np.vstack([full, part])
-    if faithful: boxes = transpose_boxes(boxes)
-    return dict(image=img, boxes=boxes, mask=mask.astype(np.float32), case=cs, blend=kind, pristine=p, window=win,
-                scale=hs / H if down else 1.0)
+    if faithful:
+        boxes = transpose_boxes(boxes)
+    return dict(
+        image=img,
+        boxes=boxes,
+        mask=mask.astype(np.float32),
+        case=cs,
+        blend=kind,
+        pristine=p,
+        window=win,
+        scale=hs / H if down else 1.0,
+    )
 
 # %% ../nbs/03_blend.ipynb #c042
-def joint_params(r,                 # np.random.Generator
-                 p_rgb=0.3, rgb=20, # RGB shift: probability, limit in levels
-                 p_hsv=0.3, hsv=0.3, # HSV shift: probability, limit in 8-bit units
-                 p_bc=0.3, bc=0.3,  # brightness/contrast: probability, limit
-                 p_jpeg=0.5, quality=(40, 100)): # JPEG: probability, quality range
+def joint_params(
+    r,  # np.random.Generator
+    p_rgb=0.3,
+    rgb=20,  # RGB shift: probability, limit in levels
+    p_hsv=0.3,
+    hsv=0.3,  # HSV shift: probability, limit in 8-bit units
+    p_bc=0.3,
+    bc=0.3,  # brightness/contrast: probability, limit
+    p_jpeg=0.5,
+    quality=(40, 100),  # JPEG: probability, quality range
+):
     "One draw of the joint photometric augmentation: each step's parameters, or None when it is skipped"
-    return dict(rgb=r.integers(-rgb, rgb + 1, 3) if r.random() < p_rgb else None,
-                hsv=r.uniform(-hsv, hsv, 3) if r.random() < p_hsv else None,
-                bc=r.uniform(-bc, bc, 2) if r.random() < p_bc else None,
-                jpeg=int(r.integers(quality[0], quality[1] + 1)) if r.random() < p_jpeg else None)
+    return dict(
+        rgb=r.integers(-rgb, rgb + 1, 3) if r.random() < p_rgb else None,
+        hsv=r.uniform(-hsv, hsv, 3) if r.random() < p_hsv else None,
+        bc=r.uniform(-bc, bc, 2) if r.random() < p_bc else None,
+        jpeg=int(r.integers(quality[0], quality[1] + 1)) if r.random() < p_jpeg else None,
+    )
 
+# %% ../nbs/03_blend.ipynb #c042b
 def apply_joint(img, P):  # uint8 RGB; parameters from `joint_params`
     "Apply one draw of the joint augmentation to an image"
-    if P['rgb'] is not None: img = rgb_shift(img, P['rgb'])
-    if P['hsv'] is not None: img = hsv_shift(img, *P['hsv'])
-    if P['bc'] is not None: img = brightness_contrast(img, *P['bc'])
-    if P['jpeg'] is not None: img = jpeg(img, P['jpeg'])
+    if P['rgb'] is not None:
+        img = rgb_shift(img, P['rgb'])
+    if P['hsv'] is not None:
+        img = hsv_shift(img, *P['hsv'])
+    if P['bc'] is not None:
+        img = brightness_contrast(img, *P['bc'])
+    if P['jpeg'] is not None:
+        img = jpeg(img, P['jpeg'])
     return img
 
+# %% ../nbs/03_blend.ipynb #c042c
 def joint_augment(imgs, r, **kw):  # images; np.random.Generator; options of `joint_params`
     "The same random photometric augmentation applied to every image; returns the images and the parameters"
     P = joint_params(r, **kw)
     return [apply_joint(x, P) for x in imgs], P
 
 # %% ../nbs/03_blend.ipynb #c045
-def show_gallery(panels,       # list of (title, image, mask or None, boxes or None)
-                 size=2.4):    # inches per panel
+def show_gallery(
+    panels,  # list of (title, image, mask or None, boxes or None)
+    size=2.4,  # inches per panel
+):
     "Images on top (boxes drawn), their masks below"
     import matplotlib.pyplot as plt
+
     fig, axs = plt.subplots(2, len(panels), figsize=(size * len(panels), 2 * size), squeeze=False)
     for j, (title, im, mk, bx) in enumerate(panels):
-        axs[0, j].imshow(im); axs[0, j].set_title(title, fontsize=9)
-        for x0, y0, x1, y1 in ([] if bx is None else bx):
+        axs[0, j].imshow(im)
+        axs[0, j].set_title(title, fontsize=9)
+        for x0, y0, x1, y1 in [] if bx is None else bx:
             axs[0, j].add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec='yellow', lw=1.5))
         axs[1, j].imshow(np.zeros(im.shape[:2]) if mk is None else mk, cmap='gray', vmin=0, vmax=1)
-        for ax in axs[:, j]: ax.axis('off')
-    fig.tight_layout(); return fig
+        for ax in axs[:, j]:
+            ax.axis('off')
+    fig.tight_layout()
+    return fig

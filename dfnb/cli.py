@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['BACKEND_HELP', 'USER_ERRORS', 'add_synth', 'run_synth', 'add_prep', 'run_prep', 'add_pretrain', 'run_pretrain',
-           'add_train', 'run_train', 'run_eval', 'run_sweep', 'add_bench', 'run_bench', 'run_detect', 'parser',
-           'error_line', 'plugins_first', 'main']
+           'add_train', 'run_train', 'run_eval', 'run_sweep', 'add_bench', 'run_bench', 'run_detect', 'add_calibrate',
+           'run_calibrate', 'parser', 'error_line', 'plugins_first', 'main']
 
 # %% ../nbs/11_cli.ipynb #c002
 import argparse, json, sys
@@ -18,11 +18,16 @@ from .train import train, train_config
 from .eval import evaluate_run, eval_figures, robustness, plot_robustness, features, plot_tsne, show_cams
 from .eval import test_sets, sweep, format_seeds, markdown_table, detect
 from .bench import BENCH_PRESETS, METHODS, bench
+from .calibrate import calibrate
 
 # %% ../nbs/11_cli.ipynb #c005
 def add_synth(sub):
     "Register `dfnb synth`"
-    p = sub.add_parser('synth', help='write the synthetic FF++ / Celeb-DF / DFDC worlds', description='Write the synthetic face-forgery worlds in the real datasets\' layouts (resumable).')
+    p = sub.add_parser(
+        'synth',
+        help='write the synthetic FF++ / Celeb-DF / DFDC worlds',
+        description='Write the synthetic face-forgery worlds in the real datasets\' layouts (resumable).',
+    )
     p.add_argument('--out', type=Path, default=None, help='output folder (default: <data root>/synth)')
     p.add_argument('--preset', default='small', choices=list(PRESETS), help='world sizes (default: small)')
     p.add_argument('--seed', type=int, default=0, help='world seed: the same seed gives the same videos')
@@ -33,32 +38,49 @@ def add_synth(sub):
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.set_defaults(func=run_synth)
 
+# %% ../nbs/11_cli.ipynb #c005b
 def run_synth(a):
     "Run `dfnb synth` from parsed arguments; returns the report"
     worlds = tuple(w.strip() for w in a.worlds.split(',') if w.strip())
     bad = set(worlds) - {'ffpp', 'cdf', 'dfdc'}
-    if bad: raise ValueError(f'unknown world(s) {sorted(bad)} in --worlds: choose from ffpp, cdf, dfdc')
+    if bad:
+        raise ValueError(f'unknown world(s) {sorted(bad)} in --worlds: choose from ffpp, cdf, dfdc')
     over = {k: v for k, v in (('frames', a.frames), ('size', a.size)) if v is not None}
     out = a.out or data_root() / 'synth'
     rep = synthesize(out, a.preset, a.seed, worlds=worlds, workers=a.workers, progress=not a.no_progress, **over)
-    print(f"dfnb synth: {rep['videos_written']} videos written, {rep['tasks_skipped']}/{rep['tasks']} tasks already complete, "
-          f"{rep['seconds']} s -> {out}")
+    print(
+        f"dfnb synth: {rep['videos_written']} videos written, {rep['tasks_skipped']}/{rep['tasks']} tasks already "
+        "complete, "
+        f"{rep['seconds']} s -> {out}"
+    )
     return rep
 
 # %% ../nbs/11_cli.ipynb #c007
-BACKEND_HELP = ('face backend: auto (sidecar for a dfnb synthetic world, which has truth/; otherwise mediapipe '
-                'if installed, else mtcnn), sidecar (truth landmarks, synthetic worlds only), mediapipe (full-range '
-                'detection: small and distant faces too, 68 landmarks), mtcnn (five points)')
+BACKEND_HELP = (
+    'face backend: auto (sidecar for a dfnb synthetic world, which has truth/; otherwise mediapipe '
+    'if installed, else mtcnn), sidecar (truth landmarks, synthetic worlds only), mediapipe (full-range '
+    'detection: small and distant faces too, 68 landmarks), mtcnn (five points)'
+)
+
 
 def add_prep(sub):
     "Register `dfnb prep`"
-    p = sub.add_parser('prep', help='videos -> aligned face crops, landmarks, masks and a manifest',
-                       description='Prepare a dataset: sample frames, detect and align faces, write crops, landmarks, '
-                                   'masks, manifest.parquet and prep_report.json (resumable).')
-    p.add_argument('--dataset', required=True, choices=list(READERS),
-                   help='dataset layout (csv: a CSV file of path,label[,split,...] rows as --root; folder also takes one)')
+    p = sub.add_parser(
+        'prep',
+        help='videos -> aligned face crops, landmarks, masks and a manifest',
+        description='Prepare a dataset: sample frames, detect and align faces, write crops, landmarks, '
+        'masks, manifest.parquet and prep_report.json (resumable).',
+    )
+    p.add_argument(
+        '--dataset',
+        required=True,
+        choices=list(READERS),
+        help='dataset layout (csv: a CSV file of path,label[,split,...] rows as --root; folder also takes one)',
+    )
     p.add_argument('--root', type=Path, required=True, help='the dataset folder (or the CSV file for --dataset csv)')
-    p.add_argument('--out', type=Path, default=None, help='output folder (default: <data root>/prep/<dataset>[_<comp>])')
+    p.add_argument(
+        '--out', type=Path, default=None, help='output folder (default: <data root>/prep/<dataset>[_<comp>])'
+    )
     p.add_argument('--frames', type=int, default=32, help='evenly spaced frames per video (default 32)')
     p.add_argument('--size', type=int, default=256, help='crop side in px, 16 to 4096 (default 256)')
     p.add_argument('--margin', type=float, default=1.3, help='alignment margin (default 1.3)')
@@ -68,43 +90,82 @@ def add_prep(sub):
     p.add_argument('--format', default='png', choices=('png', 'jpg'), help='crop format')
     p.add_argument('--quality', type=int, default=95, help='JPEG quality')
     p.add_argument('--comp', default='c23', choices=COMPRESSIONS, help='FF++ / DFD compression')
-    p.add_argument('--splits', type=Path, default=None,
-                   help='FF++ split JSON folder (default: <root>/splits, <root> or <root>/dataset/splits)')
-    p.add_argument('--methods', nargs='+', default=None, choices=FFPP_METHODS, metavar='METHOD',
-                   help=f'FF++ manipulation methods to prepare (default: all on disk; {", ".join(FFPP_METHODS)})')
+    p.add_argument(
+        '--splits',
+        type=Path,
+        default=None,
+        help='FF++ split JSON folder (default: <root>/splits, <root> or <root>/dataset/splits)',
+    )
+    p.add_argument(
+        '--methods',
+        nargs='+',
+        default=None,
+        choices=FFPP_METHODS,
+        metavar='METHOD',
+        help=f'FF++ manipulation methods to prepare (default: all on disk; {", ".join(FFPP_METHODS)})',
+    )
     p.add_argument('--name', default=None, help='dataset name in the manifest (e.g. cdf1 for Celeb-DF v1)')
-    p.add_argument('--allow-incomplete', action='store_true',
-                   help='prepare even when a split would have no real or no fake videos, or a requested method is absent')
+    p.add_argument(
+        '--allow-incomplete',
+        action='store_true',
+        help='prepare even when a split would have no real or no fake videos, or a requested method is absent',
+    )
     p.add_argument('--device', default='cpu', help='device of a detector backend')
     p.add_argument('--workers', type=int, default=1, help='processes')
     p.add_argument('--shard', default=None, help='i/k: prepare only the i-th (from 0) of k ranges of videos')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.set_defaults(func=run_prep)
 
+# %% ../nbs/11_cli.ipynb #c007b
 def run_prep(a):
     "Run `dfnb prep` from parsed arguments; returns the report"
-    if a.methods and a.dataset != 'ffpp': raise ValueError('--methods applies to --dataset ffpp only, drop it')
+    if a.methods and a.dataset != 'ffpp':
+        raise ValueError('--methods applies to --dataset ffpp only, drop it')
     out = a.out or data_root() / 'prep' / (f'{a.dataset}_{a.comp}' if a.dataset in ('ffpp', 'dfd') else a.dataset)
-    rep = prepare(a.dataset, a.root, out, frames=a.frames, size=a.size, margin=a.margin, align=a.align, backend=a.backend,
-                  faces='all' if a.all_faces else 'largest', format=a.format, quality=a.quality, workers=a.workers,
-                  shard=a.shard, progress=not a.no_progress,
-                  reader_kw=dict(comp=a.comp, splits=a.splits, name=a.name, methods=a.methods),
-                  backend_kw=dict(device=a.device) if a.backend == 'mtcnn' else None,
-                  allow_incomplete=a.allow_incomplete)
+    rep = prepare(
+        a.dataset,
+        a.root,
+        out,
+        frames=a.frames,
+        size=a.size,
+        margin=a.margin,
+        align=a.align,
+        backend=a.backend,
+        faces='all' if a.all_faces else 'largest',
+        format=a.format,
+        quality=a.quality,
+        workers=a.workers,
+        shard=a.shard,
+        progress=not a.no_progress,
+        reader_kw=dict(comp=a.comp, splits=a.splits, name=a.name, methods=a.methods),
+        backend_kw=dict(device=a.device) if a.backend == 'mtcnn' else None,
+        allow_incomplete=a.allow_incomplete,
+    )
     print(summary(rep))
     return rep
 
 # %% ../nbs/11_cli.ipynb #c007q
 def add_pretrain(sub):
     "Register `dfnb pretrain`"
-    p = sub.add_parser('pretrain', help='a backbone pretrained on real faces, for model.pretrained=',
-                       description='Pretrain a backbone on the real training frames of a dfnb prep folder (no fakes, no '
-                                   'download): writes backbone.pt, card.json and card.md; resumable, reused when done.')
+    p = sub.add_parser(
+        'pretrain',
+        help='a backbone pretrained on real faces, for model.pretrained=',
+        description='Pretrain a backbone on the real training frames of a dfnb prep folder (no fakes, no '
+        'download): writes backbone.pt, card.json and card.md; resumable, reused when done.',
+    )
     p.add_argument('--data', type=Path, required=True, help='a dfnb prep folder (its real training frames are used)')
-    p.add_argument('--out', type=Path, default=None,
-                   help='output folder (default: <data root>/pretrained/<backbone>-<objective>-<size>px-s<seed>-<data>)')
-    p.add_argument('--objective', default='identity', choices=OBJECTIVES,
-                   help='identity: classify who is in the frame; simclr: contrastive, needs no labels')
+    p.add_argument(
+        '--out',
+        type=Path,
+        default=None,
+        help='output folder (default: <data root>/pretrained/<backbone>-<objective>-<size>px-s<seed>-<data>)',
+    )
+    p.add_argument(
+        '--objective',
+        default='identity',
+        choices=OBJECTIVES,
+        help='identity: classify who is in the frame; simclr: contrastive, needs no labels',
+    )
     p.add_argument('--backbone', default='resnet18', help='a timm backbone (default resnet18)')
     p.add_argument('--size', type=int, default=64, help='input side in px (default 64)')
     p.add_argument('--steps', type=int, default=400, help='optimiser updates (default 400)')
@@ -114,220 +175,450 @@ def add_pretrain(sub):
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.set_defaults(func=run_pretrain)
 
+# %% ../nbs/11_cli.ipynb #c007qb
 def run_pretrain(a):
     "Run `dfnb pretrain`; prints the card"
-    c = pretrain(a.data, a.out, a.objective, a.backbone, a.size, a.steps, a.batch_size, a.lr, seed=a.seed,
-                 progress=not a.no_progress, log=lambda m: print(m, flush=True))
+    c = pretrain(
+        a.data,
+        a.out,
+        a.objective,
+        a.backbone,
+        a.size,
+        a.steps,
+        a.batch_size,
+        a.lr,
+        seed=a.seed,
+        progress=not a.no_progress,
+        log=lambda m: print(m, flush=True),
+    )
     print(card_markdown(c))
     return c
 
 # %% ../nbs/11_cli.ipynb #c009
 def add_train(sub):
     "Register `dfnb train`, `dfnb eval` and `dfnb detect`"
-    p = sub.add_parser('train', help='train a detector on prepared data', description='Train a detector (resumes from <out>/last.pt).')
+    p = sub.add_parser(
+        'train', help='train a detector on prepared data', description='Train a detector (resumes from <out>/last.pt).'
+    )
     p.add_argument('--method', default=None, help=f'detector: {", ".join(DETECTORS.names())}, or a plugin\'s')
-    p.add_argument('--preset', default=None, help="the method's named preset, e.g. paper"); p.add_argument('--data', default=None, help='a dfnb prep folder')
-    p.add_argument('--out', default=None, help='run folder'); p.add_argument('--config', type=Path, default=None, help='YAML with settings')
-    p.add_argument('--methods', nargs='+', default=None, metavar='METHOD',
-                   help="fake methods to train and select on (e.g. FF++'s Deepfakes Face2Face FaceSwap NeuralTextures)")
+    p.add_argument('--preset', default=None, help="the method's named preset, e.g. paper")
+    p.add_argument('--data', default=None, help='a dfnb prep folder')
+    p.add_argument('--out', default=None, help='run folder')
+    p.add_argument('--config', type=Path, default=None, help='YAML with settings')
+    p.add_argument(
+        '--methods',
+        nargs='+',
+        default=None,
+        metavar='METHOD',
+        help="fake methods to train and select on (e.g. FF++'s Deepfakes Face2Face FaceSwap NeuralTextures)",
+    )
     p.add_argument('overrides', nargs='*', help='key=value settings (model.key=value for the method)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar (log lines only)')
     p.set_defaults(func=run_train)
-    e = sub.add_parser('eval', help='evaluate a run on prepared test sets', description='Score a run on prepared test splits: metrics JSON, scores, figures.')
+    e = sub.add_parser(
+        'eval',
+        help='evaluate a run on prepared test sets',
+        description='Score a run on prepared test splits: metrics JSON, scores, figures.',
+    )
     e.add_argument('--run', type=Path, required=True)
-    e.add_argument('--data', nargs='+', required=True,
-                   help="prep folders to score, each DIR or NAME=DIR (names key the results; default: the manifest's dataset name)")
-    e.add_argument('--split', default='test'); e.add_argument('--batch-size', type=int, default=64); e.add_argument('--workers', type=int, default=0)
-    e.add_argument('--n-boot', type=int, default=1000, help='bootstrap resamples (0: no intervals)'); e.add_argument('--out', type=Path, default=None)
-    e.add_argument('--robustness', action='store_true', help='also score every perturbation at 5 levels (robustness.csv, robustness.png)')
-    e.add_argument('--max-videos', type=int, default=None, help='videos per test set for --robustness and --figures (default: all)')
-    e.add_argument('--figures', action='store_true', help='also draw t-SNE of features and Grad-CAM (tsne_<set>.png, gradcam_<set>.png)')
+    e.add_argument(
+        '--data',
+        nargs='+',
+        required=True,
+        help="prep folders to score, each DIR or NAME=DIR (names key the results; default: the manifest's dataset)",
+    )
+    e.add_argument('--split', default='test')
+    e.add_argument('--batch-size', type=int, default=64)
+    e.add_argument('--workers', type=int, default=0)
+    e.add_argument('--n-boot', type=int, default=1000, help='bootstrap resamples (0: no intervals)')
+    e.add_argument('--out', type=Path, default=None)
+    e.add_argument(
+        '--robustness',
+        action='store_true',
+        help='also score every perturbation at 5 levels (robustness.csv, robustness.png)',
+    )
+    e.add_argument(
+        '--max-videos', type=int, default=None, help='videos per test set for --robustness and --figures (default: all)'
+    )
+    e.add_argument(
+        '--figures',
+        action='store_true',
+        help='also draw t-SNE of features and Grad-CAM (tsne_<set>.png, gradcam_<set>.png)',
+    )
     e.set_defaults(func=run_eval)
-    t = sub.add_parser('detect', help='P(fake) of one video or image', description='Detect faces in a video or image and score them with a trained run.')
-    t.add_argument('path', type=Path); t.add_argument('--run', type=Path, required=True); t.add_argument('--frames', type=int, default=32)
-    t.add_argument('--backend', default='auto', choices=('auto', 'mediapipe', 'mtcnn'),
-                   help="face backend (auto: the run's own if it used a detector, else mediapipe, else mtcnn)")
-    t.add_argument('--prep', type=Path, default=None,
-                   help='the prep folder the run was trained on, for runs that do not record their crop settings')
+    t = sub.add_parser(
+        'detect',
+        help='P(fake) of one video or image',
+        description='Detect faces in a video or image and score them with a trained run.',
+    )
+    t.add_argument('path', type=Path)
+    t.add_argument('--run', type=Path, required=True)
+    t.add_argument('--frames', type=int, default=32)
+    t.add_argument(
+        '--backend',
+        default='auto',
+        choices=('auto', 'mediapipe', 'mtcnn'),
+        help="face backend (auto: the run's own if it used a detector, else mediapipe, else mtcnn)",
+    )
+    t.add_argument(
+        '--prep',
+        type=Path,
+        default=None,
+        help='the prep folder the run was trained on, for runs that do not record their crop settings',
+    )
     t.add_argument('--json', type=Path, default=None, help='also write the result here')
     t.set_defaults(func=run_detect)
-    s = sub.add_parser('sweep', help='train and evaluate variants x seeds into one table',
-                       description='Train every (variant, seed) under shared settings, evaluate each on the test sets and print the table over seeds '
-                                   '(finished runs are reused, interrupted ones resume). Shared key=value settings come first: '
-                                   'dfnb sweep steps=500 --data P/ffpp --test P/ffpp P/cdf --variant bce:method=bce --variant did:method=did')
+    s = sub.add_parser(
+        'sweep',
+        help='train and evaluate variants x seeds into one table',
+        description='Train every (variant, seed) under shared settings, evaluate each on the test sets and print the '
+        'table over seeds '
+        '(finished runs are reused, interrupted ones resume). Shared key=value settings come first: '
+        'dfnb sweep steps=500 --data P/ffpp --test P/ffpp P/cdf --variant bce:method=bce --variant did:method=did',
+    )
     s.add_argument('overrides', nargs='*', help='key=value settings shared by every variant (the protocol)')
     s.add_argument('--data', type=Path, required=True, help='the training prep folder')
-    s.add_argument('--test', type=Path, nargs='+', required=True, help='prep folders to evaluate on (include the training set for in-domain numbers)')
-    s.add_argument('--variant', action='append', required=True, help='NAME:key=value,key=value (repeat); runs go to <out>/NAME-s<seed>')
-    s.add_argument('--seeds', type=int, nargs='+', default=[0]); s.add_argument('--out', type=Path, default=None, help='runs folder (default: <data root>/runs)')
-    s.add_argument('--jobs', type=int, default=1, help='runs at once, in separate processes'); s.add_argument('--n-boot', type=int, default=1000)
-    s.add_argument('--level', default='frame', choices=('frame', 'video')); s.add_argument('--metrics', nargs='+', default=['auc', 'eer'])
-    s.add_argument('--table', type=Path, default=None, help='write the table here as .csv (long form) and .md (default: <out>/sweep.csv, .md)')
+    s.add_argument(
+        '--test',
+        type=Path,
+        nargs='+',
+        required=True,
+        help='prep folders to evaluate on (include the training set for in-domain numbers)',
+    )
+    s.add_argument(
+        '--variant',
+        action='append',
+        required=True,
+        help='NAME:key=value,key=value (repeat); runs go to <out>/NAME-s<seed>',
+    )
+    s.add_argument('--seeds', type=int, nargs='+', default=[0])
+    s.add_argument('--out', type=Path, default=None, help='runs folder (default: <data root>/runs)')
+    s.add_argument('--jobs', type=int, default=1, help='runs at once, in separate processes')
+    s.add_argument('--n-boot', type=int, default=1000)
+    s.add_argument('--level', default='frame', choices=('frame', 'video'))
+    s.add_argument('--metrics', nargs='+', default=['auc', 'eer'])
+    s.add_argument(
+        '--table',
+        type=Path,
+        default=None,
+        help='write the table here as .csv (long form) and .md (default: <out>/sweep.csv, .md)',
+    )
     s.set_defaults(func=run_sweep)
 
+# %% ../nbs/11_cli.ipynb #c009b
 def _at_least(a, lo, *names):  # parsed arguments; the smallest value; the options to check (None passes)
     "Refuse a counting option below `lo`, naming it"
     for n in names:
         v = getattr(a, n)
-        if v is not None and v < lo: raise ValueError(f"--{n.replace('_', '-')} {v} must be at least {lo}")
+        if v is not None and v < lo:
+            raise ValueError(f"--{n.replace('_', '-')} {v} must be at least {lo}")
 
-def _may_write(path,  # a file the user named for a result
-               ours):  # path → whether its contents are a result dfnb wrote
+# %% ../nbs/11_cli.ipynb #c009c
+def _may_write(
+    path,  # a file the user named for a result
+    ours,  # path → whether its contents are a result dfnb wrote
+):
     "Refuse to write over an existing file unless dfnb wrote it"
     path = Path(path)
     if path.exists() and (path.is_dir() or not ours(path)):
         raise FileExistsError(f'{path} exists and dfnb did not write it: choose another file name')
 
+# %% ../nbs/11_cli.ipynb #c009d
 def _detect_json(f):
-    try: d = json.loads(f.read_text())
-    except (ValueError, UnicodeDecodeError): return False
+    try:
+        d = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return False
     return isinstance(d, dict) and {'file', 'run', 'faces'} <= set(d)
 
+# %% ../nbs/11_cli.ipynb #c009e
 def _sweep_table(f):
-    try: head = f.read_text().split('\n', 1)[0]
-    except UnicodeDecodeError: return False
+    try:
+        head = f.read_text().split('\n', 1)[0]
+    except UnicodeDecodeError:
+        return False
     return head.startswith('label,set,level,metric,') or head.startswith('| label')
 
+# %% ../nbs/11_cli.ipynb #c009f
 def run_train(a):
     "Run `dfnb train`"
     named = (('method', a.method), ('preset', a.preset), ('data', a.data), ('out', a.out))
     over = list(a.overrides) + [f'{k}={v}' for k, v in named if v is not None]
     methods = [m for m in a.methods or [] if '=' not in m]
-    over += [m for m in a.methods or [] if '=' in m]          # key=value settings that followed --methods
-    if methods: over.append(f'methods={json.dumps(methods)}')
+    over += [m for m in a.methods or [] if '=' in m]  # key=value settings that followed --methods
+    if methods:
+        over.append(f'methods={json.dumps(methods)}')
     s = train(train_config(a.config, over), log=lambda m: print(m, flush=True), progress=not a.no_progress)
-    if s and int(__import__('os').environ.get('RANK', 0)) == 0: print(json.dumps(s))
+    if s and int(__import__('os').environ.get('RANK', 0)) == 0:
+        print(json.dumps(s))
     return s
 
+# %% ../nbs/11_cli.ipynb #c009g
 def run_eval(a):
     "Run `dfnb eval`"
     import pandas as pd
+
     _at_least(a, 1, 'batch_size', 'max_videos')
     _at_least(a, 0, 'workers', 'n_boot')
-    res = evaluate_run(a.run, a.data, a.split, a.batch_size, a.workers, ci=a.n_boot > 0, n_boot=max(a.n_boot, 1), out=a.out)
+    res = evaluate_run(
+        a.run, a.data, a.split, a.batch_size, a.workers, ci=a.n_boot > 0, n_boot=max(a.n_boot, 1), out=a.out
+    )
     out = a.out or a.run / 'eval'
     eval_figures(res, {n: pd.read_parquet(out / f'{n}_scores.parquet') for n in res}, out)
     for name, dd in test_sets(a.data):
         if a.robustness:
-            rb = robustness(a.run, dd, split=a.split, max_videos=a.max_videos); rb.to_csv(out / f'robustness_{name}.csv', index=False)
-            plot_robustness(rb).savefig(out / f'robustness_{name}.png', dpi=110); print(f'{name}: robustness -> {out}/robustness_{name}.csv')
+            rb = robustness(a.run, dd, split=a.split, max_videos=a.max_videos)
+            rb.to_csv(out / f'robustness_{name}.csv', index=False)
+            plot_robustness(rb).savefig(out / f'robustness_{name}.png', dpi=110)
+            print(f'{name}: robustness -> {out}/robustness_{name}.csv')
         if a.figures:
-            F, rows = features(a.run, dd, a.split, a.max_videos); plot_tsne(F, rows)[0].savefig(out / f'tsne_{name}.png', dpi=110)
-            try: show_cams(a.run, dd, split=a.split).savefig(out / f'gradcam_{name}.png', dpi=110)
-            except ValueError as e: print(f'{name}: Grad-CAM skipped: {e}')
-    print(f'results: {out / "results.json"}, figure: {out / "eval.png"}'); return res
+            F, rows = features(a.run, dd, a.split, a.max_videos)
+            plot_tsne(F, rows)[0].savefig(out / f'tsne_{name}.png', dpi=110)
+            try:
+                show_cams(a.run, dd, split=a.split).savefig(out / f'gradcam_{name}.png', dpi=110)
+            except ValueError as e:
+                print(f'{name}: Grad-CAM skipped: {e}')
+    print(f'results: {out / "results.json"}, figure: {out / "eval.png"}')
+    return res
 
+# %% ../nbs/11_cli.ipynb #c009h
 def run_sweep(a):
     "Run `dfnb sweep`: prints the table as markdown and writes it as CSV and markdown"
     _at_least(a, 1, 'jobs')
     _at_least(a, 0, 'n_boot')
     out = a.out or data_root() / 'runs'
-    if a.table:   # checked now, not after hours of training
-        for f in (Path(a.table).with_suffix('.csv'), Path(a.table).with_suffix('.md')): _may_write(f, _sweep_table)
-    T = sweep(a.variant, a.data, a.test, seeds=a.seeds, out=out, base=a.overrides, jobs=a.jobs, level=a.level, metrics=tuple(a.metrics),
-              n_boot=max(a.n_boot, 1), log=lambda m: print(m, flush=True))
+    if a.table:  # checked now, not after hours of training
+        for f in (Path(a.table).with_suffix('.csv'), Path(a.table).with_suffix('.md')):
+            _may_write(f, _sweep_table)
+    T = sweep(
+        a.variant,
+        a.data,
+        a.test,
+        seeds=a.seeds,
+        out=out,
+        base=a.overrides,
+        jobs=a.jobs,
+        level=a.level,
+        metrics=tuple(a.metrics),
+        n_boot=max(a.n_boot, 1),
+        log=lambda m: print(m, flush=True),
+    )
     tab = Path(a.table or out / 'sweep').with_suffix('')
-    for f in (tab.with_suffix('.csv'), tab.with_suffix('.md')): _may_write(f, _sweep_table)
+    for f in (tab.with_suffix('.csv'), tab.with_suffix('.md')):
+        _may_write(f, _sweep_table)
     tab.parent.mkdir(parents=True, exist_ok=True)
     T.to_csv(tab.with_suffix('.csv'), index=False)
-    md = markdown_table(format_seeds(T)); tab.with_suffix('.md').write_text(md + '\n')
-    print(f'{a.level} level, mean ± 95% t-interval over seeds {a.seeds}:\n{md}\ntable: {tab}.csv, {tab}.md'); return T
+    md = markdown_table(format_seeds(T))
+    tab.with_suffix('.md').write_text(md + '\n')
+    print(f'{a.level} level, mean ± 95% t-interval over seeds {a.seeds}:\n{md}\ntable: {tab}.csv, {tab}.md')
+    return T
 
+# %% ../nbs/11_cli.ipynb #c009i
 def add_bench(sub):
     "Register `dfnb bench`"
-    b = sub.add_parser('bench', help='the end-to-end benchmark: worlds, every method, evaluation, report',
-                       description='Write and prepare the synthetic worlds if absent, train the baseline and the five methods under one budget, evaluate '
-                                   'in-domain, across domains and under perturbations, and write <out>/report.md. Resumable: finished runs are reused.')
-    b.add_argument('--preset', default='quick', choices=list(BENCH_PRESETS), help='smoke (minutes, proves the chain), quick (default), paper (GPUs)')
-    b.add_argument('--methods', nargs='+', default=list(METHODS), help='detectors to compare (default: bce and the built-in methods; a plugin\'s by name)')
+    b = sub.add_parser(
+        'bench',
+        help='the end-to-end benchmark: worlds, every method, evaluation, report',
+        description='Write and prepare the synthetic worlds if absent, train the baseline and the five methods under '
+        'one budget, evaluate '
+        'in-domain, across domains and under perturbations, and write <out>/report.md. Resumable: finished runs are '
+        'reused.',
+    )
+    b.add_argument(
+        '--preset',
+        default='quick',
+        choices=list(BENCH_PRESETS),
+        help='smoke (minutes, proves the chain), quick (default), paper (GPUs)',
+    )
+    b.add_argument(
+        '--methods',
+        nargs='+',
+        default=list(METHODS),
+        help='detectors to compare (default: bce and the built-in methods; a plugin\'s by name)',
+    )
     b.add_argument('--seeds', type=int, default=None, help="seeds per method (default: the preset's)")
     b.add_argument('--out', type=Path, default=Path('results'), help='report folder (default: results/)')
-    b.add_argument('--data', default=None, help='NAME=DIR: a prepared training folder instead of the synthetic FF++-like world')
-    b.add_argument('--test', nargs='+', default=None, help='NAME=DIR ...: prepared test folders instead of the synthetic Celeb-DF- and DFDC-like worlds')
+    b.add_argument(
+        '--data', default=None, help='NAME=DIR: a prepared training folder instead of the synthetic FF++-like world'
+    )
+    b.add_argument(
+        '--test',
+        nargs='+',
+        default=None,
+        help='NAME=DIR ...: prepared test folders instead of the synthetic Celeb-DF- and DFDC-like worlds',
+    )
     b.add_argument('--jobs', type=int, default=None, help='trainings at once (default: 2 on a CPU, 1 on a GPU)')
     b.add_argument('--no-robustness', action='store_true', help='skip the perturbation sweeps')
-    b.add_argument('--claims', action='store_true', help="also train each method's ablation variants and check the papers' claims on them")
-    b.add_argument('--claims-from', type=Path, default=None, help='also check the claims on the evaluated runs of this folder (e.g. data/runs), every paired seed')
+    b.add_argument(
+        '--claims',
+        action='store_true',
+        help="also train each method's ablation variants and check the papers' claims on them",
+    )
+    b.add_argument(
+        '--claims-from',
+        type=Path,
+        default=None,
+        help='also check the claims on the evaluated runs of this folder (e.g. data/runs), every paired seed',
+    )
     b.add_argument('--workers', type=int, default=None, help='processes for writing and preparing the worlds')
-    b.add_argument('--start', default=None, choices=('pretrained', 'scratch', 'imagenet'),
-                   help="where every method's backbone starts: pretrained (one dfnb pretrain backbone, made once from the "
-                        "training set's real faces; quick and smoke), scratch, or imagenet (timm's weights; paper)")
+    b.add_argument(
+        '--start',
+        default=None,
+        choices=('pretrained', 'scratch', 'imagenet'),
+        help="where every method's backbone starts: pretrained (one dfnb pretrain backbone, made once from the "
+        "training set's real faces; quick and smoke), scratch, or imagenet (timm's weights; paper)",
+    )
     b.set_defaults(func=run_bench)
 
+# %% ../nbs/11_cli.ipynb #c009j
 def _named_dir(s):  # 'name=DIR' or 'DIR'
     "The folder of a NAME=DIR argument, checked to be a dfnb prep folder"
     p = Path(s.split('=', 1)[1] if '=' in s and not Path(s).exists() else s)
-    if not (p / 'manifest.parquet').exists(): raise FileNotFoundError(f'{p}/manifest.parquet is missing: prepare the dataset with `dfnb prep` first')
+    if not (p / 'manifest.parquet').exists():
+        raise FileNotFoundError(f'{p}/manifest.parquet is missing: prepare the dataset with `dfnb prep` first')
     return p
 
+# %% ../nbs/11_cli.ipynb #c009k
 def run_bench(a):
     "Run `dfnb bench`"
     _at_least(a, 1, 'seeds', 'jobs', 'workers')
-    if a.test and not a.data: raise ValueError('--test needs --data: the training folder the tests are compared against')
-    return bench(a.preset, tuple(a.methods), a.seeds, a.out, data=_named_dir(a.data) if a.data else None,
-                 tests=[_named_dir(t) for t in a.test] if a.test else None, jobs=a.jobs, robust=not a.no_robustness,
-                 claims=a.claims, claims_from=a.claims_from, workers=a.workers, start=a.start,
-                 log=lambda m: print(m, flush=True))
+    if a.test and not a.data:
+        raise ValueError('--test needs --data: the training folder the tests are compared against')
+    return bench(
+        a.preset,
+        tuple(a.methods),
+        a.seeds,
+        a.out,
+        data=_named_dir(a.data) if a.data else None,
+        tests=[_named_dir(t) for t in a.test] if a.test else None,
+        jobs=a.jobs,
+        robust=not a.no_robustness,
+        claims=a.claims,
+        claims_from=a.claims_from,
+        workers=a.workers,
+        start=a.start,
+        log=lambda m: print(m, flush=True),
+    )
 
+# %% ../nbs/11_cli.ipynb #c009l
 def run_detect(a):
     "Run `dfnb detect`"
-    if a.json: _may_write(a.json, _detect_json)
-    if a.frames < 1: raise ValueError(f'--frames {a.frames} must be at least 1')
+    if a.json:
+        _may_write(a.json, _detect_json)
+    if a.frames < 1:
+        raise ValueError(f'--frames {a.frames} must be at least 1')
     r = detect(a.path, a.run, a.frames, a.backend, prep=a.prep)
-    s = json.dumps(r); print(s)
-    if a.json: a.json.write_text(s)
+    s = json.dumps(r)
+    print(s)
+    if a.json:
+        a.json.write_text(s)
     return r
+
+# %% ../nbs/11_cli.ipynb #c009n
+def add_calibrate(sub):
+    "Register `dfnb calibrate`"
+    c = sub.add_parser(
+        'calibrate',
+        help='does the synthetic world behave like the benchmark? a plain detector, SBI, the knob sweep',
+        description='Train the bce detector from scratch on the FF++-like world (on its fakes, and on self-blends of '
+        'its reals), score both in-domain and on the Celeb-DF- and DFDC-like worlds, and sweep the generator knobs. '
+        'Writes <out>/calibration.json and calibration.md; finished runs are reused. key=value settings override '
+        'the protocol (e.g. steps=300).',
+    )
+    c.add_argument('overrides', nargs='*', help='dfnb train settings over the calibration protocol')
+    c.add_argument('--preset', choices=tuple(BENCH_PRESETS), default='quick', help="the bench preset's worlds")
+    c.add_argument('--seeds', type=int, nargs='+', default=[0, 1], help='seeds (default: 0 1)')
+    c.add_argument('--out', type=Path, default=None, help='calibration folder (default: <data>/calibration/<preset>)')
+    c.add_argument('--jobs', type=int, default=1, help='trainings at once')
+    c.add_argument('--knobs', type=int, default=24, help='real clips per knob-sweep setting (0: no sweep)')
+    c.set_defaults(func=run_calibrate)
+
+# %% ../nbs/11_cli.ipynb #c009o
+def run_calibrate(a):
+    "Run `dfnb calibrate`; prints the table"
+    _at_least(a, 1, 'jobs')
+    _at_least(a, 0, 'knobs')
+    res = calibrate(
+        a.preset, tuple(a.seeds), a.out, a.overrides, a.jobs, a.knobs, log=lambda m: print(m, flush=True)
+    )
+    print(Path(res['out'], 'calibration.md').read_text())
+    return res
 
 # %% ../nbs/11_cli.ipynb #c011
 class _Parser(argparse.ArgumentParser):
     "argparse, with dfnb's one error line"
+
     def error(self, message):
         self.print_usage(sys.stderr)
         self.exit(2, f'dfnb: error: {message}, see {self.prog} --help\n')
 
+# %% ../nbs/11_cli.ipynb #c011b
 def parser():
     "The `dfnb` argument parser with every subcommand"
-    p = _Parser(prog='dfnb', description='dfnb: generalizable deepfake detection, from raw videos to cross-dataset tables.')
-    p.add_argument('--plugin', action='append', default=[], metavar='FILE.py|MODULE',
-                   help=f'a Python file or module that registers a detector of yours (repeatable; or ${PLUGIN_ENV})')
+    p = _Parser(
+        prog='dfnb', description='dfnb: generalizable deepfake detection, from raw videos to cross-dataset tables.'
+    )
+    p.add_argument(
+        '--plugin',
+        action='append',
+        default=[],
+        metavar='FILE.py|MODULE',
+        help=f'a Python file or module that registers a detector of yours (repeatable; or ${PLUGIN_ENV})',
+    )
     sub = p.add_subparsers(dest='command', metavar='command')
     add_synth(sub)
     add_prep(sub)
     add_pretrain(sub)
     add_train(sub)
     add_bench(sub)
+    add_calibrate(sub)
     return p
 
+# %% ../nbs/11_cli.ipynb #c011c
 USER_ERRORS = (ValueError, OSError, ImportError, KeyError)
+
 
 def error_line(e):  # an exception raised by a command
     "The one line `dfnb` prints for `e`: `dfnb: error: <what>, <how to fix>`"
     import errno
+
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
         where = f' ({e.filename})' if e.filename else ''
-        return f'dfnb: error: disk full{where}: {e.strerror or e}, free space on that disk and rerun the same command to resume'
+        return (
+            f'dfnb: error: disk full{where}: {e.strerror or e}, free space on that disk and rerun the command to resume'
+        )
     if isinstance(e, OSError) and e.errno is not None and e.strerror:
         return f'dfnb: error: {e.strerror}: {e.filename or ""}, check the path and its permissions'
-    if isinstance(e, USER_ERRORS): return f'dfnb: error: {e}'
-    return (f'dfnb: error: unexpected {type(e).__name__}: {e}; this may be a bug in dfnb, rerun with DFNB_DEBUG=1 '
-            f'to see where it happened and report it')
+    if isinstance(e, USER_ERRORS):
+        return f'dfnb: error: {e}'
+    return (
+        f'dfnb: error: unexpected {type(e).__name__}: {e}; this may be a bug in dfnb, rerun with DFNB_DEBUG=1 '
+        f'to see where it happened and report it'
+    )
 
+# %% ../nbs/11_cli.ipynb #c011d
 def plugins_first(argv):  # the command line, without the program name
     "`--plugin X` (or `--plugin=X`) anywhere on the line, before or after the subcommand; and the rest"
     plugins, rest, it = [], [], iter(argv)
     for a in it:
-        if a == '--plugin': plugins.append(next(it, ''))
-        elif a.startswith('--plugin='): plugins.append(a.split('=', 1)[1])
-        else: rest.append(a)
+        if a == '--plugin':
+            plugins.append(next(it, ''))
+        elif a.startswith('--plugin='):
+            plugins.append(a.split('=', 1)[1])
+        else:
+            rest.append(a)
     return plugins, rest
 
+# %% ../nbs/11_cli.ipynb #c011e
 def main(argv=None):
     "Console entry point (`dfnb`): 0 on success, 2 on an error the user can fix, 3 when training stops on NaN"
     import os
+
     plugins, argv = plugins_first(sys.argv[1:] if argv is None else list(argv))
-    if plugins:   # in the environment, so that every process dfnb starts (training workers) imports them too
+    if plugins:  # in the environment, so that every process dfnb starts (training workers) imports them too
         os.environ[PLUGIN_ENV] = os.pathsep.join(filter(None, [os.environ.get(PLUGIN_ENV, ''), *plugins]))
-    try: load_plugins()
+    try:
+        load_plugins()
     except (ValueError, ImportError) as e:
         print(f'dfnb: error: {e}', file=sys.stderr)
         return 2
@@ -336,11 +627,13 @@ def main(argv=None):
     settings = [x for x in extra if '=' in x and not x.startswith('-')]
     if extra and (len(settings) < len(extra) or not hasattr(a, 'overrides')):
         p.error(f"unrecognized arguments: {' '.join(extra)}")
-    if settings: a.overrides = list(a.overrides) + settings   # key=value settings after an option: still settings
+    if settings:
+        a.overrides = list(a.overrides) + settings  # key=value settings after an option: still settings
     if not getattr(a, 'func', None):
         p.print_help()
         return 2
-    try: a.func(a)
+    try:
+        a.func(a)
     except KeyboardInterrupt:
         print('dfnb: interrupted, rerun the same command to resume', file=sys.stderr)
         return 130
@@ -348,10 +641,12 @@ def main(argv=None):
         print(f'dfnb: stopped: {e}', file=sys.stderr)
         return 3
     except Exception as e:
-        if os.environ.get('DFNB_DEBUG'): raise
+        if os.environ.get('DFNB_DEBUG'):
+            raise
         print(error_line(e), file=sys.stderr)
         return 2 if isinstance(e, USER_ERRORS) else 1
     return 0
 
 # %% ../nbs/11_cli.ipynb #c014
-if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules: sys.exit(main())   # python -m dfnb.cli, and torchrun -m dfnb.cli
+if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules:
+    sys.exit(main())  # python -m dfnb.cli, and torchrun -m dfnb.cli

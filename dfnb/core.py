@@ -10,22 +10,29 @@ __all__ = ['AMP_MODES', 'PLUGIN_ENV', 'DETECTORS', 'BACKBONES', 'DATASETS', 'MAR
            'detector_names', 'Timer', 'claim_dir', 'DirLock', 'die_with_parent', 'worker_pool']
 
 # %% ../nbs/00_core.ipynb #83868b0d
-import configparser, contextlib, copy, difflib, functools, hashlib, importlib, json, numbers, os, random, re, sys, time, types
+import configparser, contextlib, copy, difflib, functools, hashlib, importlib, json, numbers, os, random, re, sys
+import time, types
 import importlib.util
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
-if TYPE_CHECKING: import numpy as np, torch  # for annotations only; imported lazily where used
+
+if TYPE_CHECKING:
+    import numpy as np, torch  # for annotations only; imported lazily where used
 
 # %% ../nbs/00_core.ipynb #baf5a98f
 class _KeyError(KeyError):
     "A `KeyError` whose message is shown as written, not `repr`-quoted."
-    def __str__(self): return str(self.args[0]) if self.args else ''
 
-def _unknown(what:str,   # What was looked up, e.g. "config key 'train.lrr'"
-             key:str,    # The unknown key itself (used for the "did you mean" hint)
-             valid,      # The valid keys
-            ) -> _KeyError:
+    def __str__(self):
+        return str(self.args[0]) if self.args else ''
+
+# %% ../nbs/00_core.ipynb #baf5a98fb
+def _unknown(
+    what: str,  # What was looked up, e.g. "config key 'train.lrr'"
+    key: str,  # The unknown key itself (used for the "did you mean" hint)
+    valid,  # The valid keys
+) -> _KeyError:
     "Build a `_KeyError` for an unknown `key`, listing `valid` keys and suggesting close matches."
     valid = sorted(map(str, valid))
     close = difflib.get_close_matches(str(key), valid, n=3)
@@ -33,54 +40,67 @@ def _unknown(what:str,   # What was looked up, e.g. "config key 'train.lrr'"
     return _KeyError(f"unknown {what}{hint}; valid: {', '.join(valid) or '(none)'}")
 
 # %% ../nbs/00_core.ipynb #b41524c6
-def _is_dfnb_settings(f:Path) -> bool:
+def _is_dfnb_settings(f: Path) -> bool:
     "Is `f` an nbdev `settings.ini` whose `lib_name` is `dfnb`?"
-    if not f.is_file(): return False
+    if not f.is_file():
+        return False
     cp = configparser.ConfigParser(interpolation=None)
-    try: cp.read(f, encoding='utf-8')
-    except (configparser.Error, UnicodeDecodeError): return False
+    try:
+        cp.read(f, encoding='utf-8')
+    except (configparser.Error, UnicodeDecodeError):
+        return False
     return cp.get('DEFAULT', 'lib_name', fallback=None) == 'dfnb'
 
-def repo_root(start=None # Directory to start from; defaults to the current working directory
-             ) -> Path|None:
+# %% ../nbs/00_core.ipynb #b41524c6b
+def repo_root(
+    start=None,  # Directory to start from; defaults to the current working directory
+) -> Path | None:
     "The `dfnb` checkout containing `start` (the directory holding its `settings.ini`), or `None`."
     p = Path(start or Path.cwd()).resolve()
-    return next((d for d in (p, *p.parents) if _is_dfnb_settings(d/'settings.ini')), None)
+    return next((d for d in (p, *p.parents) if _is_dfnb_settings(d / 'settings.ini')), None)
 
 # %% ../nbs/00_core.ipynb #76d4632a
 def data_root() -> Path:
     "Where datasets and checkpoints live: `$DFNB_DATA`, else `<repo_root>/data`, else `~/.cache/dfnb`."
-    if env := os.environ.get('DFNB_DATA'): return Path(env).expanduser()
-    if (root := repo_root()) is not None: return root/'data'
-    return Path.home()/'.cache'/'dfnb'
+    if env := os.environ.get('DFNB_DATA'):
+        return Path(env).expanduser()
+    if (root := repo_root()) is not None:
+        return root / 'data'
+    return Path.home() / '.cache' / 'dfnb'
 
 # %% ../nbs/00_core.ipynb #scr1
 def scratch_dir(prefix='dfnb-'):  # the folder name's prefix
     "A new temporary folder, removed with its contents when this process exits"
     import shutil, tempfile
     from multiprocessing import util
+
     d = Path(tempfile.mkdtemp(prefix=prefix))
     util.Finalize(None, shutil.rmtree, args=(str(d),), kwargs=dict(ignore_errors=True), exitpriority=0)
     return d
 
 # %% ../nbs/00_core.ipynb #5770a28a
-def seed_everything(seed:int # The seed for `random`, NumPy, torch (CPU and CUDA) and `PYTHONHASHSEED`
-                   ) -> int:
+def seed_everything(
+    seed: int,  # The seed for `random`, NumPy, torch (CPU and CUDA) and `PYTHONHASHSEED`
+) -> int:
     "Seed every global RNG we use; returns `seed`."
     import numpy as np, torch
+
     seed = int(seed)
     os.environ['PYTHONHASHSEED'] = str(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)  # NumPy's legacy seeding only accepts 32 bits
-    torch.manual_seed(seed)       # also seeds every CUDA device
-    if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
     return seed
 
 # %% ../nbs/00_core.ipynb #3f69d83e
-def worker_init_fn(worker_id:int # Index of the DataLoader worker (its seed already differs per worker)
-                  ):
+def worker_init_fn(
+    worker_id: int,  # Index of the DataLoader worker (its seed already differs per worker)
+):
     "Seed NumPy and `random` in a DataLoader worker from the worker's own torch seed."
     import numpy as np, torch
+
     s = torch.initial_seed()
     np.random.seed(s % 2**32)
     random.seed(s)
@@ -88,151 +108,226 @@ def worker_init_fn(worker_id:int # Index of the DataLoader worker (its seed alre
 # %% ../nbs/00_core.ipynb #67d9c833
 def _seed_key(k) -> str:
     "Canonical, process-independent text for one key of `derive_seed`."
-    if isinstance(k, numbers.Integral): t, s = 'i', str(int(k))
-    elif isinstance(k, str): t, s = 's', k
-    elif isinstance(k, float): t, s = 'f', repr(k)
-    else: t, s = 'r', repr(k)
+    if isinstance(k, numbers.Integral):
+        t, s = 'i', str(int(k))
+    elif isinstance(k, str):
+        t, s = 's', k
+    elif isinstance(k, float):
+        t, s = 'f', repr(k)
+    else:
+        t, s = 'r', repr(k)
     return f'{t}{len(s)}:{s}'
 
-def derive_seed(*keys # Any mix of ints and strings (other objects are keyed by their `repr`)
-               ) -> int:
+# %% ../nbs/00_core.ipynb #67d9c833b
+def derive_seed(
+    *keys,  # Any mix of ints and strings (other objects are keyed by their `repr`)
+) -> int:
     "A stable 63-bit seed derived from `keys`: the same in every process, on every machine."
     h = hashlib.blake2b(''.join(map(_seed_key, keys)).encode(), digest_size=8)
     return int.from_bytes(h.digest(), 'little') >> 1
 
-def rng(*keys # Passed to `derive_seed`
-       ) -> 'np.random.Generator':
+# %% ../nbs/00_core.ipynb #67d9c833c
+def rng(
+    *keys,  # Passed to `derive_seed`
+) -> 'np.random.Generator':
     "A NumPy `Generator` seeded with `derive_seed(*keys)`."
     import numpy as np
+
     return np.random.default_rng(derive_seed(*keys))
 
 # %% ../nbs/00_core.ipynb #326d3528
-def to_dict(cfg # A dataclass instance (or any nesting of dicts, lists and scalars)
-           ):
+def to_dict(
+    cfg,  # A dataclass instance (or any nesting of dicts, lists and scalars)
+):
     "Plain, YAML-safe version of `cfg`: dataclasses become dicts, tuples lists, paths strings."
     if is_dataclass(cfg) and not isinstance(cfg, type):
         return {f.name: to_dict(getattr(cfg, f.name)) for f in fields(cfg)}
-    if isinstance(cfg, dict): return {k: to_dict(v) for k, v in cfg.items()}
-    if isinstance(cfg, (list, tuple, set, frozenset)): return [to_dict(v) for v in cfg]
-    if isinstance(cfg, Path): return str(cfg)
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple, set, frozenset)):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, Path):
+        return str(cfg)
     return cfg
 
 # %% ../nbs/00_core.ipynb #ee5c8970
 _BOOLS = {'true': True, 'yes': True, 'on': True, '1': True, 'false': False, 'no': False, 'off': False, '0': False}
 
-def _tname(tp) -> str: return getattr(tp, '__name__', None) if isinstance(tp, type) else str(tp).replace('typing.', '')
 
+def _tname(tp) -> str:
+    return getattr(tp, '__name__', None) if isinstance(tp, type) else str(tp).replace('typing.', '')
+
+# %% ../nbs/00_core.ipynb #ee5c8970b
 def _bad(key, v, tp, why='') -> ValueError:
     return ValueError(f"config key {key!r}: cannot use {v!r} as {_tname(tp)}{why}")
 
+# %% ../nbs/00_core.ipynb #ee5c8970c
 def _coerce_scalar(v, tp, key):
     "Convert a scalar `v` to the plain class `tp` (bool, int, float, str, Path, ...)."
     if tp is bool:
-        if isinstance(v, bool): return v
-        if isinstance(v, (str, int)) and str(v).lower() in _BOOLS: return _BOOLS[str(v).lower()]
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, (str, int)) and str(v).lower() in _BOOLS:
+            return _BOOLS[str(v).lower()]
         raise _bad(key, v, tp)
-    if isinstance(v, bool) and tp in (int, float): raise _bad(key, v, tp)
+    if isinstance(v, bool) and tp in (int, float):
+        raise _bad(key, v, tp)
     if tp is int:
-        if isinstance(v, int): return v
+        if isinstance(v, int):
+            return v
         if isinstance(v, str):
-            try: return int(v)
-            except ValueError: pass
-            try: v = float(v)
-            except ValueError: raise _bad(key, v, tp) from None
-        if isinstance(v, float) and v.is_integer(): return int(v)
+            try:
+                return int(v)
+            except ValueError:
+                pass
+            try:
+                v = float(v)
+            except ValueError:
+                raise _bad(key, v, tp) from None
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
         raise _bad(key, v, tp)
     if tp is float:
-        if isinstance(v, (int, float)): return float(v)
+        if isinstance(v, (int, float)):
+            return float(v)
         if isinstance(v, str):
-            try: return float(v)
-            except ValueError: raise _bad(key, v, tp) from None
+            try:
+                return float(v)
+            except ValueError:
+                raise _bad(key, v, tp) from None
         raise _bad(key, v, tp)
-    if tp is str:   # a number may name a folder (`data=2021`); a boolean is never text ('False' would read as true)
-        if isinstance(v, (str, int, float)) and not isinstance(v, bool): return str(v)
+    if tp is str:  # a number may name a folder (`data=2021`); a boolean is never text ('False' would read as true)
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+            return str(v)
         raise _bad(key, v, tp)
-    if isinstance(v, tp): return v
-    try: return tp(v)
-    except Exception as e: raise _bad(key, v, tp, f' ({e})') from e
+    if isinstance(v, tp):
+        return v
+    try:
+        return tp(v)
+    except Exception as e:
+        raise _bad(key, v, tp, f' ({e})') from e
 
+# %% ../nbs/00_core.ipynb #ee5c8970d
 def _coerce_seq(v, tp, key):
     "Convert a list-like `v` to `list[X]`/`tuple[...]`/`set[X]`."
     origin, args = get_origin(tp) or tp, get_args(tp)
     if isinstance(v, (str, bytes, dict)) or not isinstance(v, (list, tuple, set, frozenset)):
         raise _bad(key, v, tp, ' (expected a list)')
     if origin is tuple and args and args[-1] is not Ellipsis:
-        if len(v) != len(args): raise _bad(key, v, tp, f' (expected {len(args)} items)')
+        if len(v) != len(args):
+            raise _bad(key, v, tp, f' (expected {len(args)} items)')
         return tuple(_coerce(x, a, f'{key}[{i}]') for i, (x, a) in enumerate(zip(v, args)))
     item = args[0] if args else Any
     return origin(_coerce(x, item, f'{key}[{i}]') for i, x in enumerate(v))
 
-def _coerce(v, tp, key:str):
+# %% ../nbs/00_core.ipynb #ee5c8970e
+def _coerce(v, tp, key: str):
     "Convert `v` to the annotated type `tp`; `key` (dotted) names the field in errors."
     origin, args = get_origin(tp), get_args(tp)
-    if tp is Any or tp is None: return v
+    if tp is Any or tp is None:
+        return v
     if origin in (Union, types.UnionType):
-        if v is None and type(None) in args: return None
+        if v is None and type(None) in args:
+            return None
         opts = [a for a in args if a is not type(None)]
         for a in opts:  # an exact match first, so Optional[int|str] keeps '3' a string
-            if isinstance(a, type) and not get_origin(a) and type(v) is a: return v
+            if isinstance(a, type) and not get_origin(a) and type(v) is a:
+                return v
         for a in opts:
-            try: return _coerce(v, a, key)
-            except (TypeError, ValueError, KeyError): pass
+            try:
+                return _coerce(v, a, key)
+            except (TypeError, ValueError, KeyError):
+                pass
         raise _bad(key, v, tp)
     if origin is Literal:
-        if v in args: return v
+        if v in args:
+            return v
         raise _bad(key, v, tp, f' (choose from {", ".join(map(repr, args))})')
-    if (origin or tp) in (list, tuple, set, frozenset): return _coerce_seq(v, tp, key)
+    if (origin or tp) in (list, tuple, set, frozenset):
+        return _coerce_seq(v, tp, key)
     if (origin or tp) is dict:
-        if not isinstance(v, dict): raise _bad(key, v, tp, ' (expected a mapping)')
+        if not isinstance(v, dict):
+            raise _bad(key, v, tp, ' (expected a mapping)')
         kt, vt = args or (Any, Any)
         return {_coerce(k, kt, key): _coerce(x, vt, f'{key}.{k}') for k, x in v.items()}
-    if is_dataclass(tp): return v if isinstance(v, tp) else from_dict(tp, v, _prefix=key)
-    if not isinstance(tp, type): return v  # TypeVars, NewTypes, ...: leave alone
-    if v is None: raise _bad(key, v, tp)
+    if is_dataclass(tp):
+        return v if isinstance(v, tp) else from_dict(tp, v, _prefix=key)
+    if not isinstance(tp, type):
+        return v  # TypeVars, NewTypes, ...: leave alone
+    if v is None:
+        raise _bad(key, v, tp)
     return _coerce_scalar(v, tp, key)
 
 # %% ../nbs/00_core.ipynb #aca97b26
 class _Required:
     "Placeholder for a field without default (see `load_config`); survives `deepcopy` as itself."
-    def __repr__(self): return '<required>'
-    def __deepcopy__(self, memo): return self
+
+    def __repr__(self):
+        return '<required>'
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 _REQUIRED = _Required()
 
-def _join(prefix, k): return f'{prefix}.{k}' if prefix else str(k)
+# %% ../nbs/00_core.ipynb #aca97b26b
+def _join(prefix, k):
+    return f'{prefix}.{k}' if prefix else str(k)
 
+# %% ../nbs/00_core.ipynb #aca97b26c
 def _hints(cls) -> dict:
     "Resolved type annotations of dataclass `cls` (falls back to the raw `field.type`)."
-    try: return get_type_hints(cls)
-    except Exception: return {f.name: f.type for f in fields(cls)}
+    try:
+        return get_type_hints(cls)
+    except Exception:
+        return {f.name: f.type for f in fields(cls)}
 
+# %% ../nbs/00_core.ipynb #aca97b26d
 def _field_default(f):
     "The default value of dataclass field `f`, or `MISSING`."
-    if f.default is not MISSING: return f.default
-    if f.default_factory is not MISSING: return f.default_factory()
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
     return MISSING
 
-def _merge(a:dict, b:dict) -> dict:
+# %% ../nbs/00_core.ipynb #aca97b26e
+def _merge(a: dict, b: dict) -> dict:
     "Deep-merge `b` into a copy of `a` (values from `b` win; nested dicts are merged)."
     out = dict(a)
-    for k, v in b.items(): out[k] = _merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
     return out
 
-def from_dict(cls,        # The dataclass to build
-              d:dict,     # Plain (e.g. YAML-loaded) data; missing keys take the defaults
-              _prefix='', # Dotted path of `d`, for error messages
-             ):
+# %% ../nbs/00_core.ipynb #aca97b26f
+def from_dict(
+    cls,  # The dataclass to build
+    d: dict,  # Plain (e.g. YAML-loaded) data; missing keys take the defaults
+    _prefix='',  # Dotted path of `d`, for error messages
+):
     "Build dataclass `cls` from nested dict `d`, coercing values to the annotated types."
-    if isinstance(d, cls): return d
-    if d is None: d = {}
-    if not isinstance(d, dict): raise ValueError(f"config section {_prefix or cls.__name__!r}: expected a mapping, got {d!r}")
+    if isinstance(d, cls):
+        return d
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise ValueError(f"config section {_prefix or cls.__name__!r}: expected a mapping, got {d!r}")
     flds, hints = {f.name: f for f in fields(cls) if f.init}, _hints(cls)
     for k in d:
-        if k not in flds: raise _unknown(f"config key {_join(_prefix, k)!r}", k, flds)
+        if k not in flds:
+            raise _unknown(f"config key {_join(_prefix, k)!r}", k, flds)
     kw = {}
     for k, v in d.items():
-        if v is _REQUIRED: continue
+        if v is _REQUIRED:
+            continue
         tp = hints.get(k, Any)
-        if is_dataclass(tp) and isinstance(v, dict) and (base := _field_default(flds[k])) is not MISSING and base is not None:
+        if (
+            is_dataclass(tp)
+            and isinstance(v, dict)
+            and (base := _field_default(flds[k])) is not MISSING
+            and base is not None
+        ):
             v = _merge(to_dict(base), v)
         kw[k] = _coerce(v, tp, _join(_prefix, k))
     for k, f in flds.items():
@@ -243,32 +338,43 @@ def from_dict(cls,        # The dataclass to build
 # %% ../nbs/00_core.ipynb #2386a848
 _NUM = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?')
 
-def parse_value(s:str # The text after `=` in an override
-               ):
+
+def parse_value(
+    s: str,  # The text after `=` in an override
+):
     "Parse an override value like YAML does, but read unquoted `1e-4` as a float."
     import yaml
-    try: v = yaml.safe_load(s)
-    except yaml.YAMLError: return s
-    if isinstance(v, str) and _NUM.fullmatch(s.strip()): return float(s)
+
+    try:
+        v = yaml.safe_load(s)
+    except yaml.YAMLError:
+        return s
+    if isinstance(v, str) and _NUM.fullmatch(s.strip()):
+        return float(s)
     return v
 
 # %% ../nbs/00_core.ipynb #a12b3e6f
-def apply_overrides(d:dict,      # Plain config dict (not modified)
-                    overrides=(), # Strings like `'train.lr=1e-4'` (a single string is fine too)
-                   ) -> dict:
+def apply_overrides(
+    d: dict,  # Plain config dict (not modified)
+    overrides=(),  # Strings like `'train.lr=1e-4'` (a single string is fine too)
+) -> dict:
     "A copy of `d` with each `dotted.key=value` override applied; unknown keys raise `KeyError`."
     d = copy.deepcopy(d)
-    if isinstance(overrides, str): overrides = [overrides]
+    if isinstance(overrides, str):
+        overrides = [overrides]
     for o in overrides:
         key, sep, raw = o.partition('=')
         key = key.strip()
-        if not sep or not key: raise ValueError(f"override {o!r} is not of the form 'section.key=value'")
+        if not sep or not key:
+            raise ValueError(f"override {o!r} is not of the form 'section.key=value'")
         node, parts = d, key.split('.')
         for i, p in enumerate(parts):
             if not isinstance(node, dict):
                 raise _KeyError(f"unknown config key {key!r}: {'.'.join(parts[:i])!r} is a value, not a section")
-            if p not in node: raise _unknown(f"config key {key!r}", p, node)
-            if i < len(parts)-1: node = node[p]
+            if p not in node:
+                raise _unknown(f"config key {key!r}", p, node)
+            if i < len(parts) - 1:
+                node = node[p]
         node[parts[-1]] = parse_value(raw)
     return d
 
@@ -277,145 +383,202 @@ def _skeleton(cls) -> dict:
     "Plain dict of `cls`'s defaults, with `_REQUIRED` for fields without one, so every valid key exists."
     hints, out = _hints(cls), {}
     for f in fields(cls):
-        if not f.init: continue
-        if (v := _field_default(f)) is not MISSING: out[f.name] = to_dict(v)
-        elif is_dataclass(hints.get(f.name)): out[f.name] = _skeleton(hints[f.name])
-        else: out[f.name] = _REQUIRED
+        if not f.init:
+            continue
+        if (v := _field_default(f)) is not MISSING:
+            out[f.name] = to_dict(v)
+        elif is_dataclass(hints.get(f.name)):
+            out[f.name] = _skeleton(hints[f.name])
+        else:
+            out[f.name] = _REQUIRED
     return out
 
-def read_yaml(path): # a YAML file from the user
+# %% ../nbs/00_core.ipynb #92aa2ce6b
+def read_yaml(path):  # a YAML file from the user
     "The data of a YAML file, read safely (no Python tags); errors name the file"
     import yaml
+
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'{path} does not exist or is not a file: give a YAML config file')
-    try: return yaml.safe_load(path.read_text(encoding='utf-8'))
-    except UnicodeDecodeError: raise ValueError(f'{path} is not UTF-8 text: give a YAML config file') from None
+    if not path.is_file():
+        raise FileNotFoundError(f'{path} does not exist or is not a file: give a YAML config file')
+    try:
+        return yaml.safe_load(path.read_text(encoding='utf-8'))
+    except UnicodeDecodeError:
+        raise ValueError(f'{path} is not UTF-8 text: give a YAML config file') from None
     except yaml.YAMLError as e:
         why = str(e).strip().splitlines()[0][:160]
-        raise ValueError(f'{path} is not YAML that dfnb reads ({why}); tags that build Python objects (!!python/...) are '
-                         f'refused, write plain values') from None
+        raise ValueError(
+            f'{path} is not YAML that dfnb reads ({why}); tags that build Python objects (!!python/...) are '
+            f'refused, write plain values'
+        ) from None
 
-def load_config(cls,          # Config dataclass
-                path=None,    # YAML file with the values that differ from the defaults
-                overrides=(), # `dotted.key=value` strings applied after the file
-               ):
+# %% ../nbs/00_core.ipynb #92aa2ce6c
+def load_config(
+    cls,  # Config dataclass
+    path=None,  # YAML file with the values that differ from the defaults
+    overrides=(),  # `dotted.key=value` strings applied after the file
+):
     "Build `cls` from its defaults, then the YAML file at `path`, then `overrides`."
     d = _skeleton(cls)
     if path is not None:
         y = read_yaml(path)
-        if y is not None and not isinstance(y, dict): raise ValueError(f"{path}: expected a mapping at the top level")
+        if y is not None and not isinstance(y, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
         d = _merge(d, y or {})
     return from_dict(cls, apply_overrides(d, overrides))
 
-def save_config(cfg,  # Config dataclass instance (or plain dict)
-                path, # Destination `.yaml` file; parent directories are created
-               ) -> Path:
+# %% ../nbs/00_core.ipynb #92aa2ce6d
+def save_config(
+    cfg,  # Config dataclass instance (or plain dict)
+    path,  # Destination `.yaml` file; parent directories are created
+) -> Path:
     "Write `cfg` as YAML to `path` (loadable again with `load_config`)."
     import yaml
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding='utf-8')
     return path
 
 # %% ../nbs/00_core.ipynb #1baae5b0
-def pick_device(pref='auto' # 'auto', 'cpu', 'cuda', 'cuda:1', ... or a `torch.device`
-               ) -> 'torch.device':
+def pick_device(
+    pref='auto',  # 'auto', 'cpu', 'cuda', 'cuda:1', ... or a `torch.device`
+) -> 'torch.device':
     "The `torch.device` for `pref`; `'auto'` is CUDA when available, else CPU."
     import torch
-    if str(pref) == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+    if str(pref) == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     dev = torch.device(pref)
     if dev.type == 'cuda':
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {str(pref)!r} requested, but CUDA is not available "
-                               f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); use 'auto' or 'cpu'")
+            raise RuntimeError(
+                f"device {str(pref)!r} requested, but CUDA is not available "
+                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); use 'auto' or 'cpu'"
+            )
         n = torch.cuda.device_count()
         if dev.index is not None and dev.index >= n:
             raise RuntimeError(f"device {str(pref)!r} requested, but only {n} CUDA device(s) are visible")
     return dev
 
 # %% ../nbs/00_core.ipynb #e0b406b4
-def _in_test() -> bool: return bool(os.environ.get('IN_TEST') or os.environ.get('PYTEST_CURRENT_TEST'))
+def _in_test() -> bool:
+    return bool(os.environ.get('IN_TEST') or os.environ.get('PYTEST_CURRENT_TEST'))
 
+# %% ../nbs/00_core.ipynb #e0b406b4b
 def auto_threads() -> int:
     "The number of torch threads `set_threads('auto')` picks (see the rules above)."
-    if (omp := os.environ.get('OMP_NUM_THREADS', '').strip()):
-        try: return max(1, int(omp))
-        except ValueError: return 1
-    if _in_test(): return 1
-    try: load = os.getloadavg()[0]
-    except (OSError, AttributeError): load = 0.0  # not available (e.g. Windows): assume idle
-    if load > 0.5: return 1
+    if omp := os.environ.get('OMP_NUM_THREADS', '').strip():
+        try:
+            return max(1, int(omp))
+        except ValueError:
+            return 1
+    if _in_test():
+        return 1
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        load = 0.0  # not available (e.g. Windows): assume idle
+    if load > 0.5:
+        return 1
     return max(1, min(os.cpu_count() or 1, 8))
 
-def set_threads(n='auto' # Number of intra-op threads, or 'auto'
-               ) -> int:
+# %% ../nbs/00_core.ipynb #e0b406b4c
+def set_threads(
+    n='auto',  # Number of intra-op threads, or 'auto'
+) -> int:
     "Set torch's intra-op thread count (`auto_threads()` for `'auto'`); returns the count now in effect."
     import torch
+
     n = auto_threads() if n == 'auto' else int(n)
-    if n < 1: raise ValueError(f"need at least 1 thread, got {n}")
+    if n < 1:
+        raise ValueError(f"need at least 1 thread, got {n}")
     torch.set_num_threads(n)
     return torch.get_num_threads()
 
 # %% ../nbs/00_core.ipynb #c7e7e7be
 @functools.lru_cache(maxsize=None)
-def cpu_has_bf16(cpuinfo='/proc/cpuinfo' # Where to read the CPU flags (Linux)
-                ) -> bool:
+def cpu_has_bf16(
+    cpuinfo='/proc/cpuinfo',  # Where to read the CPU flags (Linux)
+) -> bool:
     "Does the CPU have native bfloat16 instructions (`avx512_bf16` or `amx_bf16`)?"
-    try: text = Path(cpuinfo).read_text(errors='ignore')
-    except OSError: return False
+    try:
+        text = Path(cpuinfo).read_text(errors='ignore')
+    except OSError:
+        return False
     flags = set()
     for line in text.splitlines():
-        if line.startswith('flags'): flags.update(line.partition(':')[2].split())
+        if line.startswith('flags'):
+            flags.update(line.partition(':')[2].split())
     return bool(flags & {'avx512_bf16', 'amx_bf16'})
 
 # %% ../nbs/00_core.ipynb #e7a2ad26
-AMP_MODES = ('auto', 'bf16', 'fp16')   # besides True (bf16, or fp16 on a GPU without bf16) and False (fp32)
+AMP_MODES = ('auto', 'bf16', 'fp16')  # besides True (bf16, or fp16 on a GPU without bf16) and False (fp32)
 
-def amp_dtype(device,        # Where the model runs: a `torch.device` or a string like 'cuda'
-              enabled='auto', # 'auto' (only where it pays), 'bf16', 'fp16', True or False
-             ) -> 'torch.dtype|None':
+
+def amp_dtype(
+    device,  # Where the model runs: a `torch.device` or a string like 'cuda'
+    enabled='auto',  # 'auto' (only where it pays), 'bf16', 'fp16', True or False
+) -> 'torch.dtype|None':
     "The autocast dtype for `device`, or `None` for full fp32."
     import torch
+
     dev = torch.device(device)
     if not isinstance(enabled, bool) and enabled not in AMP_MODES:
         raise ValueError(f'amp must be one of auto, bf16, fp16, true, false; got {enabled!r}')
-    if enabled in ('bf16', 'fp16'): return torch.bfloat16 if enabled == 'bf16' else torch.float16
-    if enabled == 'auto': enabled = dev.type == 'cuda' or (dev.type == 'cpu' and cpu_has_bf16())
-    if not enabled: return None
-    if dev.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if dev.type == 'cpu': return torch.bfloat16
+    if enabled in ('bf16', 'fp16'):
+        return torch.bfloat16 if enabled == 'bf16' else torch.float16
+    if enabled == 'auto':
+        enabled = dev.type == 'cuda' or (dev.type == 'cpu' and cpu_has_bf16())
+    if not enabled:
+        return None
+    if dev.type == 'cuda':
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dev.type == 'cpu':
+        return torch.bfloat16
     return None
 
-def autocast(device,        # Where the model runs: a `torch.device` or a string like 'cuda'
-             enabled='auto', # 'auto' (only where it pays), 'bf16', 'fp16', True or False
-            ):
+# %% ../nbs/00_core.ipynb #e7a2ad26b
+def autocast(
+    device,  # Where the model runs: a `torch.device` or a string like 'cuda'
+    enabled='auto',  # 'auto' (only where it pays), 'bf16', 'fp16', True or False
+):
     "Context manager running the enclosed ops in mixed precision per `amp_dtype`, or doing nothing."
     import torch
+
     dtype = amp_dtype(device, enabled)
-    if dtype is None: return contextlib.nullcontext()
+    if dtype is None:
+        return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 # %% ../nbs/00_core.ipynb #5cb97982
-def _pays_channels_last(dev) -> bool: return dev.type == 'cuda' or (dev.type == 'cpu' and cpu_has_bf16())
+def _pays_channels_last(dev) -> bool:
+    return dev.type == 'cuda' or (dev.type == 'cpu' and cpu_has_bf16())
 
+# %% ../nbs/00_core.ipynb #5cb97982b
 def _wants_channels_last(enabled, dev) -> bool:
     return enabled is True or enabled in ('bf16', 'fp16') or (enabled == 'auto' and _pays_channels_last(dev))
 
-def channels_last(x,             # An `nn.Module` or a tensor (only 4-D tensors are converted)
-                  enabled='auto', # the amp setting: 'auto' (only where it pays), 'bf16', 'fp16', True or False
-                 ):
+# %% ../nbs/00_core.ipynb #5cb97982c
+def channels_last(
+    x,  # An `nn.Module` or a tensor (only 4-D tensors are converted)
+    enabled='auto',  # the amp setting: 'auto' (only where it pays), 'bf16', 'fp16', True or False
+):
     "`x` in channels_last memory format where that is beneficial (with mixed precision)."
     import torch
+
     if isinstance(x, torch.nn.Module):
         p = next(x.parameters(), None)
         dev = p.device if p is not None else torch.device('cpu')
         return x.to(memory_format=torch.channels_last) if _wants_channels_last(enabled, dev) else x
-    if not isinstance(x, torch.Tensor) or x.dim() != 4: return x
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        return x
     return x.contiguous(memory_format=torch.channels_last) if _wants_channels_last(enabled, x.device) else x
 
 # %% ../nbs/00_core.ipynb #c0plug
-PLUGIN_ENV = 'DFNB_PLUGINS'   # modules or .py files that register detectors, separated by os.pathsep
-_PLUGINS_SEEN = set()         # the plugin specs this process has imported (each once)
+PLUGIN_ENV = 'DFNB_PLUGINS'  # modules or .py files that register detectors, separated by os.pathsep
+_PLUGINS_SEEN = set()  # the plugin specs this process has imported (each once)
+
 
 def _import_file(p):  # a .py file
     "Import a Python file as a module named after it"
@@ -426,12 +589,14 @@ def _import_file(p):  # a .py file
     spec.loader.exec_module(mod)
     return mod
 
+# %% ../nbs/00_core.ipynb #c0plugb
 def load_plugins(spec=None):  # modules or .py files separated by os.pathsep (None: $DFNB_PLUGINS)
     "Import the user's modules that register detectors (`dfnb --plugin`, `$DFNB_PLUGINS`), each once; how many were new"
     spec = os.environ.get(PLUGIN_ENV, '') if spec is None else spec
     new = 0
     for s in filter(None, spec.split(os.pathsep)):
-        if s in _PLUGINS_SEEN: continue
+        if s in _PLUGINS_SEEN:
+            continue
         _PLUGINS_SEEN.add(s)
         p = Path(s).expanduser()
         if s.endswith('.py') and not p.is_file():
@@ -439,7 +604,9 @@ def load_plugins(spec=None):  # modules or .py files separated by os.pathsep (No
         try:
             _import_file(p) if s.endswith('.py') else importlib.import_module(s)
         except Exception as e:
-            raise ImportError(f'plugin {s} failed to import ({type(e).__name__}: {e}), fix the plugin or leave it out') from e
+            raise ImportError(
+                f'plugin {s} failed to import ({type(e).__name__}: {e}), fix the plugin or leave it out'
+            ) from e
         new += 1
     return new
 
@@ -449,15 +616,24 @@ def _redefinition(old, new):
     same = getattr(old, '__qualname__', None) == getattr(new, '__qualname__', None)
     return same and (old.__module__ == new.__module__ or '__main__' in (old.__module__, new.__module__))
 
+# %% ../nbs/00_core.ipynb #b6cdfc39b
 class Registry:
     "A named collection of constructors, chosen by name, optionally imported lazily."
-    def __init__(self, name:str # What is registered, e.g. 'detectors' (used in error messages)
-                ): self.name, self._objs, self._lazy = name, {}, {}
 
-    def register(self, name=None # Registered name; defaults to the object's `__name__`
-                ):
+    def __init__(
+        self,
+        name: str,  # What is registered, e.g. 'detectors' (used in error messages)
+    ):
+        self.name, self._objs, self._lazy = name, {}, {}
+
+    def register(
+        self,
+        name=None,  # Registered name; defaults to the object's `__name__`
+    ):
         "Decorator registering a class or function; usable bare (`@R.register`) or called (`@R.register('x')`)."
-        if callable(name): return self.register()(name)
+        if callable(name):
+            return self.register()(name)
+
         def _reg(obj):
             n = name or obj.__name__
             if n in self._objs and not _redefinition(self._objs[n], obj):
@@ -465,30 +641,37 @@ class Registry:
             self._objs[n] = obj
             self._lazy.pop(n, None)
             return obj
+
         return _reg
 
-    def register_lazy(self, name:str, # Registered name
-                      module:str,     # Importable module that registers `name` when imported
-                     ):
+    def register_lazy(
+        self,
+        name: str,  # Registered name
+        module: str,  # Importable module that registers `name` when imported
+    ):
         "Record that importing `module` registers `name`; the import happens on first `get(name)`."
         if name in self._objs or self._lazy.get(name, module) != module:
             raise ValueError(f"{self.name}: {name!r} is already registered")
         self._lazy[name] = module
 
-    def get(self, name:str):
+    def get(self, name: str):
         "The object registered as `name`, importing its module first if it is lazy."
-        if name in self._objs: return self._objs[name]
+        if name in self._objs:
+            return self._objs[name]
         if name in self._lazy:
             mod = self._lazy[name]
             importlib.import_module(mod)
             if name not in self._objs:
-                raise ImportError(f"{self.name}: importing {mod!r} did not register {name!r} "
-                                  f"(does it decorate it with `{self.name.upper()}.register`?)")
+                raise ImportError(
+                    f"{self.name}: importing {mod!r} did not register {name!r} "
+                    f"(does it decorate it with `{self.name.upper()}.register`?)"
+                )
             return self._objs[name]
-        if load_plugins(): return self.get(name)   # a user's plugin may register it
+        if load_plugins():
+            return self.get(name)  # a user's plugin may register it
         raise _unknown(f"{self.name[:-1] if self.name.endswith('s') else self.name} {name!r}", name, self.names())
 
-    def create(self, name:str, *args, **kwargs):
+    def create(self, name: str, *args, **kwargs):
         "Call the object registered as `name` with `args` and `kwargs` (i.e. build it)."
         return self.get(name)(*args, **kwargs)
 
@@ -496,9 +679,14 @@ class Registry:
         "Sorted names, registered and lazy."
         return sorted({*self._objs, *self._lazy})
 
-    def __contains__(self, name): return name in self._objs or name in self._lazy
-    def __len__(self): return len(self.names())
-    def __repr__(self): return f"Registry({self.name!r}: {', '.join(self.names())})"
+    def __contains__(self, name):
+        return name in self._objs or name in self._lazy
+
+    def __len__(self):
+        return len(self.names())
+
+    def __repr__(self):
+        return f"Registry({self.name!r}: {', '.join(self.names())})"
 
 # %% ../nbs/00_core.ipynb #c0reg
 def detector_modules():
@@ -506,11 +694,16 @@ def detector_modules():
     d = Path(importlib.util.find_spec("dfnb").submodule_search_locations[0]) / "detectors"
     return sorted(p.stem for p in d.glob('*.py') if p.stem != 'base' and not p.stem.startswith('_'))
 
+
 DETECTORS = Registry('detectors')
-DETECTORS.register_lazy('bce', 'dfnb.detectors.base')   # the baseline lives with the contract
-for _m in detector_modules(): DETECTORS.register_lazy(_m, f'dfnb.detectors.{_m}')
+DETECTORS.register_lazy('bce', 'dfnb.detectors.base')  # the baseline lives with the contract
+for _m in detector_modules():
+    DETECTORS.register_lazy(_m, f'dfnb.detectors.{_m}')
+
+# %% ../nbs/00_core.ipynb #c0regb
 BACKBONES = Registry('backbones')
 DATASETS = Registry('datasets')
+
 
 def detector_names():
     "Every registered detector (plugins included): `bce` first, the reference of every comparison, then by name"
@@ -520,46 +713,69 @@ def detector_names():
 # %% ../nbs/00_core.ipynb #6645a0c9
 class Timer:
     "Context manager measuring wall-clock seconds in `.elapsed`."
-    def __init__(self): self.start = self.end = None
+
+    def __init__(self):
+        self.start = self.end = None
+
     def __enter__(self):
         self.start, self.end = time.perf_counter(), None
         return self
-    def __exit__(self, *exc): self.end = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.end = time.perf_counter()
+
     @property
-    def elapsed(self) -> float|None:
+    def elapsed(self) -> float | None:
         "Seconds between entering and leaving the block (so far, if still inside; `None` before)."
-        if self.start is None: return None
+        if self.start is None:
+            return None
         return (self.end if self.end is not None else time.perf_counter()) - self.start
-    def __repr__(self): return f'Timer({self.elapsed:.4f}s)' if self.start is not None else 'Timer(not started)'
+
+    def __repr__(self):
+        return f'Timer({self.elapsed:.4f}s)' if self.start is not None else 'Timer(not started)'
 
 # %% ../nbs/00_core.ipynb #own1
 MARKER = '.dfnb.json'
 
+
 def _marker(path):
     "The parsed marker of folder `path`, or None when it has none"
     m = Path(path) / MARKER
-    if not m.is_file(): return None
-    try: mark = json.loads(m.read_text(encoding='utf-8'))
-    except (ValueError, UnicodeDecodeError): mark = None
+    if not m.is_file():
+        return None
+    try:
+        mark = json.loads(m.read_text(encoding='utf-8'))
+    except (ValueError, UnicodeDecodeError):
+        mark = None
     if not isinstance(mark, dict) or 'kind' not in mark:
-        raise ValueError(f'{m} is damaged: it is not the marker dfnb writes. If this folder is dfnb output, delete {m} '
-                         f'and rerun; otherwise choose another output folder')
+        raise ValueError(
+            f'{m} is damaged: it is not the marker dfnb writes. If this folder is dfnb output, delete {m} '
+            f'and rerun; otherwise choose another output folder'
+        )
     return mark
 
-def _all_there(path, names): return all((path / n).exists() for n in ([names] if isinstance(names, str) else names))
+# %% ../nbs/00_core.ipynb #own1b
+def _all_there(path, names):
+    return all((path / n).exists() for n in ([names] if isinstance(names, str) else names))
 
+# %% ../nbs/00_core.ipynb #own1c
 def _only_dfnb_state(path):
     "Whether folder `path` holds nothing but dfnb's marker, lock files and an empty scratch folder"
     for p in path.iterdir():
-        if p.name == MARKER or p.name.endswith('.lock'): continue
-        if p.name == '.tmp' and p.is_dir() and not any(p.rglob('*')): continue
+        if p.name == MARKER or p.name.endswith('.lock'):
+            continue
+        if p.name == '.tmp' and p.is_dir() and not any(p.rglob('*')):
+            continue
         return False
     return True
 
-def claim_dir(path,        # the output folder
-              kind,        # what dfnb writes there: 'prep', 'run', 'synth' or 'bench'
-              legacy=(),   # what proves an older dfnb wrote the folder (before markers): names, or tuples of names all present
-              **identity): # JSON-able values that must match for the folder to be reused (e.g. dataset, settings)
+# %% ../nbs/00_core.ipynb #own1d
+def claim_dir(
+    path,  # the output folder
+    kind,  # what dfnb writes there: 'prep', 'run', 'synth' or 'bench'
+    legacy=(),  # what proves an older dfnb wrote the folder (before markers): names, or tuples of names all present
+    **identity,  # JSON-able values that must match for the folder to be reused (e.g. dataset, settings)
+):
     "Create `path` as a dfnb output folder of `kind`, or prove it already is one with the same `identity`"
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -568,69 +784,106 @@ def claim_dir(path,        # the output folder
     mark = _marker(path) if path.is_dir() else None
     if mark is not None:
         if mark['kind'] != kind:
-            raise ValueError(f"{path} holds dfnb {mark['kind']} output, not {kind} output: choose another output folder")
+            raise ValueError(
+                f"{path} holds dfnb {mark['kind']} output, not {kind} output: choose another output folder"
+            )
         old = mark.get('identity') or {}
         diff = [f'{k}: {old.get(k)!r} there, {v!r} now' for k, v in ident.items() if k in old and old[k] != v]
         if diff and not _only_dfnb_state(path):
-            raise ValueError(f"{path} holds {kind} output made with other settings ({'; '.join(diff)}): rerun with the "
-                             f'same settings to resume, or choose another output folder')
-        if diff: mark = None                          # nothing was made under the old settings: take the folder anew
-        elif all(k in old for k in ident): return path
+            raise ValueError(
+                f"{path} holds {kind} output made with other settings ({'; '.join(diff)}): rerun with the "
+                f'same settings to resume, or choose another output folder'
+            )
+        if diff:
+            mark = None  # nothing was made under the old settings: take the folder anew
+        elif all(k in old for k in ident):
+            return path
     elif path.is_dir() and any(path.iterdir()) and not any(_all_there(path, f) for f in legacy):
-        raise FileExistsError(f'{path} already holds files that dfnb did not write: choose a new or empty output folder '
-                              f'(dfnb never writes into a folder it cannot prove it made)')
+        raise FileExistsError(
+            f'{path} already holds files that dfnb did not write: choose a new or empty output folder '
+            f'(dfnb never writes into a folder it cannot prove it made)'
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
         tmp = path / f'{MARKER}.{os.getpid()}.tmp'
-        tmp.write_text(json.dumps(dict(kind=kind, identity={**((mark or {}).get('identity') or {}), **ident}), indent=1),
-                       encoding='utf-8')
+        tmp.write_text(
+            json.dumps(dict(kind=kind, identity={**((mark or {}).get('identity') or {}), **ident}), indent=1),
+            encoding='utf-8',
+        )
         os.replace(tmp, path / MARKER)
     except OSError as e:
-        raise PermissionError(f'cannot write to output folder {path}: {e.strerror or e}, choose a writable folder') from None
+        raise PermissionError(
+            f'cannot write to output folder {path}: {e.strerror or e}, choose a writable folder'
+        ) from None
     return path
 
 # %% ../nbs/00_core.ipynb #own4
 class DirLock:
     "An advisory lock on an output folder, refused (not waited for) when another process holds it"
-    def __init__(self, path,          # the folder
-                 what,                # the command, for the message (e.g. 'dfnb prep')
-                 name='.dfnb.lock',   # the lock file's name inside `path`
-                 shared=False):       # share it with other shared holders (shards of one run)
+
+    def __init__(
+        self,
+        path,  # the folder
+        what,  # the command, for the message (e.g. 'dfnb prep')
+        name='.dfnb.lock',  # the lock file's name inside `path`
+        shared=False,  # share it with other shared holders (shards of one run)
+    ):
         self.path, self.what, self.name, self.shared, self.fd = Path(path), what, name, shared, None
+
     def __enter__(self):
-        try: import fcntl
-        except ImportError: return self   # no flock on this platform (Windows): no lock
+        try:
+            import fcntl
+        except ImportError:
+            return self  # no flock on this platform (Windows): no lock
         self.fd = os.open(self.path / self.name, os.O_RDWR | os.O_CREAT, 0o644)
-        try: fcntl.flock(self.fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        try:
+            fcntl.flock(self.fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self.fd)
             self.fd = None
-            raise FileExistsError(f'another {self.what} is writing to {self.path} now: wait for it to finish, '
-                                  f'or choose another output folder') from None
+            raise FileExistsError(
+                f'another {self.what} is writing to {self.path} now: wait for it to finish, '
+                f'or choose another output folder'
+            ) from None
         return self
+
     def __exit__(self, *exc):
-        if self.fd is not None: os.close(self.fd)
+        if self.fd is not None:
+            os.close(self.fd)
         self.fd = None
 
 # %% ../nbs/00_core.ipynb #own7
-def die_with_parent(parent): # the pid this process must not outlive
+def die_with_parent(parent):  # the pid this process must not outlive
     "Ask Linux to SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG); elsewhere a no-op"
     import signal, sys
-    if not sys.platform.startswith('linux'): return
-    import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))   # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent: os._exit(1)                              # the parent died before the request took effect
 
+    if not sys.platform.startswith('linux'):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before the request took effect
+
+# %% ../nbs/00_core.ipynb #own7b
 def _worker_start(parent, init, args):
     die_with_parent(parent)
-    if init is not None: init(*args)
+    if init is not None:
+        init(*args)
 
-def worker_pool(n,               # processes
-                initializer=None, # run once in each worker (importable by module name)
-                initargs=()):     # its arguments
+# %% ../nbs/00_core.ipynb #own7c
+def worker_pool(
+    n,  # processes
+    initializer=None,  # run once in each worker (importable by module name)
+    initargs=(),  # its arguments
+):
     "A `ProcessPoolExecutor` of `n` spawned workers that die with this process"
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
-    from dfnb.core import _worker_start as start   # by module name: a spawned worker imports it (also from this notebook)
-    return ProcessPoolExecutor(n, mp_context=mp.get_context('spawn'), initializer=start,
-                               initargs=(os.getpid(), initializer, initargs))
+    from dfnb.core import (
+        _worker_start as start,
+    )  # by module name: a spawned worker imports it (also from this notebook)
+
+    return ProcessPoolExecutor(
+        n, mp_context=mp.get_context('spawn'), initializer=start, initargs=(os.getpid(), initializer, initargs)
+    )

@@ -13,203 +13,326 @@ import inspect, math
 import numpy as np, cv2, torch
 from pathlib import Path
 from .core import rng, worker_init_fn
-from .blend import read_rgb, sbi, cbi, mfs, FaceIndex, pristine_index, mfs_inputs, joint_augment, apply_joint, transpose_boxes
+from dfnb.blend import (
+    read_rgb,
+    sbi,
+    cbi,
+    mfs,
+    FaceIndex,
+    pristine_index,
+    mfs_inputs,
+    joint_augment,
+    apply_joint,
+    transpose_boxes,
+)
 
 # %% ../nbs/04_data.ipynb #c005
 MANIFEST = 'manifest.parquet'
 
-def load_manifest(root,          # a prep output folder (or its manifest.parquet)
-                  split=None,    # split(s) to keep, e.g. 'train'; None keeps all
-                  datasets=None, # dataset name(s) to keep
-                  methods=None): # method(s) to keep ('real' for the reals)
+
+def load_manifest(
+    root,  # a prep output folder (or its manifest.parquet)
+    split=None,  # split(s) to keep, e.g. 'train'; None keeps all
+    datasets=None,  # dataset name(s) to keep
+    methods=None,  # method(s) to keep ('real' for the reals)
+):
     "The manifest of a prepared folder, filtered; paths stay relative and `attrs['root']` remembers the folder"
     import pandas as pd
-    f = Path(root); f = f if f.suffix == '.parquet' else f / MANIFEST
+
+    f = Path(root)
+    f = f if f.suffix == '.parquet' else f / MANIFEST
     if not f.exists():
-        raise FileNotFoundError(f'no {f.name} in {f.parent}: prepare the dataset first, e.g. '
-                                f'`dfnb prep --dataset ffpp --root /data/FaceForensics++ --out {f.parent}`')
-    try: man = pd.read_parquet(f)
-    except (OSError, ValueError) as e:   # pyarrow's errors do not name the file
-        raise ValueError(f'{f} is not a readable manifest ({str(e).splitlines()[0][:120]}): rerun `dfnb prep` into '
-                         f'that folder to rebuild it') from None
+        raise FileNotFoundError(
+            f'no {f.name} in {f.parent}: prepare the dataset first, e.g. '
+            f'`dfnb prep --dataset ffpp --root /data/FaceForensics++ --out {f.parent}`'
+        )
+    try:
+        man = pd.read_parquet(f)
+    except (OSError, ValueError) as e:  # pyarrow's errors do not name the file
+        raise ValueError(
+            f'{f} is not a readable manifest ({str(e).splitlines()[0][:120]}): rerun `dfnb prep` into '
+            f'that folder to rebuild it'
+        ) from None
     for col, want in (('split', split), ('dataset', datasets), ('method', methods)):
-        if want is None: continue
+        if want is None:
+            continue
         want = [want] if isinstance(want, str) else list(want)
         bad = sorted(set(want) - set(man[col].dropna()))
-        if bad: raise ValueError(f'{col} {bad} not in {f} (it has {sorted(set(man[col].dropna()))})')
+        if bad:
+            raise ValueError(f'{col} {bad} not in {f} (it has {sorted(set(man[col].dropna()))})')
         man = man[man[col].isin(want)]
-    man = man.reset_index(drop=True); man.attrs['root'] = str(f.parent)
+    man = man.reset_index(drop=True)
+    man.attrs['root'] = str(f.parent)
     return man
 
+# %% ../nbs/04_data.ipynb #c005b
 def manifest_root(man):  # a table from `load_manifest`
     "The prep folder a manifest table was read from"
     r = man.attrs.get('root')
-    if r is None: raise ValueError('this manifest does not know its folder: read it with `load_manifest(root)` or pass root=')
+    if r is None:
+        raise ValueError('this manifest does not know its folder: read it with `load_manifest(root)` or pass root=')
     return Path(r)
 
 # %% ../nbs/04_data.ipynb #c008
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)   # ImageNet
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # ImageNet
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
-def domain_names(man,               # a manifest table
-                 needs=frozenset()): # the needs (adds 'SBI' / 'CBI' when they are made)
+
+def domain_names(
+    man,  # a manifest table
+    needs=frozenset(),  # the needs (adds 'SBI' / 'CBI' when they are made)
+):
     "The domain vocabulary: 'real', the manifest's fake methods (sorted), then 'SBI' and 'CBI' when made"
     ms = sorted(set(man.method[man.label == 1].dropna()))
     extra = [d for d, n in (('SBI', {'sbi', 'quad'}), ('CBI', {'cbi', 'quad'})) if set(needs) & n]
     return ('real', *ms, *extra)
 
+# %% ../nbs/04_data.ipynb #c008b
 def known(x):  # a manifest entry (an identity, a mask path)
     "Whether the entry names something: a non-empty string (a missing one is NaN or '')"
     return isinstance(x, str) and x != ''
 
+# %% ../nbs/04_data.ipynb #c008c
 def identity_names(man):  # a manifest table
     "The identity vocabulary: the rows' known identities, sorted"
     return tuple(sorted({x for x in man.identity if known(x)}))
 
+# %% ../nbs/04_data.ipynb #c008d
 def _mirror68():
     p = list(range(68))
-    pairs = [(i, 16 - i) for i in range(8)] + [(17 + i, 26 - i) for i in range(5)] + [(31, 35), (32, 34)] + \
-            [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)] + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)] + \
-            [(60, 64), (61, 63), (65, 67)]
-    for a, b in pairs: p[a], p[b] = b, a
+    pairs = (
+        [(i, 16 - i) for i in range(8)]
+        + [(17 + i, 26 - i) for i in range(5)]
+        + [(31, 35), (32, 34)]
+        + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+        + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]
+        + [(60, 64), (61, 63), (65, 67)]
+    )
+    for a, b in pairs:
+        p[a], p[b] = b, a
     return p
+
+
 FLIP68 = tuple(_mirror68())
+
+# %% ../nbs/04_data.ipynb #c008e
 FLIP5 = (1, 0, 2, 4, 3)
+
 
 def flip_index(k):  # number of landmarks (5, 68 or 81)
     "The landmark permutation a horizontal flip induces (forehead points 68+ keep their index)"
-    if k == 5: return list(FLIP5)
-    if k in (68, 81): return list(FLIP68) + list(range(68, k))
+    if k == 5:
+        return list(FLIP5)
+    if k in (68, 81):
+        return list(FLIP68) + list(range(68, k))
     raise ValueError(f'cannot mirror a {k}-point landmark layout: use 5, 68 or 81 points, or train with p_flip=0')
 
+# %% ../nbs/04_data.ipynb #c008f
 def hflip(s):  # a raw sample: dict of uint8 images ('image', 'pristine'), 'mask', 'lm', 'boxes' (any may be missing)
     "The raw sample mirrored left-right: images, masks, landmarks (re-indexed) and boxes"
-    s = dict(s); W = s['image'].shape[1]
+    s = dict(s)
+    W = s['image'].shape[1]
     for k in ('image', 'pristine', 'mask'):
-        if s.get(k) is not None: s[k] = np.ascontiguousarray(s[k][:, ::-1])
+        if s.get(k) is not None:
+            s[k] = np.ascontiguousarray(s[k][:, ::-1])
     if s.get('lm') is not None:
-        lm = np.array(s['lm'], np.float32)[flip_index(len(s['lm']))]; lm[:, 0] = W - 1 - lm[:, 0]; s['lm'] = lm
+        lm = np.array(s['lm'], np.float32)[flip_index(len(s['lm']))]
+        lm[:, 0] = W - 1 - lm[:, 0]
+        s['lm'] = lm
     if s.get('boxes') is not None and len(s['boxes']):
-        b = np.array(s['boxes'], np.float32); s['boxes'] = np.stack([W - b[:, 2], b[:, 1], W - b[:, 0], b[:, 3]], 1)
+        b = np.array(s['boxes'], np.float32)
+        s['boxes'] = np.stack([W - b[:, 2], b[:, 1], W - b[:, 0], b[:, 3]], 1)
     return s
 
+# %% ../nbs/04_data.ipynb #c008g
 def resize_to(img, size):  # an image or mask (H, W[, C]); output side S
     "img resized to S×S: INTER_AREA when shrinking, INTER_LINEAR when enlarging"
     h, w = img.shape[:2]
-    if (h, w) == (size, size): return img
+    if (h, w) == (size, size):
+        return img
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if size < max(h, w) else cv2.INTER_LINEAR)
 
+# %% ../nbs/04_data.ipynb #c008h
 def fit(s, size):  # a raw sample; output side S
     "The raw sample at S×S: images and mask resized, landmarks and boxes rescaled"
-    s = dict(s); H, W = s['image'].shape[:2]; sx, sy = size / W, size / H
+    s = dict(s)
+    H, W = s['image'].shape[:2]
+    sx, sy = size / W, size / H
     for k in ('image', 'pristine', 'mask'):
-        if s.get(k) is not None: s[k] = resize_to(s[k], size)
-    if s.get('lm') is not None: s['lm'] = ((np.asarray(s['lm'], np.float32) + 0.5) * np.float32([sx, sy]) - 0.5).astype(np.float32)
-    if s.get('boxes') is not None: s['boxes'] = (np.asarray(s['boxes'], np.float32).reshape(-1, 4) * np.float32([sx, sy, sx, sy]))
+        if s.get(k) is not None:
+            s[k] = resize_to(s[k], size)
+    if s.get('lm') is not None:
+        s['lm'] = ((np.asarray(s['lm'], np.float32) + 0.5) * np.float32([sx, sy]) - 0.5).astype(np.float32)
+    if s.get('boxes') is not None:
+        s['boxes'] = np.asarray(s['boxes'], np.float32).reshape(-1, 4) * np.float32([sx, sy, sx, sy])
     return s
 
+# %% ../nbs/04_data.ipynb #c008i
 def normalize(img):  # uint8 RGB (H, W, 3)
     "A float32 (3, H, W) tensor, ImageNet-normalised"
     return torch.from_numpy(np.ascontiguousarray(((img.astype(np.float32) / 255 - MEAN) / STD).transpose(2, 0, 1)))
 
+# %% ../nbs/04_data.ipynb #c008j
 def denormalize(t):  # a (3, H, W) or (N, 3, H, W) normalised tensor
     "Back to uint8 RGB (H, W, 3) or (N, H, W, 3) for display"
-    x = t.detach().cpu().float().numpy(); x = np.moveaxis(x, -3, -1) * STD + MEAN
+    x = t.detach().cpu().float().numpy()
+    x = np.moveaxis(x, -3, -1) * STD + MEAN
     return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
 
 # %% ../nbs/04_data.ipynb #c011
 AUG = dict(p_flip=0.5, p_rgb=0.2, rgb=10, p_hsv=0.2, hsv=4.0, p_bc=0.3, bc=0.1, p_jpeg=0.3, quality=(60, 100))
 
-def augment(samples,  # raw samples of one item (one, or the four anchors of a quad)
-            r,        # np.random.Generator of the item
-            **aug):   # overrides of `AUG`
+
+def augment(
+    samples,  # raw samples of one item (one, or the four anchors of a quad)
+    r,  # np.random.Generator of the item
+    **aug,  # overrides of `AUG`
+):
     "The same flip and photometric draw applied to every raw sample (and its pristine image)"
-    a = {**AUG, **aug}; unknown = set(a) - set(AUG)
-    if unknown: raise TypeError(f'unknown augmentation option(s) {sorted(unknown)}: choose from {sorted(AUG)}')
+    a = {**AUG, **aug}
+    unknown = set(a) - set(AUG)
+    if unknown:
+        raise TypeError(f'unknown augmentation option(s) {sorted(unknown)}: choose from {sorted(AUG)}')
     flip = r.random() < a.pop('p_flip')
-    if flip: samples = [hflip(s) for s in samples]
+    if flip:
+        samples = [hflip(s) for s in samples]
     imgs, P = joint_augment([s['image'] for s in samples], r, **a)
-    return [dict(s, image=im, pristine=None if s.get('pristine') is None else apply_joint(s['pristine'], P))
-            for s, im in zip(samples, imgs)]
+    return [
+        dict(s, image=im, pristine=None if s.get('pristine') is None else apply_joint(s['pristine'], P))
+        for s, im in zip(samples, imgs)
+    ]
 
 # %% ../nbs/04_data.ipynb #c014
 NEEDS = frozenset({'sbi', 'cbi', 'mfs', 'pairs', 'quad', 'landmarks', 'mask', 'domain', 'identity'})
 GENERATORS = frozenset({'sbi', 'cbi', 'mfs', 'quad'})
 
+
 def check_needs(needs):  # an iterable of need names
     "The needs as a frozenset, refusing unknown names and impossible combinations"
     n = frozenset([needs] if isinstance(needs, str) else needs)
-    if bad := sorted(n - NEEDS): raise ValueError(f'unknown need(s) {bad}: choose from {sorted(NEEDS)}')
-    if 'mfs' in n and n & {'sbi', 'cbi', 'quad'}: raise ValueError("'mfs' cannot be combined with 'sbi', 'cbi' or 'quad'")
-    if 'quad' in n and n & {'sbi', 'cbi'}: raise ValueError("'quad' makes its own SBI and CBI anchors: drop 'sbi' and 'cbi'")
+    if bad := sorted(n - NEEDS):
+        raise ValueError(f'unknown need(s) {bad}: choose from {sorted(NEEDS)}')
+    if 'mfs' in n and n & {'sbi', 'cbi', 'quad'}:
+        raise ValueError("'mfs' cannot be combined with 'sbi', 'cbi' or 'quad'")
+    if 'quad' in n and n & {'sbi', 'cbi'}:
+        raise ValueError("'quad' makes its own SBI and CBI anchors: drop 'sbi' and 'cbi'")
     return n
 
+# %% ../nbs/04_data.ipynb #c014b
 def _split_kw(kw):
     "Route blend options to sbi, cbi and mfs by their signatures"
     out = {f.__name__: {} for f in (sbi, cbi, mfs)}
     for k, v in kw.items():
-        hit = [f.__name__ for f in (sbi, cbi, mfs) if k in inspect.signature(f).parameters and k not in ('img', 'lm', 'r', 'frame', 'pristine', 'index', 'video')]
-        if not hit: raise TypeError(f'unknown blend option {k!r}: options of sbi, cbi or mfs')
-        for h in hit: out[h][k] = v
+        hit = [
+            f.__name__
+            for f in (sbi, cbi, mfs)
+            if k in inspect.signature(f).parameters
+            and k not in ('img', 'lm', 'r', 'frame', 'pristine', 'index', 'video')
+        ]
+        if not hit:
+            raise TypeError(f'unknown blend option {k!r}: options of sbi, cbi or mfs')
+        for h in hit:
+            out[h][k] = v
     return out
 
+# %% ../nbs/04_data.ipynb #c014c
 class FrameDataset(torch.utils.data.Dataset):
     "Manifest rows as sample dicts: read, synthesise (SBI, CBI, MFS, quads), augment, resize, normalise"
-    def __init__(self, man,                # manifest table (one split, typically)
-                 root=None,                # its prep folder (default: `man.attrs['root']`)
-                 needs=frozenset(),        # see the needs table
-                 size=96,                  # output side S
-                 train=True,               # generate and augment (False: plain frames, no randomness)
-                 seed=0,                   # seed of every random draw
-                 domains=None,             # the domain vocabulary (default `domain_names(man, needs)`)
-                 identities=None,          # the identity vocabulary (default `identity_names(man)`)
-                 aug=None,                 # overrides of `AUG`
-                 photometric=None,         # a function (uint8 RGB image, np.random.Generator) → image, applied to training images after `augment`
-                 **blend_kw):              # options of `sbi`, `cbi` and `mfs`
+
+    def __init__(
+        self,
+        man,  # manifest table (one split, typically)
+        root=None,  # its prep folder (default: `man.attrs['root']`)
+        needs=frozenset(),  # see the needs table
+        size=96,  # output side S
+        train=True,  # generate and augment (False: plain frames, no randomness)
+        seed=0,  # seed of every random draw
+        domains=None,  # the domain vocabulary (default `domain_names(man, needs)`)
+        identities=None,  # the identity vocabulary (default `identity_names(man)`)
+        aug=None,  # overrides of `AUG`
+        photometric=None,  # (uint8 RGB image, np.random.Generator) → image, on training images after `augment`
+        **blend_kw,  # options of `sbi`, `cbi` and `mfs`
+    ):
         self.root = Path(root) if root is not None else manifest_root(man)
-        self.needs, self.size, self.train, self.seed, self.aug = check_needs(needs), int(size), bool(train), int(seed), dict(aug or {})
-        if photometric is not None and not callable(photometric): raise TypeError(f'photometric must be a function (image, rng) -> image, got {photometric!r}')
+        self.needs, self.size, self.train, self.seed, self.aug = (
+            check_needs(needs),
+            int(size),
+            bool(train),
+            int(seed),
+            dict(aug or {}),
+        )
+        if photometric is not None and not callable(photometric):
+            raise TypeError(f'photometric must be a function (image, rng) -> image, got {photometric!r}')
         self.photometric = photometric
         self.man = man.reset_index(drop=True)
-        if not len(self.man): raise ValueError('the manifest has no rows: check the split, dataset and method filters')
+        if not len(self.man):
+            raise ValueError('the manifest has no rows: check the split, dataset and method filters')
         self.kw = _split_kw(blend_kw)
-        self.domains = tuple(domains or domain_names(self.man, self.needs)); self._dom = {d: i for i, d in enumerate(self.domains)}
-        self.identities = tuple(identities or identity_names(self.man)); self._idn = {d: i for i, d in enumerate(self.identities)}
-        m = self.man; self.gen = self.needs & GENERATORS if self.train else frozenset()
-        self.label, self.video, self.frame = m.label.to_numpy(int), m.video_id.astype(str).to_numpy(), m.frame_idx.to_numpy(int)
+        self.domains = tuple(domains or domain_names(self.man, self.needs))
+        self._dom = {d: i for i, d in enumerate(self.domains)}
+        self.identities = tuple(identities or identity_names(self.man))
+        self._idn = {d: i for i, d in enumerate(self.identities)}
+        m = self.man
+        self.gen = self.needs & GENERATORS if self.train else frozenset()
+        self.label, self.video, self.frame = (
+            m.label.to_numpy(int),
+            m.video_id.astype(str).to_numpy(),
+            m.frame_idx.to_numpy(int),
+        )
         self.method = m.method.astype(str).to_numpy()
         self.ident = np.array([self._idn.get(x, -1) if known(x) else -1 for x in m.identity], np.int64)
         if 'identity' in self.needs and (self.ident < 0).any():
-            raise ValueError(f"'identity' needed but {(self.ident < 0).sum()} rows have no known identity (e.g. {self.video[self.ident < 0][0]})")
+            raise ValueError(
+                f"'identity' needed but {(self.ident < 0).sum()} rows have no known identity (e.g. "
+                f"{self.video[self.ident < 0][0]})"
+            )
         self.pidx = pristine_index(m) if self.needs & {'pairs', 'mfs', 'quad'} else None
         reals, fakes = np.flatnonzero(self.label == 0), np.flatnonzero(self.label == 1)
-        if self.gen & {'sbi', 'cbi', 'quad'} and not len(reals): raise ValueError('no real frames to blend in this manifest')
+        if self.gen & {'sbi', 'cbi', 'quad'} and not len(reals):
+            raise ValueError('no real frames to blend in this manifest')
         if 'quad' in self.gen:
-            if not len(fakes): raise ValueError("'quad' needs deepfakes in the split: none found")
-            self.items = [('quad', i) for i in reals]; self._fakes = fakes
+            if not len(fakes):
+                raise ValueError("'quad' needs deepfakes in the split: none found")
+            self.items = [('quad', i) for i in reals]
+            self._fakes = fakes
             key = {}
-            for j in fakes: key.setdefault((m.source_video.iloc[j], self.frame[j]), []).append(j)
+            for j in fakes:
+                key.setdefault((m.source_video.iloc[j], self.frame[j]), []).append(j)
             self._partner = {i: np.array(key.get((self.video[i], self.frame[i]), fakes)) for i in reals}
         elif self.gen & {'sbi', 'cbi'}:
-            self.items = [('frame', i) for i in reals] + [(k, i) for k in ('sbi', 'cbi') if k in self.gen for i in reals]
+            self.items = [('frame', i) for i in reals] + [
+                (k, i) for k in ('sbi', 'cbi') if k in self.gen for i in reals
+            ]
         else:
             keep = np.arange(len(m)) if self.pidx is None else np.flatnonzero(self.pidx >= 0)
             self.items = [('mfs' if 'mfs' in self.gen else 'frame', i) for i in keep]
-        self.dropped = len(m) - len(keep) if not self.gen & {'sbi', 'cbi', 'quad'} else 0   # fakes without their pristine frame
-        if not self.items: raise ValueError('no items: every fake lacks its pristine frame')
-        used = {self.method[i] for k, i in self.items if k in ('frame', 'mfs')} | ({self.method[i] for i in fakes} if 'quad' in self.gen else set())
-        if bad := sorted(used - set(self._dom)): raise ValueError(f'method(s) {bad} have no domain in {self.domains}: pass domains= that lists them')
+        self.dropped = (
+            len(m) - len(keep) if not self.gen & {'sbi', 'cbi', 'quad'} else 0
+        )  # fakes without their pristine frame
+        if not self.items:
+            raise ValueError('no items: every fake lacks its pristine frame')
+        used = {self.method[i] for k, i in self.items if k in ('frame', 'mfs')} | (
+            {self.method[i] for i in fakes} if 'quad' in self.gen else set()
+        )
+        if bad := sorted(used - set(self._dom)):
+            raise ValueError(f'method(s) {bad} have no domain in {self.domains}: pass domains= that lists them')
         self.index = FaceIndex.from_manifest(m, self.root, split=None) if self.gen & {'cbi', 'quad'} else None
 
-    def __len__(self): return len(self.items)
-    def __repr__(self): return f'FrameDataset({len(self)} items, needs={sorted(self.needs)}, size={self.size}, train={self.train})'
+    def __len__(self):
+        return len(self.items)
+
+    def __repr__(self):
+        return f'FrameDataset({len(self)} items, needs={sorted(self.needs)}, size={self.size}, train={self.train})'
 
     def item_rows(self, i):  # item position
         "The manifest rows item i is made from (for a quad, the deepfakes it may draw from come last)"
         k, j = self.items[i]
         return [int(j)] + ([int(x) for x in self._partner[j]] if k == 'quad' else [])
 
-    def item_label(self, i): k, j = self.items[i]; return 1 if k in ('sbi', 'cbi') else (0 if k == 'quad' else int(self.label[j]))
+    def item_label(self, i):
+        k, j = self.items[i]
+        return 1 if k in ('sbi', 'cbi') else (0 if k == 'quad' else int(self.label[j]))
+
     def item_domain(self, i):
         k, j = self.items[i]
         return self._dom['SBI' if k == 'sbi' else 'CBI' if k == 'cbi' else 'real' if k == 'quad' else self.method[j]]
@@ -217,197 +340,325 @@ class FrameDataset(torch.utils.data.Dataset):
     def groups(self):
         "Balancing groups and their weights for the sampler: labels (equal halves), or domains with 'domain'"
         if 'domain' in self.needs:
-            g = np.array([self.item_domain(i) for i in range(len(self))]); fk = sorted(set(g) - {0})
+            g = np.array([self.item_domain(i) for i in range(len(self))])
+            fk = sorted(set(g) - {0})
             return g, {0: 0.5 if fk else 1.0, **{d: 0.5 / len(fk) for d in fk}}
-        g = np.array([self.item_label(i) for i in range(len(self))]); return g, None
+        g = np.array([self.item_label(i) for i in range(len(self))])
+        return g, None
 
     def _raw(self, j, pairs=False):
         "Row j as a raw sample (uint8 crop at its stored size, landmarks, mask, pristine as needed)"
-        row = self.man.iloc[j]; lm = None
-        if pairs: img, pr, lm = mfs_inputs(self.root, self.man, j, self.pidx)
-        else: img, pr = read_rgb(self.root / row.crop), None
-        if lm is None and (self.gen or 'landmarks' in self.needs): lm = np.load(self.root / row.landmarks)
+        row = self.man.iloc[j]
+        lm = None
+        if pairs:
+            img, pr, lm = mfs_inputs(self.root, self.man, j, self.pidx)
+        else:
+            img, pr = read_rgb(self.root / row.crop), None
+        if lm is None and (self.gen or 'landmarks' in self.needs):
+            lm = np.load(self.root / row.landmarks)
         mask = None
         if 'mask' in self.needs:
             mask = np.zeros(img.shape[:2], np.float32)
             if self.label[j] == 1 and known(row['mask']):
                 mk = cv2.imread(str(self.root / row['mask']), cv2.IMREAD_GRAYSCALE)
-                if mk is None: raise FileNotFoundError(f'cannot read mask {self.root / row["mask"]}')
+                if mk is None:
+                    raise FileNotFoundError(f'cannot read mask {self.root / row["mask"]}')
                 mask = mk.astype(np.float32) / 255
-        return dict(image=img, pristine=pr, lm=lm, mask=mask, boxes=None, label=int(self.label[j]), domain=self._dom.get(self.method[j], -1),
-                    identity=int(self.ident[j]), video_id=str(self.video[j]), frame_idx=int(self.frame[j]))
+        return dict(
+            image=img,
+            pristine=pr,
+            lm=lm,
+            mask=mask,
+            boxes=None,
+            label=int(self.label[j]),
+            domain=self._dom.get(self.method[j], -1),
+            identity=int(self.ident[j]),
+            video_id=str(self.video[j]),
+            frame_idx=int(self.frame[j]),
+        )
 
     def _blend(self, kind, j, r, base=None):
         "A raw SBI or CBI pseudo-fake of real row j"
         s = base or self._raw(j)
-        if kind == 'sbi': o = sbi(s['image'], s['lm'], r, **self.kw['sbi']); bg = o['real']
+        if kind == 'sbi':
+            o = sbi(s['image'], s['lm'], r, **self.kw['sbi'])
+            bg = o['real']
         else:
-            o = cbi(s['image'], s['lm'], self.index, r, self.video[j], self.man.identity.iloc[j] if known(self.man.identity.iloc[j]) else None, **self.kw['cbi'])
+            o = cbi(
+                s['image'],
+                s['lm'],
+                self.index,
+                r,
+                self.video[j],
+                self.man.identity.iloc[j] if known(self.man.identity.iloc[j]) else None,
+                **self.kw['cbi'],
+            )
             bg = s['image']
-        return dict(s, image=o['image'], pristine=bg, mask=o['mask'], label=1, domain=self._dom['SBI' if kind == 'sbi' else 'CBI'])
+        return dict(
+            s,
+            image=o['image'],
+            pristine=bg,
+            mask=o['mask'],
+            label=1,
+            domain=self._dom['SBI' if kind == 'sbi' else 'CBI'],
+        )
 
     def _mfs(self, j, r):
         "A raw MFS sample of row j: redrawn when rejected, a global swap after 8 rejections"
-        s = self._raw(j, pairs=True); kw = dict(self.kw['mfs']); o = None
+        s = self._raw(j, pairs=True)
+        kw = dict(self.kw['mfs'])
+        o = None
         for _ in range(8):
             o = mfs(s['image'], s['pristine'], s['lm'], r, label=s['label'], **kw)
-            if o is not None: break
-        if o is None: o = mfs(s['image'], s['pristine'], s['lm'], r, label=s['label'], **{**kw, 'case': 'fake_bg'})
-        b = transpose_boxes(o['boxes']) if kw.get('faithful') else o['boxes']    # augment in (x, y) order
+            if o is not None:
+                break
+        if o is None:
+            o = mfs(s['image'], s['pristine'], s['lm'], r, label=s['label'], **{**kw, 'case': 'fake_bg'})
+        b = transpose_boxes(o['boxes']) if kw.get('faithful') else o['boxes']  # augment in (x, y) order
         return dict(s, image=o['image'], pristine=o['pristine'], mask=o['mask'], boxes=b)
 
     def _make(self, i, r):
         "Raw sample(s) of item i"
         k, j = self.items[i]
-        if k == 'frame': return [self._raw(j, 'pairs' in self.needs)]
-        if k == 'mfs': return [self._mfs(j, r)]
-        if k in ('sbi', 'cbi'): return [self._blend(k, j, r)]
-        base = self._raw(j); sb = self._blend('sbi', j, r, base); cb = self._blend('cbi', j, r, base)   # quad
-        real = dict(base, image=sb['pristine'], pristine=sb['pristine'], mask=None if base['mask'] is None else base['mask'] * 0)
+        if k == 'frame':
+            return [self._raw(j, 'pairs' in self.needs)]
+        if k == 'mfs':
+            return [self._mfs(j, r)]
+        if k in ('sbi', 'cbi'):
+            return [self._blend(k, j, r)]
+        base = self._raw(j)
+        sb = self._blend('sbi', j, r, base)
+        cb = self._blend('cbi', j, r, base)  # quad
+        real = dict(
+            base, image=sb['pristine'], pristine=sb['pristine'], mask=None if base['mask'] is None else base['mask'] * 0
+        )
         fk = self._raw(int(r.choice(self._partner[j])), 'pairs' in self.needs)
         return [real, sb, cb, fk]
 
     def _finish(self, s, anchor=None):
         "A raw sample at S×S as a sample dict of tensors"
         s = fit(s, self.size)
-        out = dict(image=normalize(s['image']), label=int(s['label']), domain=int(s['domain']), identity=int(s['identity']),
-                   video_id=s['video_id'], frame_idx=int(s['frame_idx']))
-        if 'landmarks' in self.needs: out['landmarks'] = torch.from_numpy(np.asarray(s['lm'], np.float32))
+        out = dict(
+            image=normalize(s['image']),
+            label=int(s['label']),
+            domain=int(s['domain']),
+            identity=int(s['identity']),
+            video_id=s['video_id'],
+            frame_idx=int(s['frame_idx']),
+        )
+        if 'landmarks' in self.needs:
+            out['landmarks'] = torch.from_numpy(np.asarray(s['lm'], np.float32))
         if 'mask' in self.needs:
             mk = s['mask'] if s.get('mask') is not None else np.zeros((self.size, self.size), np.float32)
             out['mask'] = torch.from_numpy(np.clip(mk, 0, 1).astype(np.float32)[None])
-        if 'pairs' in self.needs: out['pristine'] = normalize(s['pristine'] if s.get('pristine') is not None else s['image'])
+        if 'pairs' in self.needs:
+            out['pristine'] = normalize(s['pristine'] if s.get('pristine') is not None else s['image'])
         if 'mfs' in self.gen:
             b = s['boxes'] if s.get('boxes') is not None else np.zeros((0, 4), np.float32)
-            out['boxes'] = torch.from_numpy(transpose_boxes(b) if self.kw['mfs'].get('faithful') else np.asarray(b, np.float32).reshape(-1, 4))
-        if anchor is not None: out['anchor'] = anchor
+            out['boxes'] = torch.from_numpy(
+                transpose_boxes(b) if self.kw['mfs'].get('faithful') else np.asarray(b, np.float32).reshape(-1, 4)
+            )
+        if anchor is not None:
+            out['anchor'] = anchor
         return out
 
     def __getitem__(self, key):  # an item position, or a sampler key (item, epoch, position)
         "The sample dict of an item (a list of four for a quad)"
         i, e, p = (int(key), 0, int(key)) if np.isscalar(key) else map(int, key)
         r = rng(self.seed, 'sample', e, p) if self.train else None
-        raws = self._make(i, r)                                            # evaluation items are plain frames: r unused
-        if self.train: raws = augment(raws, r, **self.aug)
-        if self.train and self.photometric: raws = [dict(s, image=self.photometric(s['image'], r)) for s in raws]
-        if self.items[i][0] == 'quad': return [self._finish(s, a) for a, s in enumerate(raws)]
+        raws = self._make(i, r)  # evaluation items are plain frames: r unused
+        if self.train:
+            raws = augment(raws, r, **self.aug)
+        if self.train and self.photometric:
+            raws = [dict(s, image=self.photometric(s['image'], r)) for s in raws]
+        if self.items[i][0] == 'quad':
+            return [self._finish(s, a) for a, s in enumerate(raws)]
         return self._finish(raws[0])
 
 # %% ../nbs/04_data.ipynb #c018
 def collate(samples):  # sample dicts (or lists of quad anchors)
     "The batch dict: tensors stacked, ints as int64, `video_id` a list, `boxes` a list of (n, 4) tensors"
-    if not samples: raise ValueError('cannot collate an empty batch')
-    if isinstance(samples[0], (list, tuple)): samples = [s[a] for a in range(len(samples[0])) for s in samples]
+    if not samples:
+        raise ValueError('cannot collate an empty batch')
+    if isinstance(samples[0], (list, tuple)):
+        samples = [s[a] for a in range(len(samples[0])) for s in samples]
     b = {}
     for k in samples[0]:
         v = [s[k] for s in samples]
-        if k == 'video_id': b[k] = [str(x) for x in v]
-        elif k == 'boxes': b[k] = [torch.as_tensor(x, dtype=torch.float32).reshape(-1, 4) for x in v]
+        if k == 'video_id':
+            b[k] = [str(x) for x in v]
+        elif k == 'boxes':
+            b[k] = [torch.as_tensor(x, dtype=torch.float32).reshape(-1, 4) for x in v]
         elif k == 'landmarks':
-            K = max(len(x) for x in v); lm = torch.full((len(v), K, 2), float('nan'))
-            for i, x in enumerate(v): lm[i, :len(x)] = x
+            K = max(len(x) for x in v)
+            lm = torch.full((len(v), K, 2), float('nan'))
+            for i, x in enumerate(v):
+                lm[i, : len(x)] = x
             b[k] = lm
-        elif isinstance(v[0], torch.Tensor): b[k] = torch.stack(v)
-        else: b[k] = torch.tensor(v, dtype=torch.int64)
+        elif isinstance(v[0], torch.Tensor):
+            b[k] = torch.stack(v)
+        else:
+            b[k] = torch.tensor(v, dtype=torch.int64)
     return b
 
 # %% ../nbs/04_data.ipynb #c021
 def _quotas(w, n):  # weights; total
     "Largest-remainder split of n by weights"
-    q = np.asarray(w, float) / np.sum(w) * n; c = np.floor(q).astype(int)
-    c[np.argsort(-(q - c), kind='stable')[:n - c.sum()]] += 1
+    q = np.asarray(w, float) / np.sum(w) * n
+    c = np.floor(q).astype(int)
+    c[np.argsort(-(q - c), kind='stable')[: n - c.sum()]] += 1
     return c
 
+# %% ../nbs/04_data.ipynb #c021b
 class BalancedSampler(torch.utils.data.Sampler):
     "Seeded, group-balanced epochs of (item, epoch, position) keys, sliced across DDP ranks, resumable mid-epoch"
-    def __init__(self, groups,           # balancing group of each item (labels, domains)
-                 weights=None,           # {group: weight} (default: equal)
-                 seed=0,                 # plan seed
-                 num_samples=None,       # positions per epoch over all ranks (default: len(groups))
-                 rank=0, world_size=1):  # this process's DDP rank and the number of ranks
-        self.groups = np.asarray(groups); self.keys = np.unique(self.groups)
-        if not len(self.groups): raise ValueError('nothing to sample')
-        if not 0 <= rank < world_size: raise ValueError(f'rank {rank} is not in 0..{world_size - 1}')
+
+    def __init__(
+        self,
+        groups,  # balancing group of each item (labels, domains)
+        weights=None,  # {group: weight} (default: equal)
+        seed=0,  # plan seed
+        num_samples=None,  # positions per epoch over all ranks (default: len(groups))
+        rank=0,
+        world_size=1,  # this process's DDP rank and the number of ranks
+    ):
+        self.groups = np.asarray(groups)
+        self.keys = np.unique(self.groups)
+        if not len(self.groups):
+            raise ValueError('nothing to sample')
+        if not 0 <= rank < world_size:
+            raise ValueError(f'rank {rank} is not in 0..{world_size - 1}')
         self.w = np.array([1.0 if weights is None else float(weights.get(k, 0)) for k in self.keys])
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
-        self.per_rank = math.ceil((num_samples or len(self.groups)) / world_size); self.total = self.per_rank * world_size
+        self.per_rank = math.ceil((num_samples or len(self.groups)) / world_size)
+        self.total = self.per_rank * world_size
         self.epoch, self.start = 0, 0
 
     def plan(self, epoch):  # epoch number
         "The item of every global position of an epoch (all ranks)"
-        r = rng(self.seed, 'sampler', int(epoch)); parts = []
+        r = rng(self.seed, 'sampler', int(epoch))
+        parts = []
         for key, c in zip(self.keys, _quotas(self.w, self.total)):
             mem = np.flatnonzero(self.groups == key)
-            if c: parts.append(np.concatenate([r.permutation(mem) for _ in range(math.ceil(c / len(mem)))])[:c])
+            if c:
+                parts.append(np.concatenate([r.permutation(mem) for _ in range(math.ceil(c / len(mem)))])[:c])
         return r.permutation(np.concatenate(parts))
 
-    def positions(self): return np.arange(self.rank, self.total, self.world_size)   # this rank's global positions
+    def positions(self):
+        return np.arange(self.rank, self.total, self.world_size)  # this rank's global positions
 
     def __iter__(self):
-        e, s = self.epoch, self.start; self.start = 0; seq = self.plan(e)
-        for p in self.positions()[s:]: yield (int(seq[p]), e, int(p))
+        e, s = self.epoch, self.start
+        self.start = 0
+        seq = self.plan(e)
+        for p in self.positions()[s:]:
+            yield (int(seq[p]), e, int(p))
 
-    def __len__(self): return self.per_rank - self.start
-    def set_epoch(self, epoch): self.epoch, self.start = int(epoch), 0    # called by the trainer before each epoch
-    def state_dict(self): return dict(seed=self.seed, epoch=self.epoch, start=self.start)
+    def __len__(self):
+        return self.per_rank - self.start
+
+    def set_epoch(self, epoch):
+        self.epoch, self.start = int(epoch), 0  # called by the trainer before each epoch
+
+    def state_dict(self):
+        return dict(seed=self.seed, epoch=self.epoch, start=self.start)
+
     def load_state_dict(self, d):  # from `state_dict`
         "Continue an epoch where a run stopped"
-        if int(d['seed']) != self.seed: raise ValueError(f"the state was saved with seed {d['seed']}, this sampler has seed {self.seed}")
+        if int(d['seed']) != self.seed:
+            raise ValueError(f"the state was saved with seed {d['seed']}, this sampler has seed {self.seed}")
         self.epoch, self.start = int(d['epoch']), int(d['start'])
 
+# %% ../nbs/04_data.ipynb #c021c
 class EvalSampler(torch.utils.data.Sampler):
     "Every item exactly once, in order; rank k of W takes items k, k + W, ..."
-    def __init__(self, n, rank=0, world_size=1): self.n, self.rank, self.world_size = int(n), int(rank), int(world_size)
-    def __iter__(self): return iter(range(self.rank, self.n, self.world_size))
-    def __len__(self): return len(range(self.rank, self.n, self.world_size))
+
+    def __init__(self, n, rank=0, world_size=1):
+        self.n, self.rank, self.world_size = int(n), int(rank), int(world_size)
+
+    def __iter__(self):
+        return iter(range(self.rank, self.n, self.world_size))
+
+    def __len__(self):
+        return len(range(self.rank, self.n, self.world_size))
 
 # %% ../nbs/04_data.ipynb #c024
-def make_loader(root_or_manifest,   # a prep folder, or a table from `load_manifest`
-                split,              # split(s) to use; None for all rows
-                needs=frozenset(),  # see the needs table
-                size=96,            # input side S
-                batch_size=32,      # samples per batch (quads per batch with 'quad')
-                train=True,         # training (generated, augmented, balanced, shuffled) or evaluation (every frame once, in order)
-                seed=0,             # seeds the plan and every sample
-                workers=0,          # DataLoader worker processes
-                rank=0, world_size=1, # DDP rank and number of ranks
-                domains=None,       # the domain vocabulary shared across loaders
-                aug=None,           # overrides of `AUG`
-                photometric=None,   # extra per-image training augmentation: (uint8 RGB, rng) → uint8 RGB
-                num_samples=None,   # positions per training epoch (default: the dataset's length)
-                **blend_kw):        # options of `sbi`, `cbi`, `mfs`
+def make_loader(
+    root_or_manifest,  # a prep folder, or a table from `load_manifest`
+    split,  # split(s) to use; None for all rows
+    needs=frozenset(),  # see the needs table
+    size=96,  # input side S
+    batch_size=32,  # samples per batch (quads per batch with 'quad')
+    train=True,  # training (generated, augmented, balanced, shuffled) or evaluation (every frame once, in order)
+    seed=0,  # seeds the plan and every sample
+    workers=0,  # DataLoader worker processes
+    rank=0,
+    world_size=1,  # DDP rank and number of ranks
+    domains=None,  # the domain vocabulary shared across loaders
+    aug=None,  # overrides of `AUG`
+    photometric=None,  # extra per-image training augmentation: (uint8 RGB, rng) → uint8 RGB
+    num_samples=None,  # positions per training epoch (default: the dataset's length)
+    **blend_kw,  # options of `sbi`, `cbi`, `mfs`
+):
     "A DataLoader of batch dicts for a detector's needs"
     import pandas as pd
-    if isinstance(root_or_manifest, pd.DataFrame): man, root = root_or_manifest, manifest_root(root_or_manifest)
-    else: man = load_manifest(root_or_manifest); root = manifest_root(man)
+
+    if isinstance(root_or_manifest, pd.DataFrame):
+        man, root = root_or_manifest, manifest_root(root_or_manifest)
+    else:
+        man = load_manifest(root_or_manifest)
+        root = manifest_root(man)
     if split is not None:
-        want = [split] if isinstance(split, str) else list(split); man = man[man.split.isin(want)]
-        if not len(man): raise ValueError(f'split {want} has no rows in {root}')
+        want = [split] if isinstance(split, str) else list(split)
+        man = man[man.split.isin(want)]
+        if not len(man):
+            raise ValueError(f'split {want} has no rows in {root}')
     ds = FrameDataset(man, root, needs, size, train, seed, domains, aug=aug, photometric=photometric, **blend_kw)
     if train:
-        g, w = ds.groups(); sampler = BalancedSampler(g, w, seed, num_samples, rank, world_size)
-    else: sampler = EvalSampler(len(ds), rank, world_size)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate, num_workers=workers,
-                                       worker_init_fn=worker_init_fn, drop_last=train, persistent_workers=False)
+        g, w = ds.groups()
+        sampler = BalancedSampler(g, w, seed, num_samples, rank, world_size)
+    else:
+        sampler = EvalSampler(len(ds), rank, world_size)
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        worker_init_fn=worker_init_fn,
+        drop_last=train,
+        persistent_workers=False,
+    )
 
-def resume(loader,   # a training loader from `make_loader`
-           epoch,    # the epoch to continue
-           batches): # batches of it already done
+# %% ../nbs/04_data.ipynb #c024b
+def resume(
+    loader,  # a training loader from `make_loader`
+    epoch,  # the epoch to continue
+    batches,  # batches of it already done
+):
     "Make a fresh loader continue an epoch after `batches` batches"
     loader.sampler.load_state_dict(dict(seed=loader.sampler.seed, epoch=epoch, start=batches * loader.batch_size))
     return loader
 
 # %% ../nbs/04_data.ipynb #c039
-def show_batch(batch,      # a batch dict
-               domains,    # the dataset's domain vocabulary
-               cols=None,  # images per row (default: the quad block size, or 8)
-               size=1.6):  # inches per image
+def show_batch(
+    batch,  # a batch dict
+    domains,  # the dataset's domain vocabulary
+    cols=None,  # images per row (default: the quad block size, or 8)
+    size=1.6,  # inches per image
+):
     "A grid of the batch's images titled with label and domain"
     import matplotlib.pyplot as plt
-    n = len(batch['label']); cols = cols or (n // 4 if 'anchor' in batch else min(n, 8)); rows = math.ceil(n / cols)
+
+    n = len(batch['label'])
+    cols = cols or (n // 4 if 'anchor' in batch else min(n, 8))
+    rows = math.ceil(n / cols)
     fig, axs = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.3), squeeze=False)
     ims = denormalize(batch['image'])
     for k, ax in enumerate(axs.flat):
         ax.axis('off')
-        if k < n: ax.imshow(ims[k]); ax.set_title(f"{'fake' if batch['label'][k] else 'real'} · {domains[int(batch['domain'][k])]}", fontsize=7)
-    fig.tight_layout(); return fig
+        if k < n:
+            ax.imshow(ims[k])
+            ax.set_title(f"{'fake' if batch['label'][k] else 'real'} · {domains[int(batch['domain'][k])]}", fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -21,92 +21,124 @@ from .metrics import evaluate_scores, plot_roc, plot_score_hist, ScoreAccumulato
 from .prep import VIDEO_EXTS, IMAGE_EXTS, read_frames, make_backend, pick_faces, align_face, VideoError
 from .blend import read_rgb
 
-
 # %% ../nbs/09_eval.ipynb #c005
-def load_run(run,            # a run folder from `dfnb train`, or a checkpoint file
-             which='best',   # best (selected) or last
-             device='cpu'):  # where to put the model
+def load_run(
+    run,  # a run folder from `dfnb train`, or a checkpoint file
+    which='best',  # best (selected) or last
+    device='cpu',  # where to put the model
+):
     "The trained detector of a run, in eval mode, and its checkpoint's metadata"
-    run = Path(run); f = run if run.is_file() else run / f'{which}.pt'
-    if not f.exists(): raise FileNotFoundError(f'{f} does not exist: is {run} a run folder written by `dfnb train`?')
-    ck = load_checkpoint(f); cfg = run_config(run)
+    run = Path(run)
+    f = run if run.is_file() else run / f'{which}.pt'
+    if not f.exists():
+        raise FileNotFoundError(f'{f} does not exist: is {run} a run folder written by `dfnb train`?')
+    ck = load_checkpoint(f)
+    cfg = run_config(run)
     method = ck.get('method') or cfg.get('method')
     settings = ck.get('settings') or cfg.get('model', {})
-    if method is None: raise ValueError(f'{f} does not say which detector it holds (no "method" entry)')
-    if settings.get('pretrained'): settings = {**settings, 'pretrained': None}   # the checkpoint holds every weight
+    if method is None:
+        raise ValueError(f'{f} does not say which detector it holds (no "method" entry)')
+    if settings.get('pretrained'):
+        settings = {**settings, 'pretrained': None}  # the checkpoint holds every weight
     m = create_detector(method, **settings)
-    try: m.load_state_dict(ck['model'])
+    try:
+        m.load_state_dict(ck['model'])
     except (KeyError, RuntimeError) as e:
         why = str(e).strip().splitlines()[0][:160]
-        raise ValueError(f'{f} does not hold weights of a {method} detector with its recorded settings ({why}): '
-                         f'use the checkpoint its run wrote') from None
+        raise ValueError(
+            f'{f} does not hold weights of a {method} detector with its recorded settings ({why}): '
+            f'use the checkpoint its run wrote'
+        ) from None
     m.to(pick_device(device)).eval()
     return m, {k: v for k, v in ck.items() if k not in ('model', 'optimizer', 'scheduler', 'rng')}
 
+# %% ../nbs/09_eval.ipynb #c005b
 def run_config(run):  # a run folder, or a checkpoint file in one
     "The run's `config.yaml` as a dict ({} when the run has none)"
     import yaml
+
     run = Path(run)
     f = (run if run.is_dir() else run.parent) / 'config.yaml'
-    if not f.exists(): return {}
-    try: return yaml.safe_load(f.read_text()) or {}
+    if not f.exists():
+        return {}
+    try:
+        return yaml.safe_load(f.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ValueError(f'{f} is not a run config dfnb can read safely ({type(e).__name__}): restore it') from None
 
 # %% ../nbs/09_eval.ipynb #c007
 _SET_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
 
+
 def test_sets(data):  # prep folders, 'NAME=DIR' strings, or (name, folder) pairs
     "(name, folder) of each test set: the given name, else the manifest's dataset name; refused when two share one"
     items = [data] if isinstance(data, (str, Path)) else list(data)
     sets = []
     for x in items:
-        if isinstance(x, tuple): name, p = x
-        elif '=' in str(x) and not Path(x).exists(): name, p = str(x).split('=', 1)
-        else: name, p = None, x
+        if isinstance(x, tuple):
+            name, p = x
+        elif '=' in str(x) and not Path(x).exists():
+            name, p = str(x).split('=', 1)
+        else:
+            name, p = None, x
         p = Path(p)
         if not (p / 'manifest.parquet').is_file():
             raise FileNotFoundError(f'{p}/manifest.parquet is missing: prepare the dataset with `dfnb prep` first')
-        if name is None: name = str(pd.read_parquet(p / 'manifest.parquet', columns=['dataset']).dataset.iloc[0])
+        if name is None:
+            name = str(pd.read_parquet(p / 'manifest.parquet', columns=['dataset']).dataset.iloc[0])
         if not _SET_NAME.match(name):
-            raise ValueError(f'test set name {name!r} ({p}) is not a plain file name: name it on the command line '
-                             f'(--data NAME=DIR, NAME of letters, digits, . _ -)')
+            raise ValueError(
+                f'test set name {name!r} ({p}) is not a plain file name: name it on the command line '
+                f'(--data NAME=DIR, NAME of letters, digits, . _ -)'
+            )
         sets.append((name, p))
     names = [n for n, _ in sets]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
-        raise ValueError(f"test sets {', '.join(str(p) for n, p in sets if n == dup)} are all named {dup!r}: name them "
-                         f'(--data a=DIR b=DIR ...), or prepare them with distinct --name')
+        raise ValueError(
+            f"test sets {', '.join(str(p) for n, p in sets if n == dup)} are all named {dup!r}: name them "
+            f'(--data a=DIR b=DIR ...), or prepare them with distinct --name'
+        )
     return sets
 
+# %% ../nbs/09_eval.ipynb #c007b
 def _check_not_other(out, sets):
     "Refuse to overwrite a result file that holds another folder's results under the same name"
     for name, p in sets:
         f = out / f'{name}.json'
-        if not f.is_file(): continue
+        if not f.is_file():
+            continue
         old = json.loads(f.read_text()).get('setup', {}).get('test_data')
         if old and Path(old).is_absolute() and Path(old) != p.resolve():
-            raise ValueError(f'{f} holds results for {old}, not {p.resolve()}: name this test set differently '
-                             f'(--data NAME={p}), or write to another --out')
+            raise ValueError(
+                f'{f} holds results for {old}, not {p.resolve()}: name this test set differently '
+                f'(--data NAME={p}), or write to another --out'
+            )
 
-def evaluate_run(run,               # a run folder
-                 data,              # one or more `dfnb prep` folders (or NAME=DIR strings, or (name, folder) pairs)
-                 split='test',      # the split to score
-                 batch_size=64,     # images per forward pass
-                 workers=0,         # DataLoader workers
-                 ci=True,           # bootstrap intervals
-                 n_boot=1000,       # bootstrap resamples
-                 out=None,          # where results go (default: <run>/eval)
-                 device='auto',     # torch device
-                 log=print):        # progress lines
-    "Score a run on each prepared test set; writes `<name>.json` (metrics) and `<name>_scores.parquet` per set, and `results.json`"
+# %% ../nbs/09_eval.ipynb #c007c
+def evaluate_run(
+    run,  # a run folder
+    data,  # one or more `dfnb prep` folders (or NAME=DIR strings, or (name, folder) pairs)
+    split='test',  # the split to score
+    batch_size=64,  # images per forward pass
+    workers=0,  # DataLoader workers
+    ci=True,  # bootstrap intervals
+    n_boot=1000,  # bootstrap resamples
+    out=None,  # where results go (default: <run>/eval)
+    device='auto',  # torch device
+    log=print,  # progress lines
+):
+    """Score a run on each prepared test set; writes `<name>.json` (metrics) and `<name>_scores.parquet` per set, and
+    `results.json`"""
     run = Path(run)
     out = Path(out or run / 'eval')
     sets = test_sets(data)
     _check_not_other(out, sets)
     model, meta = load_run(run, device=device)
     dev = next(model.parameters()).device
-    claim_dir(out, 'eval', legacy=[()] if out == run / 'eval' else ())   # a run's own eval folder is dfnb's, whatever it holds
+    claim_dir(
+        out, 'eval', legacy=[()] if out == run / 'eval' else ()
+    )  # a run's own eval folder is dfnb's, whatever it holds
     cfg = run_config(run)
     results = {}
     for name, dd in sets:
@@ -115,77 +147,123 @@ def evaluate_run(run,               # a run folder
         t0 = time.time()
         dl = make_loader(man, split, size=model.cfg['size'], batch_size=batch_size, train=False, workers=workers)
         df = score_loader(model, dl, dev)
-        df = df.merge(man[['video_id', 'frame_idx', 'method']].drop_duplicates(['video_id', 'frame_idx']), on=['video_id', 'frame_idx'], how='left')
-        df['dataset'] = name; secs = time.time() - t0
+        df = df.merge(
+            man[['video_id', 'frame_idx', 'method']].drop_duplicates(['video_id', 'frame_idx']),
+            on=['video_id', 'frame_idx'],
+            how='left',
+        )
+        df['dataset'] = name
+        secs = time.time() - t0
         res = evaluate_scores(df, ci=ci, n_boot=n_boot, by='method')
-        res['setup'] = dict(run=str(run), method=meta.get('method'), checkpoint_step=meta.get('step'), selected_on=meta.get('select', 'val'),
-                            train_data=cfg.get('data'), seed=cfg.get('seed'), backbone=model.cfg.get('backbone'), size=model.cfg.get('size'),
-                            test_data=str(dd.resolve()), split=split, frames_per_video=rep.get('settings', {}).get('frames'),
-                            face_backend=rep.get('settings', {}).get('backend'), images_per_s=round(len(df) / secs, 1))
-        (out / f'{name}.json').write_text(json.dumps(res, indent=1)); df.to_parquet(out / f'{name}_scores.parquet', index=False)
+        res['setup'] = dict(
+            run=str(run),
+            method=meta.get('method'),
+            checkpoint_step=meta.get('step'),
+            selected_on=meta.get('select', 'val'),
+            train_data=cfg.get('data'),
+            seed=cfg.get('seed'),
+            backbone=model.cfg.get('backbone'),
+            size=model.cfg.get('size'),
+            test_data=str(dd.resolve()),
+            split=split,
+            frames_per_video=rep.get('settings', {}).get('frames'),
+            face_backend=rep.get('settings', {}).get('backend'),
+            images_per_s=round(len(df) / secs, 1),
+        )
+        (out / f'{name}.json').write_text(json.dumps(res, indent=1))
+        df.to_parquet(out / f'{name}_scores.parquet', index=False)
         results[name] = res
-        log(f"{name}: frame AUC {res['frame']['auc']:.4f}, video AUC {res['video']['auc']:.4f} ({len(df)} frames, {len(df) / secs:.0f} img/s)")
-    (out / 'results.json').write_text(json.dumps({k: {kk: v[kk] for kk in ('frame', 'video', 'setup')} for k, v in results.items()}, indent=1))
+        log(
+            f"{name}: frame AUC {res['frame']['auc']:.4f}, video AUC {res['video']['auc']:.4f} ({len(df)} frames, "
+            f"{len(df) / secs:.0f} img/s)"
+        )
+    (out / 'results.json').write_text(
+        json.dumps({k: {kk: v[kk] for kk in ('frame', 'video', 'setup')} for k, v in results.items()}, indent=1)
+    )
     return results
 
 # %% ../nbs/09_eval.ipynb #c009
-def eval_figures(results, # from `evaluate_run`
-                 scores,  # {name: frame scores DataFrame} (the `_scores.parquet` files)
-                 out=None): # folder for roc.png and hist.png
+def eval_figures(
+    results,  # from `evaluate_run`
+    scores,  # {name: frame scores DataFrame} (the `_scores.parquet` files)
+    out=None,  # folder for roc.png and hist.png
+):
     "ROC curves of every test set and score histograms; saved as PNG when `out` is given"
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(1, 1 + len(scores), figsize=(4.2 * (1 + len(scores)), 3.8), squeeze=False)
-    plot_roc(results, ax=ax[0, 0]); ax[0, 0].set_title('ROC: frame (solid), video (dashed)')
-    for a, (n, df) in zip(ax[0, 1:], scores.items()): plot_score_hist(df, ax=a); a.set_title(f'{n}: P(fake)')
+    plot_roc(results, ax=ax[0, 0])
+    ax[0, 0].set_title('ROC: frame (solid), video (dashed)')
+    for a, (n, df) in zip(ax[0, 1:], scores.items()):
+        plot_score_hist(df, ax=a)
+        a.set_title(f'{n}: P(fake)')
     fig.tight_layout()
-    if out: fig.savefig(Path(out) / 'eval.png', dpi=110)
+    if out:
+        fig.savefig(Path(out) / 'eval.png', dpi=110)
     return fig
 
 # %% ../nbs/09_eval.ipynb #c011
-def run_crop_settings(run,       # a run folder (or checkpoint)
-                      meta=None, # its checkpoint's metadata, if loaded
-                      prep=None): # a `dfnb prep` folder to take the settings from, for runs that do not record them
+def run_crop_settings(
+    run,  # a run folder (or checkpoint)
+    meta=None,  # its checkpoint's metadata, if loaded
+    prep=None,  # a `dfnb prep` folder to take the settings from, for runs that do not record them
+):
     "How a run's training faces were found and cropped, from the run itself; refused rather than guessed"
     if prep is not None:
         st = prep_settings(prep)
-        if st is None: raise FileNotFoundError(f'{Path(prep)}/prep_report.json is missing: --prep must name a dfnb prep folder')
+        if st is None:
+            raise FileNotFoundError(f'{Path(prep)}/prep_report.json is missing: --prep must name a dfnb prep folder')
         return st
     if meta is None:
         f = Path(run) if Path(run).is_file() else Path(run) / 'best.pt'
         meta = load_checkpoint(f)
     st = meta.get('prep')
     if not st:
-        raise ValueError(f'{run} does not record how its training faces were cropped (it was trained by an older dfnb, '
-                         f'or on data without a prep report): pass the prep folder it was trained on with --prep DIR, '
-                         f'or retrain it')
+        raise ValueError(
+            f'{run} does not record how its training faces were cropped (it was trained by an older dfnb, '
+            f'or on data without a prep report): pass the prep folder it was trained on with --prep DIR, '
+            f'or retrain it'
+        )
     return st
 
+# %% ../nbs/09_eval.ipynb #c011b
 def check_media(path):  # a file the user named
     "Refuse, before any model is loaded, a path that is not a non-empty video or image file"
     p = Path(path)
-    if not p.exists(): raise FileNotFoundError(f'{p} does not exist: give the path of a video or image file')
-    if p.is_dir(): raise IsADirectoryError(f'{p} is a folder: give one video or image file (dfnb prep handles folders)')
-    if p.stat().st_size == 0: raise ValueError(f'{p} is an empty file: give a video or image file')
+    if not p.exists():
+        raise FileNotFoundError(f'{p} does not exist: give the path of a video or image file')
+    if p.is_dir():
+        raise IsADirectoryError(f'{p} is a folder: give one video or image file (dfnb prep handles folders)')
+    if p.stat().st_size == 0:
+        raise ValueError(f'{p} is an empty file: give a video or image file')
     if p.suffix.lower() not in VIDEO_EXTS | IMAGE_EXTS:
-        raise ValueError(f"{p} is not a video or image file dfnb reads ({' '.join(sorted(VIDEO_EXTS | IMAGE_EXTS))}): "
-                         f'convert it, or give it its real extension')
+        raise ValueError(
+            f"{p} is not a video or image file dfnb reads ({' '.join(sorted(VIDEO_EXTS | IMAGE_EXTS))}): "
+            f'convert it, or give it its real extension'
+        )
     return p
 
-def detect(path,             # a video or image file
-           run,              # a run folder (its best.pt)
-           frames=32,        # frames sampled from a video
-           backend='auto',   # face backend: auto (the run's detector if it used one, else mediapipe, else mtcnn)
-           device='auto',    # torch device
-           _model=None,      # an already loaded (model, meta) pair
-           prep=None):       # the prep folder of its training data, for runs that do not record their crop settings
+# %% ../nbs/09_eval.ipynb #c011c
+def detect(
+    path,  # a video or image file
+    run,  # a run folder (its best.pt)
+    frames=32,  # frames sampled from a video
+    backend='auto',  # face backend: auto (the run's detector if it used one, else mediapipe, else mtcnn)
+    device='auto',  # torch device
+    _model=None,  # an already loaded (model, meta) pair
+    prep=None,  # the prep folder of its training data, for runs that do not record their crop settings
+):
     "P(fake) per face per frame and for the whole file, cropped exactly as the run's training faces were"
     path = check_media(path)
-    try: idx, frs, total = read_frames(path, frames)
-    except VideoError as e: raise ValueError(f'{e}: give a readable video or image') from None
+    try:
+        idx, frs, total = read_frames(path, frames)
+    except VideoError as e:
+        raise ValueError(f'{e}: give a readable video or image') from None
     ck = _model[1] if _model else load_checkpoint(Path(run) if Path(run).is_file() else Path(run) / 'best.pt')
     st = run_crop_settings(run, ck, prep)
-    if backend == 'auto' and st.get('backend') in ('mediapipe', 'mtcnn'): backend = st['backend']
-    be, note = make_backend(backend, None)              # no dataset root: auto means a real detector (mediapipe, else mtcnn)
+    if backend == 'auto' and st.get('backend') in ('mediapipe', 'mtcnn'):
+        backend = st['backend']
+    be, note = make_backend(backend, None)  # no dataset root: auto means a real detector (mediapipe, else mtcnn)
     faces = be(frs, idx, None)
     model, meta = _model or load_run(run, device=device)
     dev = next(model.parameters()).device
@@ -196,10 +274,18 @@ def detect(path,             # a video or image file
             crop, _ = align_face(f, face['lm5'], st['size'], st['margin'], st['template'])
             crops.append(normalize(resize_to(crop, S)))
             where.append((i, k, [round(float(v), 1) for v in face['box']]))
-    res = dict(file=str(path), run=str(run), backend=note, frames_sampled=len(idx), frames_total=total,
-               crop={k: st[k] for k in ('size', 'margin', 'template')}, faces=[])
+    res = dict(
+        file=str(path),
+        run=str(run),
+        backend=note,
+        frames_sampled=len(idx),
+        frames_total=total,
+        crop={k: st[k] for k in ('size', 'margin', 'template')},
+        faces=[],
+    )
     if crops:
-        with torch.no_grad(): p = model({'image': torch.stack(crops).to(dev)})['prob'].float().cpu().numpy()
+        with torch.no_grad():
+            p = model({'image': torch.stack(crops).to(dev)})['prob'].float().cpu().numpy()
         res['faces'] = [dict(frame=i, face=k, box=b, prob=round(float(q), 4)) for (i, k, b), q in zip(where, p)]
     main = [f['prob'] for f in res['faces'] if f['face'] == 0]
     res['frames_with_face'] = len(main)
@@ -208,110 +294,183 @@ def detect(path,             # a video or image file
     return res
 
 # %% ../nbs/09_eval.ipynb #c016
-PERTURBATIONS = dict(jpeg=(90, 70, 50, 30, 15), blur=(0.5, 1.0, 1.5, 2.0, 3.0), noise=(4, 8, 12, 18, 25),
-                     downscale=(0.8, 0.6, 0.45, 0.33, 0.25), occlusion=(1, 2, 4, 6, 8), saturation=(0.8, 0.6, 0.4, 0.2, 0.0),
-                     contrast=(0.85, 0.7, 0.55, 0.4, 0.25), shift=(0.02, 0.04, 0.06, 0.08, 0.10))
+PERTURBATIONS = dict(
+    jpeg=(90, 70, 50, 30, 15),
+    blur=(0.5, 1.0, 1.5, 2.0, 3.0),
+    noise=(4, 8, 12, 18, 25),
+    downscale=(0.8, 0.6, 0.45, 0.33, 0.25),
+    occlusion=(1, 2, 4, 6, 8),
+    saturation=(0.8, 0.6, 0.4, 0.2, 0.0),
+    contrast=(0.85, 0.7, 0.55, 0.4, 0.25),
+    shift=(0.02, 0.04, 0.06, 0.08, 0.10),
+)
 
-def some_videos(man,         # a manifest table
-                max_videos): # how many videos to keep (None: all)
+
+def some_videos(
+    man,  # a manifest table
+    max_videos,  # how many videos to keep (None: all)
+):
     "The rows of `max_videos` videos chosen evenly over the sorted video ids"
-    if not max_videos: return man
+    if not max_videos:
+        return man
     vids = np.sort(man.video_id.unique())
-    return man[man.video_id.isin(set(vids[np.linspace(0, len(vids) - 1, min(max_videos, len(vids))).round().astype(int)]))]
+    return man[
+        man.video_id.isin(set(vids[np.linspace(0, len(vids) - 1, min(max_videos, len(vids))).round().astype(int)]))
+    ]
 
-def perturb(img,   # uint8 RGB S×S crop
-            kind,  # a PERTURBATIONS key
-            level, # 0 (clean) to 5
-            r):    # np.random.Generator (noise, block places, shift direction)
+# %% ../nbs/09_eval.ipynb #c016b
+def perturb(
+    img,  # uint8 RGB S×S crop
+    kind,  # a PERTURBATIONS key
+    level,  # 0 (clean) to 5
+    r,  # np.random.Generator (noise, block places, shift direction)
+):
     "The crop degraded by `kind` at `level`"
     import cv2
-    if kind not in PERTURBATIONS: raise ValueError(f'unknown perturbation {kind!r}: choose from {list(PERTURBATIONS)}')
-    if not 0 <= level <= 5: raise ValueError(f'level must be 0..5, got {level}')
-    if level == 0: return img
-    v = PERTURBATIONS[kind][level - 1]; S = img.shape[0]
-    if kind == 'jpeg': return cv2.imdecode(cv2.imencode('.jpg', img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, v])[1], cv2.IMREAD_COLOR)[..., ::-1].copy()
-    if kind == 'blur': return cv2.GaussianBlur(img, (0, 0), v * S / 256)
-    if kind == 'noise': return np.clip(img + r.normal(0, v, img.shape), 0, 255).astype(np.uint8)
+
+    if kind not in PERTURBATIONS:
+        raise ValueError(f'unknown perturbation {kind!r}: choose from {list(PERTURBATIONS)}')
+    if not 0 <= level <= 5:
+        raise ValueError(f'level must be 0..5, got {level}')
+    if level == 0:
+        return img
+    v = PERTURBATIONS[kind][level - 1]
+    S = img.shape[0]
+    if kind == 'jpeg':
+        return cv2.imdecode(cv2.imencode('.jpg', img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, v])[1], cv2.IMREAD_COLOR)[
+            ..., ::-1
+        ].copy()
+    if kind == 'blur':
+        return cv2.GaussianBlur(img, (0, 0), v * S / 256)
+    if kind == 'noise':
+        return np.clip(img + r.normal(0, v, img.shape), 0, 255).astype(np.uint8)
     if kind == 'downscale':
-        s = max(1, round(S * v)); return cv2.resize(cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA), (S, S), interpolation=cv2.INTER_LINEAR)
+        s = max(1, round(S * v))
+        return cv2.resize(cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA), (S, S), interpolation=cv2.INTER_LINEAR)
     if kind == 'occlusion':
-        out = img.copy(); b = max(1, S // 6)
+        out = img.copy()
+        b = max(1, S // 6)
         for _ in range(v):
-            y, x = r.integers(0, S - b + 1, 2); out[y:y + b, x:x + b] = 128
+            y, x = r.integers(0, S - b + 1, 2)
+            out[y : y + b, x : x + b] = 128
         return out
     if kind == 'saturation':
-        g = img.astype(np.float32).mean(2, keepdims=True); return np.clip(g + v * (img - g), 0, 255).astype(np.uint8)
+        g = img.astype(np.float32).mean(2, keepdims=True)
+        return np.clip(g + v * (img - g), 0, 255).astype(np.uint8)
     if kind == 'contrast':
-        m = img.mean(); return np.clip(m + v * (img.astype(np.float32) - m), 0, 255).astype(np.uint8)
-    a = r.uniform(0, 2 * np.pi); M = np.float32([[1, 0, v * S * np.cos(a)], [0, 1, v * S * np.sin(a)]])
+        m = img.mean()
+        return np.clip(m + v * (img.astype(np.float32) - m), 0, 255).astype(np.uint8)
+    a = r.uniform(0, 2 * np.pi)
+    M = np.float32([[1, 0, v * S * np.cos(a)], [0, 1, v * S * np.sin(a)]])
     return cv2.warpAffine(img, M, (S, S), borderMode=cv2.BORDER_REPLICATE)
 
 # %% ../nbs/09_eval.ipynb #c018
-def perturbed_batches(model,           # a detector (its `size` and device are used)
-                      data,            # a `dfnb prep` folder
-                      kinds,           # perturbation kinds (`PERTURBATIONS` names)
-                      split='test',    # split to score
-                      max_videos=None, # evenly chosen subset of videos (None: all)
-                      chunk=256,       # frames read at once
-                      seed=0):         # seeds the perturbations
-    "((kind, level), rows, x) for every chunk of frames: the clean batch ('clean', 0) first, then each kind at levels 1–5"
-    dev = next(model.parameters()).device; S = model.cfg['size']
-    man = some_videos(load_manifest(data, split=split), max_videos); root = Path(data)
+def perturbed_batches(
+    model,  # a detector (its `size` and device are used)
+    data,  # a `dfnb prep` folder
+    kinds,  # perturbation kinds (`PERTURBATIONS` names)
+    split='test',  # split to score
+    max_videos=None,  # evenly chosen subset of videos (None: all)
+    chunk=256,  # frames read at once
+    seed=0,  # seeds the perturbations
+):
+    """((kind, level), rows, x) for every chunk of frames: the clean batch ('clean', 0) first, then each kind at
+    levels 1–5"""
+    dev = next(model.parameters()).device
+    S = model.cfg['size']
+    man = some_videos(load_manifest(data, split=split), max_videos)
+    root = Path(data)
     keys = [('clean', 0)] + [(k, l) for k in kinds for l in range(1, 6)]
     for c0 in range(0, len(man), chunk):
-        rows = man.iloc[c0:c0 + chunk]; imgs = [resize_to(read_rgb(root / p), S) for p in rows.crop]
+        rows = man.iloc[c0 : c0 + chunk]
+        imgs = [resize_to(read_rgb(root / p), S) for p in rows.crop]
         for k, l in keys:
-            yield (k, l), rows, torch.stack([normalize(perturb(im, k, l, rng(seed, 'robust', k, l, i)) if l else im)
-                                             for i, im in zip(rows.index, imgs)]).to(dev)
+            yield (
+                (k, l),
+                rows,
+                torch.stack(
+                    [
+                        normalize(perturb(im, k, l, rng(seed, 'robust', k, l, i)) if l else im)
+                        for i, im in zip(rows.index, imgs)
+                    ]
+                ).to(dev),
+            )
 
-def robustness(run,              # a run folder
-               data,             # a `dfnb prep` folder
-               kinds=None,       # perturbations (default: all)
-               split='test',     # split to score
-               max_videos=None,  # evenly chosen subset of videos (None: all)
-               chunk=256,        # frames read at once
-               seed=0,           # seeds the perturbations
-               device='auto'):   # torch device
+# %% ../nbs/09_eval.ipynb #c018b
+def robustness(
+    run,  # a run folder
+    data,  # a `dfnb prep` folder
+    kinds=None,  # perturbations (default: all)
+    split='test',  # split to score
+    max_videos=None,  # evenly chosen subset of videos (None: all)
+    chunk=256,  # frames read at once
+    seed=0,  # seeds the perturbations
+    device='auto',  # torch device
+):
     "Frame and video AUC for every (kind, level); level 0 is the clean score. Streamed over chunks of frames"
-    kinds = list(kinds or PERTURBATIONS); model, meta = load_run(run, device=device); acc = {}
+    kinds = list(kinds or PERTURBATIONS)
+    model, meta = load_run(run, device=device)
+    acc = {}
     for key, rows, x in perturbed_batches(model, data, kinds, split, max_videos, chunk, seed):
-        with torch.no_grad(): p = model({'image': x})['prob']
-        acc.setdefault(key, ScoreAccumulator()).add(rows.video_id.tolist(), rows.label.values, p, frame_idx=rows.frame_idx.values)
+        with torch.no_grad():
+            p = model({'image': x})['prob']
+        acc.setdefault(key, ScoreAccumulator()).add(
+            rows.video_id.tolist(), rows.label.values, p, frame_idx=rows.frame_idx.values
+        )
     out = []
     for (k, l), a in acc.items():
         res = a.result(ci=False)
-        for kk in ([k] if k != 'clean' else kinds): out.append(dict(kind=kk, level=l, frame_auc=res['frame']['auc'], video_auc=res['video']['auc'], frames=len(a)))
+        for kk in [k] if k != 'clean' else kinds:
+            out.append(
+                dict(kind=kk, level=l, frame_auc=res['frame']['auc'], video_auc=res['video']['auc'], frames=len(a))
+            )
     return pd.DataFrame(out).sort_values(['kind', 'level']).reset_index(drop=True)
 
-def plot_robustness(df,          # from `robustness` (several runs: add a `run` column)
-                    metric='video_auc', ax=None):
+# %% ../nbs/09_eval.ipynb #c018c
+def plot_robustness(
+    df,  # from `robustness` (several runs: add a `run` column)
+    metric='video_auc',
+    ax=None,
+):
     "AUC against perturbation level, one panel per kind"
     import matplotlib.pyplot as plt
-    kinds = list(dict.fromkeys(df.kind)); fig, axs = plt.subplots(1, len(kinds), figsize=(2.3 * len(kinds), 2.6), sharey=True, squeeze=False)
+
+    kinds = list(dict.fromkeys(df.kind))
+    fig, axs = plt.subplots(1, len(kinds), figsize=(2.3 * len(kinds), 2.6), sharey=True, squeeze=False)
     for a, k in zip(axs[0], kinds):
-        for name, g in (df[df.kind == k].groupby('run') if 'run' in df else [('', df[df.kind == k])]):
+        for name, g in df[df.kind == k].groupby('run') if 'run' in df else [('', df[df.kind == k])]:
             a.plot(g.level, g[metric], marker='o', label=name or None)
-        a.set_title(k, fontsize=9); a.set_xticks(range(6)); a.set_xlabel('level')
+        a.set_title(k, fontsize=9)
+        a.set_xticks(range(6))
+        a.set_xlabel('level')
     axs[0, 0].set_ylabel(metric.replace('_', ' '))
-    if 'run' in df: axs[0, -1].legend(fontsize=7, loc='lower left')
-    fig.tight_layout(); return fig
+    if 'run' in df:
+        axs[0, -1].legend(fontsize=7, loc='lower left')
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/09_eval.ipynb #c021
-def features(run, data, split='test', max_videos=None, device='auto'):  # run folder; prep folder; split; subset of videos; device
+def features(
+    run, data, split='test', max_videos=None, device='auto'
+):  # run folder; prep folder; split; subset of videos; device
     "Pooled features and the manifest rows of the scored frames"
-    model, meta = load_run(run, device=device); dev = next(model.parameters()).device
+    model, meta = load_run(run, device=device)
+    dev = next(model.parameters()).device
     man = some_videos(load_manifest(data, split=split), max_videos)
     dl = make_loader(man, split, size=model.cfg['size'], batch_size=64, train=False)
     df, F = score_loader(model, dl, dev, feats=True)
     return F, man.reset_index(drop=True).assign(prob=df.prob.values)
 
-def backbone_features(name,          # a timm backbone name
-                      pretrained,    # None (untrained), 'imagenet', a weights file or a dfnb pretrain folder
-                      data,          # a prep folder
-                      size,          # input side
-                      split='test',  # its split
-                      seed=0,        # initialisation seed of an untrained backbone
-                      device='auto'): # device
+# %% ../nbs/09_eval.ipynb #c021b
+def backbone_features(
+    name,  # a timm backbone name
+    pretrained,  # None (untrained), 'imagenet', a weights file or a dfnb pretrain folder
+    data,  # a prep folder
+    size,  # input side
+    split='test',  # its split
+    seed=0,  # initialisation seed of an untrained backbone
+    device='auto',  # device
+):
     "Pooled features of a bare backbone (no detector around it) and the manifest rows: references for leakage tables"
     dev = pick_device(device)
     torch.manual_seed(seed)
@@ -323,91 +482,153 @@ def backbone_features(name,          # a timm backbone name
             out.append(net(b['image'].to(dev)).float().cpu().numpy())
     return np.concatenate(out), man
 
+# %% ../nbs/09_eval.ipynb #c021c
 def plot_tsne(F, rows, by=('label', 'method', 'identity'), seed=0):  # features; their rows; colourings; t-SNE seed
     "A 2-D t-SNE of the features, one panel per colouring"
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
+
     Z = TSNE(2, perplexity=min(30, max(2, (len(F) - 1) / 3)), random_state=seed, init='pca').fit_transform(F)
     fig, axs = plt.subplots(1, len(by), figsize=(4 * len(by), 3.6), squeeze=False)
     for a, col in zip(axs[0], by):
-        vals = rows[col].fillna('?').astype(str); cats = sorted(vals.unique())
+        vals = rows[col].fillna('?').astype(str)
+        cats = sorted(vals.unique())
         for i, c in enumerate(cats):
-            m = (vals == c).values; a.scatter(Z[m, 0], Z[m, 1], s=6, color=plt.cm.tab20(i % 20), label=c if len(cats) <= 10 else None)
-        a.set_title(f't-SNE by {col}', fontsize=9); a.set_xticks([]); a.set_yticks([])
-        if len(cats) <= 10: a.legend(fontsize=6, markerscale=2)
-    fig.tight_layout(); return fig, Z
+            m = (vals == c).values
+            a.scatter(Z[m, 0], Z[m, 1], s=6, color=plt.cm.tab20(i % 20), label=c if len(cats) <= 10 else None)
+        a.set_title(f't-SNE by {col}', fontsize=9)
+        a.set_xticks([])
+        a.set_yticks([])
+        if len(cats) <= 10:
+            a.legend(fontsize=6, markerscale=2)
+    fig.tight_layout()
+    return fig, Z
 
+# %% ../nbs/09_eval.ipynb #c021d
 def last_feature_module(model):  # a detector with a timm backbone
     "The module whose output is the backbone's last feature map"
-    if hasattr(model, 'cam_module'): return model.cam_module()
+    if hasattr(model, 'cam_module'):
+        return model.cam_module()
     if not hasattr(model, 'backbone'):
-        raise ValueError(f'{type(model).__name__} has no single backbone for Grad-CAM: use its own figure '
-                         f'(e.g. dfnb.analysis.show_block_cams) or pass the module to grad_cam')
+        raise ValueError(
+            f'{type(model).__name__} has no single backbone for Grad-CAM: use its own figure '
+            f'(e.g. dfnb.analysis.show_block_cams) or pass the module to grad_cam'
+        )
     bb = model.backbone
     name = bb.feature_info[-1]['module'] if hasattr(bb, 'feature_info') else None
-    if name is None: raise ValueError('the backbone does not describe its feature maps (timm feature_info): pass the module to grad_cam')
+    if name is None:
+        raise ValueError(
+            'the backbone does not describe its feature maps (timm feature_info): pass the module to grad_cam'
+        )
     return bb.get_submodule(name)
 
-def cam_map(a,     # N×C×h×w activations
-            g,     # their gradients
-            size): # output (H, W)
-    "Grad-CAM: ReLU of the activations weighted by their spatially averaged gradients, resized, each map scaled to [0, 1]"
+# %% ../nbs/09_eval.ipynb #c021e
+def cam_map(
+    a,  # N×C×h×w activations
+    g,  # their gradients
+    size,  # output (H, W)
+):
+    """Grad-CAM: ReLU of the activations weighted by their spatially averaged gradients, resized, each map scaled to
+    [0, 1]"""
     import torch.nn.functional as F
+
     cam = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True)).float()
     cam = F.interpolate(cam, size=tuple(size), mode='bilinear', align_corners=False)[:, 0]
     return (cam / cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]).detach()
 
-def grad_cam(model,         # a detector
-             image,         # N×3×S×S normalised tensor
-             module=None):  # the feature-map module (default: the backbone's last)
+# %% ../nbs/09_eval.ipynb #c021f
+def grad_cam(
+    model,  # a detector
+    image,  # N×3×S×S normalised tensor
+    module=None,  # the feature-map module (default: the backbone's last)
+):
     "Grad-CAM maps of the fake logit, N×S×S in [0, 1]"
     import torch.nn.functional as F
-    module = module or last_feature_module(model); store = {}
+
+    module = module or last_feature_module(model)
+    store = {}
     h = module.register_forward_hook(lambda m, i, o: store.__setitem__('a', o))
     try:
-        was = model.training; model.eval(); x = image.clone().requires_grad_(True)
-        z = model({'image': x})['logits']; z = z if z.ndim == 1 else z[:, -1]
-        g, = torch.autograd.grad(z.sum(), store['a'])
-    finally: h.remove(); model.train(was)
+        was = model.training
+        model.eval()
+        x = image.clone().requires_grad_(True)
+        z = model({'image': x})['logits']
+        z = z if z.ndim == 1 else z[:, -1]
+        (g,) = torch.autograd.grad(z.sum(), store['a'])
+    finally:
+        h.remove()
+        model.train(was)
     return cam_map(store['a'], g, image.shape[-2:])
 
-def show_cams(run, data, n=6, split='test', device='auto'):  # run; prep folder; frames (half real, half fake); split; device
+# %% ../nbs/09_eval.ipynb #c021g
+def show_cams(
+    run, data, n=6, split='test', device='auto'
+):  # run; prep folder; frames (half real, half fake); split; device
     "Crops with their Grad-CAM overlays and P(fake)"
     import matplotlib.pyplot as plt
-    model, _ = load_run(run, device=device); man = load_manifest(data, split=split); S = model.cfg['size']
+
+    model, _ = load_run(run, device=device)
+    man = load_manifest(data, split=split)
+    S = model.cfg['size']
     rows = pd.concat([man[man.label == l].drop_duplicates('video_id').head(n // 2) for l in (0, 1)])
-    x = torch.stack([normalize(resize_to(read_rgb(Path(data) / p), S)) for p in rows.crop]).to(next(model.parameters()).device)
-    cams = grad_cam(model, x).cpu().numpy(); probs = model.predict(x).cpu().numpy(); ims = denormalize(x)
+    x = torch.stack([normalize(resize_to(read_rgb(Path(data) / p), S)) for p in rows.crop]).to(
+        next(model.parameters()).device
+    )
+    cams = grad_cam(model, x).cpu().numpy()
+    probs = model.predict(x).cpu().numpy()
+    ims = denormalize(x)
     fig, axs = plt.subplots(1, len(rows), figsize=(2 * len(rows), 2.3), squeeze=False)
     for a, im, c, p, r in zip(axs[0], ims, cams, probs, rows.itertuples()):
-        a.imshow(im); a.imshow(c, cmap='jet', alpha=0.4); a.axis('off'); a.set_title(f"{r.method}\nP(fake) {p:.2f}", fontsize=7)
-    fig.tight_layout(); return fig
+        a.imshow(im)
+        a.imshow(c, cmap='jet', alpha=0.4)
+        a.axis('off')
+        a.set_title(f"{r.method}\nP(fake) {p:.2f}", fontsize=7)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/09_eval.ipynb #c022b
-def identity_probe(F,            # (N, C) features, e.g. from `features`
-                   rows,         # their manifest rows (video_id, frame_idx, label, identity)
-                   real_only=True, # probe real frames only (a fake's identity is ambiguous: target or source)
-                   seed=0):      # the classifier's seed
-    "Linear-probe accuracy of identity from features; frames of each video alternate between the probe's train and test halves"
+def identity_probe(
+    F,  # (N, C) features, e.g. from `features`
+    rows,  # their manifest rows (video_id, frame_idx, label, identity)
+    real_only=True,  # probe real frames only (a fake's identity is ambiguous: target or source)
+    seed=0,  # the classifier's seed
+):
+    """Linear-probe accuracy of identity from features; frames of each video alternate between the probe's train and
+    test halves"""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
-    rows = rows.reset_index(drop=True); keep = rows.identity.notna() & (rows.identity.astype(str) != '')
-    if real_only: keep &= rows.label == 0
-    r, X = rows[keep], np.asarray(F)[keep.values]
-    if r.identity.nunique() < 2: raise ValueError('identity_probe needs frames of at least two identities')
-    half = r.groupby('video_id').frame_idx.rank(method='first').astype(int) % 2 == 0
-    if not half.any() or half.all(): raise ValueError('identity_probe needs at least two frames per video')
-    sc = StandardScaler().fit(X[~half.values])
-    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(sc.transform(X[~half.values]), r.identity[~half].astype(str))
-    acc = float((clf.predict(sc.transform(X[half.values])) == r.identity[half].astype(str).values).mean())
-    return dict(acc=round(acc, 4), chance=round(1 / r.identity.nunique(), 4), identities=int(r.identity.nunique()),
-                n_train=int((~half).sum()), n_test=int(half.sum()))
 
-def leakage_table(groups,          # {label: [run folders]}
-                  data,            # the prep folder whose identities are probed (the training world's test split)
-                  split='test',    # its split
-                  max_videos=None, # subset of videos (default: all)
-                  device='auto'):  # device
+    rows = rows.reset_index(drop=True)
+    keep = rows.identity.notna() & (rows.identity.astype(str) != '')
+    if real_only:
+        keep &= rows.label == 0
+    r, X = rows[keep], np.asarray(F)[keep.values]
+    if r.identity.nunique() < 2:
+        raise ValueError('identity_probe needs frames of at least two identities')
+    half = r.groupby('video_id').frame_idx.rank(method='first').astype(int) % 2 == 0
+    if not half.any() or half.all():
+        raise ValueError('identity_probe needs at least two frames per video')
+    sc = StandardScaler().fit(X[~half.values])
+    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(
+        sc.transform(X[~half.values]), r.identity[~half].astype(str)
+    )
+    acc = float((clf.predict(sc.transform(X[half.values])) == r.identity[half].astype(str).values).mean())
+    return dict(
+        acc=round(acc, 4),
+        chance=round(1 / r.identity.nunique(), 4),
+        identities=int(r.identity.nunique()),
+        n_train=int((~half).sum()),
+        n_test=int(half.sum()),
+    )
+
+# %% ../nbs/09_eval.ipynb #c022bb
+def leakage_table(
+    groups,  # {label: [run folders]}
+    data,  # the prep folder whose identities are probed (the training world's test split)
+    split='test',  # its split
+    max_videos=None,  # subset of videos (default: all)
+    device='auto',  # device
+):
     "Identity-probe accuracy of every run's features, one row per run"
     out = []
     for lab, runs in groups.items():
@@ -416,39 +637,64 @@ def leakage_table(groups,          # {label: [run folders]}
             out.append(dict(label=lab, run=str(r), **identity_probe(F, rows)))
     return pd.DataFrame(out)
 
-def seeds_table(groups,               # {label: [run folders]} (one run per seed), each evaluated by `evaluate_run`
-                sets=None,            # test sets to report (default: those of the first run)
-                level='frame',        # frame or video
-                metrics=('auc', 'eer')): # metrics to report
+# %% ../nbs/09_eval.ipynb #c022bc
+def seeds_table(
+    groups,  # {label: [run folders]} (one run per seed), each evaluated by `evaluate_run`
+    sets=None,  # test sets to report (default: those of the first run)
+    level='frame',  # frame or video
+    metrics=('auc', 'eer'),  # metrics to report
+):
     "Mean and 95% t-interval over seeds of each metric on each test set, one row per (label, set, metric)"
     from scipy import stats
+
     out = []
     for lab, runs in groups.items():
         res = []
         for r in runs:
             f = Path(r) / 'eval/results.json'
-            if not f.exists(): raise FileNotFoundError(f'{f} is missing: run `dfnb eval --run {r} --data ...` first')
+            if not f.exists():
+                raise FileNotFoundError(f'{f} is missing: run `dfnb eval --run {r} --data ...` first')
             res.append(json.loads(f.read_text()))
-        for s in (sets or list(res[0])):
+        for s in sets or list(res[0]):
             for m in metrics:
                 v = np.array([x[s][level][m] for x in res if s in x], float)
                 h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
-                out.append(dict(label=lab, set=s, level=level, metric=m, mean=v.mean(), lo=v.mean() - h, hi=v.mean() + h, n=len(v),
-                                values=[round(float(x), 4) for x in v]))
+                out.append(
+                    dict(
+                        label=lab,
+                        set=s,
+                        level=level,
+                        metric=m,
+                        mean=v.mean(),
+                        lo=v.mean() - h,
+                        hi=v.mean() + h,
+                        n=len(v),
+                        values=[round(float(x), 4) for x in v],
+                    )
+                )
     return pd.DataFrame(out)
 
-def format_seeds(df,        # from `seeds_table`
-                 digits=3): # decimals
+# %% ../nbs/09_eval.ipynb #c022bd
+def format_seeds(
+    df,  # from `seeds_table`
+    digits=3,  # decimals
+):
     "The table as text: one row per label, one column per (set, metric), 'mean ± half-width'"
     f = lambda r: f"{r['mean']:.{digits}f}" + ('' if np.isnan(r['hi']) else f" ± {(r['hi'] - r['lo']) / 2:.{digits}f}")
-    t = df.assign(v=df.apply(f, axis=1)).pivot_table(index='label', columns=['set', 'metric'], values='v', aggfunc='first', sort=False)
-    t.columns = [f'{s} {m}' for s, m in t.columns]; return t
+    t = df.assign(v=df.apply(f, axis=1)).pivot_table(
+        index='label', columns=['set', 'metric'], values='v', aggfunc='first', sort=False
+    )
+    t.columns = [f'{s} {m}' for s, m in t.columns]
+    return t
 
 # %% ../nbs/09_eval.ipynb #c022h
-def identity_retrieval(F,     # (N, C) features, e.g. from `features`
-                       rows): # their manifest rows (video_id, label, identity)
+def identity_retrieval(
+    F,  # (N, C) features, e.g. from `features`
+    rows,  # their manifest rows (video_id, label, identity)
+):
     "Identity retrieval across videos on real frames: each frame ranks the frames of every other video by cosine"
     from sklearn.metrics import average_precision_score, roc_auc_score
+
     rows = rows.reset_index(drop=True)
     keep = ((rows.label == 0) & rows.identity.notna() & (rows.identity.astype(str) != '')).values
     r = rows[keep]
@@ -456,17 +702,19 @@ def identity_retrieval(F,     # (N, C) features, e.g. from `features`
     y = r.identity.astype(str).to_numpy()
     videos = r.groupby(y).video_id.nunique()
     if (videos >= 2).sum() < 2:
-        raise ValueError('identity_retrieval needs at least two identities with two or more real videos each '
-                         '(a Celeb-DF-like set; FF++ has one real video per identity)')
+        raise ValueError(
+            'identity_retrieval needs at least two identities with two or more real videos each '
+            '(a Celeb-DF-like set; FF++ has one real video per identity)'
+        )
     X = np.asarray(F, np.float64)[keep]
     X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     S = X @ X.T
     other = vid[:, None] != vid[None, :]
     same = y[:, None] == y[None, :]
-    q = np.flatnonzero((same & other).any(1))                           # frames whose identity has another video
+    q = np.flatnonzero((same & other).any(1))  # frames whose identity has another video
     top = [same[i, other[i]][S[i, other[i]].argmax()] for i in q]
     ap = [average_precision_score(same[i, other[i]], S[i, other[i]]) for i in q]
-    base = [same[i, other[i]].mean() for i in q]                        # what a random ranking scores, on average
+    base = [same[i, other[i]].mean() for i in q]  # what a random ranking scores, on average
     iu = np.triu_indices(len(X), 1)
     pair = other[iu]
     auc = roc_auc_score(same[iu][pair], S[iu][pair])
@@ -478,78 +726,116 @@ def identity_retrieval(F,     # (N, C) features, e.g. from `features`
 def parse_variant(s):  # 'name:key=value,key=value' (a value may hold commas, e.g. a YAML list)
     "A sweep variant from its command-line form: (name, [overrides])"
     import re
+
     name, _, rest = s.partition(':')
     if not re.fullmatch(r'[\w.+=-]+', name or '-') or name.startswith('.'):
-        raise ValueError(f'variant {s!r}: write NAME:key=value,key=value, NAME a plain folder name (letters, digits, . _ - + =)')
+        raise ValueError(
+            f'variant {s!r}: write NAME:key=value,key=value, NAME a plain folder name (letters, digits, . _ - + =)'
+        )
     over = [o for o in re.split(r',(?=[\w.]+=)', rest) if o]
     bad = [o for o in over if '=' not in o]
-    if bad: raise ValueError(f'variant {s!r}: {bad} must look like key=value')
+    if bad:
+        raise ValueError(f'variant {s!r}: {bad} must look like key=value')
     return name, over
 
+# %% ../nbs/09_eval.ipynb #c022eb
 def dataset_names(preps):  # `dfnb prep` folders (or NAME=DIR strings)
     "Their names, as `evaluate_run` keys its results"
     return [n for n, _ in test_sets(preps)]
 
-def sweep_run(name, seed, overrides, data, tests, out, n_boot=1000, log=print):  # variant; seed; its settings; train prep; test preps; folder; resamples; lines
+# %% ../nbs/09_eval.ipynb #c022ec
+def sweep_run(
+    name, seed, overrides, data, tests, out, n_boot=1000, log=print
+):  # variant; seed; its settings; train prep; test preps; folder; resamples; lines
     "Train (or reuse, or resume) one (variant, seed) run and evaluate it on `tests` unless done; returns the run folder"
     import yaml
+
     run = Path(out) / f'{name}-s{seed}'
     cfg = train_config(overrides=list(overrides) + [f'data={data}', f'out={run}', f'seed={seed}'])
     summ, saved = run / 'summary.json', run / 'config.yaml'
     if saved.exists() and not same_run(yaml.safe_load(saved.read_text()), cfg):
-        raise ValueError(f'{run} holds a run with other settings than variant {name!r} now asks for (compare {saved}): '
-                         f'rename the variant, or delete the folder to retrain it')
+        raise ValueError(
+            f'{run} holds a run with other settings than variant {name!r} now asks for (compare {saved}): '
+            f'rename the variant, or delete the folder to retrain it'
+        )
     trained = False
     if not (summ.exists() and json.loads(summ.read_text()).get('steps') == cfg.steps):
-        log(f'{run.name}: training'); train(cfg, log=lambda m: log(f'{run.name}: {m}')); trained = True
-    else: log(f'{run.name}: trained run reused')
+        log(f'{run.name}: training')
+        train(cfg, log=lambda m: log(f'{run.name}: {m}'))
+        trained = True
+    else:
+        log(f'{run.name}: trained run reused')
     res = run / 'eval/results.json'
     if trained or not res.exists() or not set(dataset_names(tests)) <= set(json.loads(res.read_text())):
-        if cfg.threads != 'auto': set_threads(int(cfg.threads))
+        if cfg.threads != 'auto':
+            set_threads(int(cfg.threads))
         evaluate_run(run, tests, n_boot=n_boot, log=lambda m: log(f'{run.name}: {m}'))
-    else: log(f'{run.name}: evaluation reused')
+    else:
+        log(f'{run.name}: evaluation reused')
     return run
 
+# %% ../nbs/09_eval.ipynb #c022ed
 def _sweep_job(a):
     "One sweep run in a worker process (lines go to stdout, prefixed by the run's name)"
     return sweep_run(*a, log=lambda m: print(m, flush=True))
 
-def sweep(variants,        # {name: [key=value overrides]} (or a list of 'name:k=v,k=v' strings)
-          data,            # the training prep folder
-          tests,           # prep folders to evaluate on (include the training set for in-domain numbers)
-          seeds=(0,),      # one run per seed per variant
-          out='runs',      # runs go to <out>/<name>-s<seed>
-          base=(),         # overrides shared by every variant (the protocol: steps, batch size, ...)
-          jobs=1,          # runs at once (separate processes when > 1)
-          level='frame',   # table level: frame or video
-          metrics=('auc', 'eer'), # table metrics
-          n_boot=1000,     # bootstrap resamples of each evaluation
-          log=print):      # progress lines
+# %% ../nbs/09_eval.ipynb #c022ee
+def sweep(
+    variants,  # {name: [key=value overrides]} (or a list of 'name:k=v,k=v' strings)
+    data,  # the training prep folder
+    tests,  # prep folders to evaluate on (include the training set for in-domain numbers)
+    seeds=(0,),  # one run per seed per variant
+    out='runs',  # runs go to <out>/<name>-s<seed>
+    base=(),  # overrides shared by every variant (the protocol: steps, batch size, ...)
+    jobs=1,  # runs at once (separate processes when > 1)
+    level='frame',  # table level: frame or video
+    metrics=('auc', 'eer'),  # table metrics
+    n_boot=1000,  # bootstrap resamples of each evaluation
+    log=print,  # progress lines
+):
     "Train and evaluate every (variant, seed), reusing finished runs; returns `seeds_table` over seeds of each variant"
     import os
-    if not isinstance(variants, dict): variants = dict(parse_variant(v) for v in variants)
-    if not variants: raise ValueError('sweep needs at least one variant')
+
+    if not isinstance(variants, dict):
+        variants = dict(parse_variant(v) for v in variants)
+    if not variants:
+        raise ValueError('sweep needs at least one variant')
     tests = [Path(t) for t in ([tests] if isinstance(tests, (str, Path)) else tests)]
     for t in [Path(data)] + tests:
-        if not (t / 'manifest.parquet').exists(): raise FileNotFoundError(f'{t}/manifest.parquet is missing: prepare it with `dfnb prep` first')
+        if not (t / 'manifest.parquet').exists():
+            raise FileNotFoundError(f'{t}/manifest.parquet is missing: prepare it with `dfnb prep` first')
     base = list(base)
-    if jobs > 1 and not any(o.startswith('threads=') for o in base): base.append(f'threads={max(1, (os.cpu_count() or 1) // jobs)}')
-    todo = [(n, s, base + list(ov), str(data), [str(t) for t in tests], str(out), n_boot) for n, ov in variants.items() for s in seeds]
+    if jobs > 1 and not any(o.startswith('threads=') for o in base):
+        base.append(f'threads={max(1, (os.cpu_count() or 1) // jobs)}')
+    todo = [
+        (n, s, base + list(ov), str(data), [str(t) for t in tests], str(out), n_boot)
+        for n, ov in variants.items()
+        for s in seeds
+    ]
     failed = []
     if jobs > 1:
-        from dfnb.eval import _sweep_job    # by its module name, so that a worker process can import it
-        with worker_pool(jobs) as ex:       # trainings die with the sweep
+        from dfnb.eval import _sweep_job  # by its module name, so that a worker process can import it
+
+        with worker_pool(jobs) as ex:  # trainings die with the sweep
             for a, f in [(a, ex.submit(_sweep_job, a)) for a in todo]:
-                try: f.result()
-                except Exception as e: failed.append(f'{a[0]}-s{a[1]}: {e}')
+                try:
+                    f.result()
+                except Exception as e:
+                    failed.append(f'{a[0]}-s{a[1]}: {e}')
     else:
         for a in todo:
-            try: sweep_run(*a, log=log)
-            except Exception as e: failed.append(f'{a[0]}-s{a[1]}: {e}')
-    if failed: raise ValueError(f'{len(failed)} of {len(todo)} runs failed (finished ones are kept; rerun to resume):\n' + '\n'.join(failed))
+            try:
+                sweep_run(*a, log=log)
+            except Exception as e:
+                failed.append(f'{a[0]}-s{a[1]}: {e}')
+    if failed:
+        raise ValueError(
+            f'{len(failed)} of {len(todo)} runs failed (finished ones are kept; rerun to resume):\n' + '\n'.join(failed)
+        )
     groups = {n: [Path(out) / f'{n}-s{s}' for s in seeds] for n in variants}
     return seeds_table(groups, sets=dataset_names(tests), level=level, metrics=metrics)
 
+# %% ../nbs/09_eval.ipynb #c022ef
 def markdown_table(t):  # a DataFrame (e.g. from `format_seeds`); its index becomes the first column
     "A GitHub markdown table, without extra dependencies"
     t = t.reset_index()

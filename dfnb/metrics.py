@@ -11,138 +11,223 @@ import numpy as np, pandas as pd
 from sklearn.metrics import roc_curve, roc_auc_score, average_precision_score, accuracy_score
 
 # %% ../nbs/05_metrics.ipynb #c005
-METRICS = ('auc', 'eer', 'ap', 'acc', 'acc_eer')   # the metrics that get bootstrap intervals
+METRICS = ('auc', 'eer', 'ap', 'acc', 'acc_eer')  # the metrics that get bootstrap intervals
+
 
 def _arr(x):
     "A NumPy array from a list, a pandas object or a (possibly CUDA, bf16) torch tensor"
     if hasattr(x, 'detach'):
         x = x.detach().cpu()
-        if x.is_floating_point(): x = x.float()
+        if x.is_floating_point():
+            x = x.float()
         return x.numpy()
     return np.asarray(x)
 
-def check_scores(y,  # labels: 1 fake, 0 real
-                 p): # fake probabilities in [0, 1]
+# %% ../nbs/05_metrics.ipynb #c005b
+def check_scores(
+    y,  # labels: 1 fake, 0 real
+    p,  # fake probabilities in [0, 1]
+):
     "`(y, p)` as int and float arrays, or a `ValueError` saying what is wrong and how to fix it"
     y, p = _arr(y), _arr(p)
     if y.ndim != 1 or p.ndim != 1 or len(y) != len(p):
-        raise ValueError(f'labels and probabilities must be two 1-D arrays of one length, got shapes {y.shape} and {p.shape}')
-    if len(y) == 0: raise ValueError('no scores to evaluate: the labels and probabilities are empty')
+        raise ValueError(
+            f'labels and probabilities must be two 1-D arrays of one length, got shapes {y.shape} and {p.shape}'
+        )
+    if len(y) == 0:
+        raise ValueError('no scores to evaluate: the labels and probabilities are empty')
     p = p.astype(np.float64)
     if np.isnan(p).any():
         bad = np.flatnonzero(np.isnan(p))
-        raise ValueError(f'{len(bad)} of {len(p)} probabilities are NaN (first at position {bad[0]}): drop the frames the model could not '
-                         f'score (and report how many) before evaluating')
+        raise ValueError(
+            f'{len(bad)} of {len(p)} probabilities are NaN (first at position {bad[0]}): drop the frames the model '
+            'could not '
+            f'score (and report how many) before evaluating'
+        )
     if p.min() < 0 or p.max() > 1:
-        raise ValueError(f'probabilities must lie in [0, 1], got values from {p.min():.4g} to {p.max():.4g}: pass sigmoid(logit) '
-                         f'(or softmax(logits)[:, 1]), not logits')
-    if not np.isin(y, (0, 1)).all(): raise ValueError(f'labels must be 0 (real) or 1 (fake), got {sorted(set(np.unique(y).tolist()) - {0, 1})[:5]}')
-    y = y.astype(np.int64); n_pos = int(y.sum())
+        raise ValueError(
+            f'probabilities must lie in [0, 1], got values from {p.min():.4g} to {p.max():.4g}: pass sigmoid(logit) '
+            f'(or softmax(logits)[:, 1]), not logits'
+        )
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f'labels must be 0 (real) or 1 (fake), got {sorted(set(np.unique(y).tolist()) - {0, 1})[:5]}')
+    y = y.astype(np.int64)
+    n_pos = int(y.sum())
     if n_pos in (0, len(y)):
         which = 'fakes (label 1)' if n_pos else 'reals (label 0)'
-        raise ValueError(f'only {which} are present (n={len(y)}): AUC, EER and AP need both reals and fakes. Score fakes together with '
-                         f'the reals of their dataset; for one manipulation method use evaluate_scores(df, by="method"), which scores '
-                         f'each method\'s fakes against all reals')
+        raise ValueError(
+            f'only {which} are present (n={len(y)}): AUC, EER and AP need both reals and fakes. Score fakes together '
+            'with '
+            'the reals of their dataset; for one manipulation method use evaluate_scores(df, by="method"), which '
+            'scores '
+            f'each method\'s fakes against all reals'
+        )
     return y, p
 
-def _eer(fpr,  # (B, K) false-positive rates of B ROC curves, from threshold +inf down
-         tpr): # (B, K) true-positive rates
-    "EER at the crossing of FNR and FPR on each linearly joined ROC curve, and the index of the point where |FNR - FPR| is least"
-    d = (1 - tpr) - fpr                              # FNR - FPR: 1 at the first point, -1 at the last, never increasing
-    i = np.argmax(d <= 0, axis=1); r = np.arange(len(d))
-    a, b = d[r, i - 1], d[r, i]                      # a > 0 >= b: the crossing lies on the segment from point i-1 to i
+# %% ../nbs/05_metrics.ipynb #c005c
+def _eer(
+    fpr,  # (B, K) false-positive rates of B ROC curves, from threshold +inf down
+    tpr,  # (B, K) true-positive rates
+):
+    """EER at the crossing of FNR and FPR on each linearly joined ROC curve, and the index of the point where |FNR -
+    FPR| is least"""
+    d = (1 - tpr) - fpr  # FNR - FPR: 1 at the first point, -1 at the last, never increasing
+    i = np.argmax(d <= 0, axis=1)
+    r = np.arange(len(d))
+    a, b = d[r, i - 1], d[r, i]  # a > 0 >= b: the crossing lies on the segment from point i-1 to i
     eer = fpr[r, i - 1] + a / (a - b) * (fpr[r, i] - fpr[r, i - 1])
-    return eer, np.argmin(np.abs(d[:, 1:]), axis=1) + 1   # skip the point at threshold +inf
+    return eer, np.argmin(np.abs(d[:, 1:]), axis=1) + 1  # skip the point at threshold +inf
 
-def frame_metrics(y,              # labels: 1 fake, 0 real
-                  p,              # fake probabilities in [0, 1]
-                  threshold=0.5): # the threshold of `acc` (fake when p >= threshold)
+# %% ../nbs/05_metrics.ipynb #c005d
+def frame_metrics(
+    y,  # labels: 1 fake, 0 real
+    p,  # fake probabilities in [0, 1]
+    threshold=0.5,  # the threshold of `acc` (fake when p >= threshold)
+):
     "AUC, EER (and its threshold), AP, accuracy at `threshold` and at the EER threshold, and the counts"
     y, p = check_scores(y, p)
     fpr, tpr, thr = roc_curve(y, p, drop_intermediate=False)
-    eer, j = _eer(fpr[None], tpr[None]); t_eer = float(thr[j[0]])
-    return dict(auc=float(roc_auc_score(y, p)), eer=float(eer[0]), eer_threshold=t_eer, ap=float(average_precision_score(y, p)),
-                acc=float(accuracy_score(y, p >= threshold)), acc_eer=float(accuracy_score(y, p >= t_eer)), n=len(y), n_pos=int(y.sum()))
+    eer, j = _eer(fpr[None], tpr[None])
+    t_eer = float(thr[j[0]])
+    return dict(
+        auc=float(roc_auc_score(y, p)),
+        eer=float(eer[0]),
+        eer_threshold=t_eer,
+        ap=float(average_precision_score(y, p)),
+        acc=float(accuracy_score(y, p >= threshold)),
+        acc_eer=float(accuracy_score(y, p >= t_eer)),
+        n=len(y),
+        n_pos=int(y.sum()),
+    )
 
 # %% ../nbs/05_metrics.ipynb #c015
 def _need(df, cols):
     miss = [c for c in cols if c not in df.columns]
-    if miss: raise ValueError(f'the scores table lacks column(s) {miss}; it has {list(df.columns)}')
+    if miss:
+        raise ValueError(f'the scores table lacks column(s) {miss}; it has {list(df.columns)}')
 
+# %% ../nbs/05_metrics.ipynb #c015b
 def _check_frames(df, prob, video, label):
     _need(df, [prob, video, label])
-    if df[video].isna().any(): raise ValueError(f'{int(df[video].isna().sum())} frame(s) have no {video!r}: every frame needs its video id')
+    if df[video].isna().any():
+        raise ValueError(f'{int(df[video].isna().sum())} frame(s) have no {video!r}: every frame needs its video id')
     nan = df[prob].isna()
     if nan.any():
-        raise ValueError(f'{int(nan.sum())} of {len(df)} probabilities are NaN (videos {sorted(df.loc[nan, video].unique().tolist())[:5]}): '
-                         f'drop the frames the model could not score (and report how many) before evaluating')
+        raise ValueError(
+            f'{int(nan.sum())} of {len(df)} probabilities are NaN (videos '
+            f'{sorted(df.loc[nan, video].unique().tolist())[:5]}): '
+            f'drop the frames the model could not score (and report how many) before evaluating'
+        )
 
-def video_scores(df,              # frame predictions: one row per frame
-                 prob='prob',     # column of fake probabilities
-                 video='video_id',# column of video ids, unique across the dataset (e.g. Deepfakes/000_003)
-                 label='label'):  # column of labels: 1 fake, 0 real
+# %% ../nbs/05_metrics.ipynb #c015c
+def video_scores(
+    df,  # frame predictions: one row per frame
+    prob='prob',  # column of fake probabilities
+    video='video_id',  # column of video ids, unique across the dataset (e.g. Deepfakes/000_003)
+    label='label',  # column of labels: 1 fake, 0 real
+):
     "One row per video: its id, label, mean frame probability and frame count (and `dataset`, `method` when present)"
     _check_frames(df, prob, video, label)
     g = df.groupby(video, sort=True)
     lab = g[label].agg(['min', 'max'])
     mixed = lab.index[lab['min'] != lab['max']].tolist()
     if mixed:
-        raise ValueError(f'{len(mixed)} video(s) hold frames labelled both real and fake, e.g. {mixed[:3]}: a video is real or fake as a '
-                         f'whole. If different videos share that name (every FF++ method has a 000_003), group by an id unique across '
-                         f'methods, such as "Deepfakes/000_003"; otherwise fix the labels')
-    out = pd.DataFrame({video: lab.index.to_numpy(), label: lab['min'].to_numpy().astype(int), prob: g[prob].mean().to_numpy(),
-                        'n_frames': g.size().to_numpy()})
+        raise ValueError(
+            f'{len(mixed)} video(s) hold frames labelled both real and fake, e.g. {mixed[:3]}: a video is real or fake '
+            'as a '
+            'whole. If different videos share that name (every FF++ method has a 000_003), group by an id unique '
+            'across '
+            f'methods, such as "Deepfakes/000_003"; otherwise fix the labels'
+        )
+    out = pd.DataFrame(
+        {
+            video: lab.index.to_numpy(),
+            label: lab['min'].to_numpy().astype(int),
+            prob: g[prob].mean().to_numpy(),
+            'n_frames': g.size().to_numpy(),
+        }
+    )
     for c in ('dataset', 'method'):
         if c in df.columns and c not in out.columns:
             k = g[c].nunique(dropna=False)
-            if (k > 1).any(): raise ValueError(f'video(s) {k.index[k > 1].tolist()[:3]} have more than one {c!r}: a video belongs to one {c}')
+            if (k > 1).any():
+                raise ValueError(
+                    f'video(s) {k.index[k > 1].tolist()[:3]} have more than one {c!r}: a video belongs to one {c}'
+                )
             out[c] = g[c].first().to_numpy()
     return out
 
 # %% ../nbs/05_metrics.ipynb #c019
 def _order(y, p):
     "Labels and scores sorted by decreasing score, and the last position of each distinct score"
-    o = np.argsort(-p, kind='stable'); ps = p[o]
+    o = np.argsort(-p, kind='stable')
+    ps = p[o]
     return o, y[o].astype(np.float64), ps, np.r_[np.flatnonzero(np.diff(ps)), len(ps) - 1]
 
-def _weighted_metrics(ys,             # labels sorted by decreasing score
-                      ps,             # the sorted scores
-                      ends,           # last position of each distinct score
-                      W,              # (B, n) weights (resampling counts) in the sorted order
-                      threshold=0.5): # the threshold of `acc`
+# %% ../nbs/05_metrics.ipynb #c019b
+def _weighted_metrics(
+    ys,  # labels sorted by decreasing score
+    ps,  # the sorted scores
+    ends,  # last position of each distinct score
+    W,  # (B, n) weights (resampling counts) in the sorted order
+    threshold=0.5,  # the threshold of `acc`
+):
     "The metrics of `METRICS` for each of B weightings of one sorted score set, as arrays of length B"
-    tp = np.cumsum(W * ys, 1)[:, ends]; fp = np.cumsum(W * (1 - ys), 1)[:, ends]
-    P, N = tp[:, -1], fp[:, -1]; z = np.zeros((len(W), 1))
-    tpc, fpc = np.hstack([z, tp]), np.hstack([z, fp])        # counts at each threshold, from +inf down
+    tp = np.cumsum(W * ys, 1)[:, ends]
+    fp = np.cumsum(W * (1 - ys), 1)[:, ends]
+    P, N = tp[:, -1], fp[:, -1]
+    z = np.zeros((len(W), 1))
+    tpc, fpc = np.hstack([z, tp]), np.hstack([z, fp])  # counts at each threshold, from +inf down
     tpr, fpr = tpc / P[:, None], fpc / N[:, None]
-    eer, j = _eer(fpr, tpr); r = np.arange(len(W))
-    rec = tp / P[:, None]; prec = tp / np.maximum(tp + fp, 1e-300)
-    return dict(auc=np.trapezoid(tpr, fpr, axis=1), eer=eer, ap=(np.diff(np.hstack([z, rec]), axis=1) * prec).sum(1),
-                acc=(W * ((ps >= threshold) == ys)).sum(1) / W.sum(1), acc_eer=(tpc[r, j] + N - fpc[r, j]) / (P + N))
+    eer, j = _eer(fpr, tpr)
+    r = np.arange(len(W))
+    rec = tp / P[:, None]
+    prec = tp / np.maximum(tp + fp, 1e-300)
+    return dict(
+        auc=np.trapezoid(tpr, fpr, axis=1),
+        eer=eer,
+        ap=(np.diff(np.hstack([z, rec]), axis=1) * prec).sum(1),
+        acc=(W * ((ps >= threshold) == ys)).sum(1) / W.sum(1),
+        acc_eer=(tpc[r, j] + N - fpc[r, j]) / (P + N),
+    )
 
 # %% ../nbs/05_metrics.ipynb #c022
-def bootstrap_ci(y,              # labels: 1 fake, 0 real
-                 p,              # fake probabilities
-                 groups=None,    # cluster id of each sample (e.g. video ids): resample clusters, not samples
-                 n_boot=1000,    # resamples
-                 seed=0,         # seed of the `np.random.Generator`
-                 alpha=0.05,     # 1 - coverage: [alpha/2, 1 - alpha/2] percentiles
-                 threshold=0.5): # the threshold of `acc`
-    "Percentile bootstrap intervals `{metric: [lo, hi]}` of `METRICS`, resampling reals and fakes (or their clusters) separately"
+def bootstrap_ci(
+    y,  # labels: 1 fake, 0 real
+    p,  # fake probabilities
+    groups=None,  # cluster id of each sample (e.g. video ids): resample clusters, not samples
+    n_boot=1000,  # resamples
+    seed=0,  # seed of the `np.random.Generator`
+    alpha=0.05,  # 1 - coverage: [alpha/2, 1 - alpha/2] percentiles
+    threshold=0.5,  # the threshold of `acc`
+):
+    """Percentile bootstrap intervals `{metric: [lo, hi]}` of `METRICS`, resampling reals and fakes (or their
+    clusters) separately"""
     y, p = check_scores(y, p)
-    if groups is None: unit, unit_y = np.arange(len(y)), y
+    if groups is None:
+        unit, unit_y = np.arange(len(y)), y
     else:
         unit, keys = pd.factorize(pd.Series(_arr(groups)), sort=True)
         lo_, hi_ = np.full(len(keys), 2), np.full(len(keys), -1)
-        np.minimum.at(lo_, unit, y); np.maximum.at(hi_, unit, y)
-        if (lo_ != hi_).any(): raise ValueError(f'cluster(s) {list(keys[lo_ != hi_][:3])} hold both labels: a cluster (video) must be all real or all fake')
+        np.minimum.at(lo_, unit, y)
+        np.maximum.at(hi_, unit, y)
+        if (lo_ != hi_).any():
+            raise ValueError(
+                f'cluster(s) {list(keys[lo_ != hi_][:3])} hold both labels: a cluster (video) must be all real or all '
+                'fake'
+            )
         unit_y = lo_
-    o, ys, ps, ends = _order(y, p); unit = unit[o]
-    rng = np.random.default_rng(seed); cls = [np.flatnonzero(unit_y == c) for c in (0, 1)]
-    step = max(1, min(n_boot, int(4e6 // len(y)))); out = []
+    o, ys, ps, ends = _order(y, p)
+    unit = unit[o]
+    rng = np.random.default_rng(seed)
+    cls = [np.flatnonzero(unit_y == c) for c in (0, 1)]
+    step = max(1, min(n_boot, int(4e6 // len(y))))
+    out = []
     for s in range(0, n_boot, step):
-        b = min(step, n_boot - s); C = np.zeros((b, len(unit_y)))
-        for ix in cls: C[:, ix] = rng.multinomial(len(ix), np.full(len(ix), 1 / len(ix)), size=b)
+        b = min(step, n_boot - s)
+        C = np.zeros((b, len(unit_y)))
+        for ix in cls:
+            C[:, ix] = rng.multinomial(len(ix), np.full(len(ix), 1 / len(ix)), size=b)
         out.append(_weighted_metrics(ys, ps, ends, C[:, unit], threshold))
     q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
     return {k: [float(v) for v in np.percentile(np.concatenate([d[k] for d in out]), q)] for k in METRICS}
@@ -151,126 +236,211 @@ def bootstrap_ci(y,              # labels: 1 fake, 0 real
 def _roc_points(y, p, max_points=2000):
     "ROC points for plotting, thinned evenly to at most `max_points`"
     fpr, tpr, _ = roc_curve(y, p)
-    if len(fpr) > max_points: k = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int)); fpr, tpr = fpr[k], tpr[k]
+    if len(fpr) > max_points:
+        k = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr = fpr[k], tpr[k]
     return dict(fpr=fpr.tolist(), tpr=tpr.tolist())
 
-def evaluate_scores(df,              # frame predictions: columns video_id, label, prob (and method, dataset, frame_idx)
-                    ci=True,         # bootstrap confidence intervals
-                    n_boot=1000,     # bootstrap resamples
-                    seed=0,          # bootstrap seed
-                    by=None,         # a column (e.g. 'method') to break fakes down by, each scored against all reals
-                    cluster=False,   # frame-level intervals by resampling videos (with all their frames), not frames
-                    alpha=0.05,      # 1 - coverage of the intervals
-                    threshold=0.5,   # the threshold of `acc`
-                    prob='prob', video='video_id', label='label'):  # column names
-    "Frame- and video-level metrics of a table of frame predictions, with bootstrap intervals and, with `by`, a per-method breakdown"
+# %% ../nbs/05_metrics.ipynb #c024b
+def evaluate_scores(
+    df,  # frame predictions: columns video_id, label, prob (and method, dataset, frame_idx)
+    ci=True,  # bootstrap confidence intervals
+    n_boot=1000,  # bootstrap resamples
+    seed=0,  # bootstrap seed
+    by=None,  # a column (e.g. 'method') to break fakes down by, each scored against all reals
+    cluster=False,  # frame-level intervals by resampling videos (with all their frames), not frames
+    alpha=0.05,  # 1 - coverage of the intervals
+    threshold=0.5,  # the threshold of `acc`
+    prob='prob',
+    video='video_id',
+    label='label',  # column names
+):
+    """Frame- and video-level metrics of a table of frame predictions, with bootstrap intervals and, with `by`, a
+    per-method breakdown"""
     _check_frames(df, prob, video, label)
     if 'dataset' in df.columns and df['dataset'].nunique() > 1:
-        raise ValueError(f"the table holds several datasets {sorted(df['dataset'].unique())}: evaluate each on its own, "
-                         f"{{d: evaluate_scores(g) for d, g in df.groupby('dataset')}}, and compare them with metrics_table")
+        raise ValueError(
+            f"the table holds several datasets {sorted(df['dataset'].unique())}: evaluate each on its own, "
+            f"{{d: evaluate_scores(g) for d, g in df.groupby('dataset')}}, and compare them with metrics_table"
+        )
     vs = video_scores(df, prob, video, label)
     nf = vs.n_frames
-    res = dict(frame=frame_metrics(df[label], df[prob], threshold), video=frame_metrics(vs[label], vs[prob], threshold),
-               frames_per_video=dict(min=int(nf.min()), median=float(nf.median()), mean=float(nf.mean()), max=int(nf.max())))
-    if 'dataset' in df.columns: res['dataset'] = str(df['dataset'].iloc[0])
+    res = dict(
+        frame=frame_metrics(df[label], df[prob], threshold),
+        video=frame_metrics(vs[label], vs[prob], threshold),
+        frames_per_video=dict(min=int(nf.min()), median=float(nf.median()), mean=float(nf.mean()), max=int(nf.max())),
+    )
+    if 'dataset' in df.columns:
+        res['dataset'] = str(df['dataset'].iloc[0])
     if ci:
         kw = dict(n_boot=n_boot, seed=seed, alpha=alpha, threshold=threshold)
-        res['ci'] = dict(frame=bootstrap_ci(df[label], df[prob], groups=df[video] if cluster else None, **kw),
-                         video=bootstrap_ci(vs[label], vs[prob], **kw))
-        res['bootstrap'] = dict(n_boot=n_boot, seed=seed, alpha=alpha, frame_unit='video' if cluster else 'frame', stratified=True)
-    res['roc'] = dict(frame=_roc_points(df[label].to_numpy(), df[prob].to_numpy()), video=_roc_points(vs[label].to_numpy(), vs[prob].to_numpy()))
+        res['ci'] = dict(
+            frame=bootstrap_ci(df[label], df[prob], groups=df[video] if cluster else None, **kw),
+            video=bootstrap_ci(vs[label], vs[prob], **kw),
+        )
+        res['bootstrap'] = dict(
+            n_boot=n_boot, seed=seed, alpha=alpha, frame_unit='video' if cluster else 'frame', stratified=True
+        )
+    res['roc'] = dict(
+        frame=_roc_points(df[label].to_numpy(), df[prob].to_numpy()),
+        video=_roc_points(vs[label].to_numpy(), vs[prob].to_numpy()),
+    )
     if by is not None:
-        _need(df, [by]); fake, real = df[df[label] == 1], df[df[label] == 0]
-        if fake[by].isna().any(): raise ValueError(f'{int(fake[by].isna().sum())} fake frame(s) have no {by!r}')
-        res['by'] = {str(m): evaluate_scores(pd.concat([g, real]), ci=ci, n_boot=n_boot, seed=seed, cluster=cluster, alpha=alpha,
-                                             threshold=threshold, prob=prob, video=video, label=label)
-                     for m, g in fake.groupby(by, sort=True)}
+        _need(df, [by])
+        fake, real = df[df[label] == 1], df[df[label] == 0]
+        if fake[by].isna().any():
+            raise ValueError(f'{int(fake[by].isna().sum())} fake frame(s) have no {by!r}')
+        res['by'] = {
+            str(m): evaluate_scores(
+                pd.concat([g, real]),
+                ci=ci,
+                n_boot=n_boot,
+                seed=seed,
+                cluster=cluster,
+                alpha=alpha,
+                threshold=threshold,
+                prob=prob,
+                video=video,
+                label=label,
+            )
+            for m, g in fake.groupby(by, sort=True)
+        }
     return res
 
 # %% ../nbs/05_metrics.ipynb #c028
 FF4 = ('Deepfakes', 'Face2Face', 'FaceSwap', 'NeuralTextures')
 
-def toy_scores(n_real=100,              # real videos
-               n_fake=25,               # fake videos per method
-               frames=16,               # most frames per video (each keeps between half and all)
-               methods=FF4,             # method names
-               sep=(2.5, 1.5, 2.0, 0.8),# logit separation of each method's fakes from the reals
-               video_sd=1.0,            # sd of the per-video logit effect, shared by its frames
-               frame_sd=1.5,            # sd of the per-frame logit noise
-               seed=0,                  # seed of the `np.random.Generator`
-               dataset='toy'):          # the dataset column
+
+def toy_scores(
+    n_real=100,  # real videos
+    n_fake=25,  # fake videos per method
+    frames=16,  # most frames per video (each keeps between half and all)
+    methods=FF4,  # method names
+    sep=(2.5, 1.5, 2.0, 0.8),  # logit separation of each method's fakes from the reals
+    video_sd=1.0,  # sd of the per-video logit effect, shared by its frames
+    frame_sd=1.5,  # sd of the per-frame logit noise
+    seed=0,  # seed of the `np.random.Generator`
+    dataset='toy',  # the dataset column
+):
     "Synthetic frame predictions with FF++-style ids (names shared across methods) and correlated frames within a video"
-    r = np.random.default_rng(seed); rows = []
+    r = np.random.default_rng(seed)
+    rows = []
     vids = [(f'youtube/{i:03d}', 0, 'real', -0.5) for i in range(n_real)]
-    vids += [(f'{m}/{i:03d}_{(i + 1) % n_fake:03d}', 1, m, -0.5 + s) for m, s in zip(methods, sep) for i in range(n_fake)]
+    vids += [
+        (f'{m}/{i:03d}_{(i + 1) % n_fake:03d}', 1, m, -0.5 + s) for m, s in zip(methods, sep) for i in range(n_fake)
+    ]
     for v, lab, m, mu in vids:
-        k = int(r.integers((frames + 1) // 2, frames + 1)); z = mu + r.normal(0, video_sd) + r.normal(0, frame_sd, k)
-        rows.append(pd.DataFrame(dict(dataset=dataset, method=m, video_id=v, label=lab, frame_idx=np.arange(k), prob=1 / (1 + np.exp(-z)))))
+        k = int(r.integers((frames + 1) // 2, frames + 1))
+        z = mu + r.normal(0, video_sd) + r.normal(0, frame_sd, k)
+        rows.append(
+            pd.DataFrame(
+                dict(
+                    dataset=dataset, method=m, video_id=v, label=lab, frame_idx=np.arange(k), prob=1 / (1 + np.exp(-z))
+                )
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 # %% ../nbs/05_metrics.ipynb #c033
 METRIC_NAMES = dict(auc='AUC', eer='EER', ap='AP', acc='ACC', acc_eer='ACC@EER')
 
-def metrics_table(results,                       # {test set name: an `evaluate_scores` result}
-                  metrics=('auc', 'eer', 'ap', 'acc'), # metrics to show
-                  levels=('video', 'frame'),     # levels to show, in this order
-                  by=True,                       # add a row per method where a result has a breakdown
-                  ci=True,                       # append the interval where a result has one
-                  pct=True,                      # in percent
-                  digits=1,                      # decimals
-                  fmt=True):                     # strings for a table; False: point estimates as floats
+
+def metrics_table(
+    results,  # {test set name: an `evaluate_scores` result}
+    metrics=('auc', 'eer', 'ap', 'acc'),  # metrics to show
+    levels=('video', 'frame'),  # levels to show, in this order
+    by=True,  # add a row per method where a result has a breakdown
+    ci=True,  # append the interval where a result has one
+    pct=True,  # in percent
+    digits=1,  # decimals
+    fmt=True,  # strings for a table; False: point estimates as floats
+):
     "A results table: one row per test set (and method), columns level × metric, plus the video count"
     rows = {}
     for name, r in results.items():
         rows[name] = r
-        if by: rows.update({f'{name} / {m}': rm for m, rm in r.get('by', {}).items()})
+        if by:
+            rows.update({f'{name} / {m}': rm for m, rm in r.get('by', {}).items()})
     s = 100 if pct else 1
+
     def cell(r, lvl, k):
         v = r[lvl][k]
-        if not fmt: return v
+        if not fmt:
+            return v
         out = f'{s * v:.{digits}f}'
-        if ci and 'ci' in r: lo, hi = r['ci'][lvl][k]; out += f' [{s * lo:.{digits}f}, {s * hi:.{digits}f}]'
+        if ci and 'ci' in r:
+            lo, hi = r['ci'][lvl][k]
+            out += f' [{s * lo:.{digits}f}, {s * hi:.{digits}f}]'
         return out
-    tab = pd.DataFrame({n: {f'{lvl} {METRIC_NAMES[k]}': cell(r, lvl, k) for lvl in levels for k in metrics} | {'videos': r['video']['n']}
-                        for n, r in rows.items()}).T
+
+    tab = pd.DataFrame(
+        {
+            n: {f'{lvl} {METRIC_NAMES[k]}': cell(r, lvl, k) for lvl in levels for k in metrics}
+            | {'videos': r['video']['n']}
+            for n, r in rows.items()
+        }
+    ).T
     tab.index.name = 'test set'
     return tab
 
 # %% ../nbs/05_metrics.ipynb #c036
 class ScoreAccumulator:
     "Collects frame predictions batch by batch (scalars only) and evaluates them with `evaluate_scores`"
+
     def __init__(self, dataset=None):  # written to the `dataset` column when given
         self.dataset, self._parts = dataset, []
 
-    def add(self, video_ids,       # the batch's video ids (unique across the dataset)
-            labels,                # their labels: 1 fake, 0 real
-            probs,                 # their fake probabilities, shape (n,) or (n, 1)
-            methods=None,          # their methods (for `by='method'`)
-            frame_idx=None):       # their frame indices (to count a repeated frame once)
+    def add(
+        self,
+        video_ids,  # the batch's video ids (unique across the dataset)
+        labels,  # their labels: 1 fake, 0 real
+        probs,  # their fake probabilities, shape (n,) or (n, 1)
+        methods=None,  # their methods (for `by='method'`)
+        frame_idx=None,  # their frame indices (to count a repeated frame once)
+    ):
         "Append one batch"
         p = _arr(probs)
-        if p.ndim == 2 and p.shape[1] == 1: p = p[:, 0]
-        if p.ndim != 1: raise ValueError(f'probs must hold one fake probability per frame, shape (n,) or (n, 1), got {p.shape}: '
-                                         f'for two-class logits pass softmax(logits, 1)[:, 1]')
-        part = dict(video_id=[str(v) for v in video_ids], label=_arr(labels).reshape(-1).astype(np.int64), prob=p.astype(np.float64))
-        if methods is not None: part['method'] = [str(m) for m in methods]
-        if frame_idx is not None: part['frame_idx'] = _arr(frame_idx).reshape(-1).astype(np.int64)
-        if len({len(v) for v in part.values()}) > 1: raise ValueError(f'batch lengths differ: { {k: len(v) for k, v in part.items()} }')
-        if self._parts and set(part) != set(self._parts[0]): raise ValueError(f'batch has fields {sorted(part)}, earlier ones {sorted(self._parts[0])}')
+        if p.ndim == 2 and p.shape[1] == 1:
+            p = p[:, 0]
+        if p.ndim != 1:
+            raise ValueError(
+                f'probs must hold one fake probability per frame, shape (n,) or (n, 1), got {p.shape}: '
+                f'for two-class logits pass softmax(logits, 1)[:, 1]'
+            )
+        part = dict(
+            video_id=[str(v) for v in video_ids],
+            label=_arr(labels).reshape(-1).astype(np.int64),
+            prob=p.astype(np.float64),
+        )
+        if methods is not None:
+            part['method'] = [str(m) for m in methods]
+        if frame_idx is not None:
+            part['frame_idx'] = _arr(frame_idx).reshape(-1).astype(np.int64)
+        if len({len(v) for v in part.values()}) > 1:
+            raise ValueError(f'batch lengths differ: { {k: len(v) for k, v in part.items()} }')
+        if self._parts and set(part) != set(self._parts[0]):
+            raise ValueError(f'batch has fields {sorted(part)}, earlier ones {sorted(self._parts[0])}')
         self._parts.append(part)
 
-    def __len__(self): return sum(len(q['prob']) for q in self._parts)
+    def __len__(self):
+        return sum(len(q['prob']) for q in self._parts)
 
     def frame(self):
         "All frames so far as a DataFrame (a frame added twice counted once)"
-        if not self._parts: raise ValueError('no batches added yet')
+        if not self._parts:
+            raise ValueError('no batches added yet')
         df = pd.DataFrame({k: np.concatenate([q[k] for q in self._parts]) for k in self._parts[0]})
-        if self.dataset is not None: df.insert(0, 'dataset', self.dataset)
+        if self.dataset is not None:
+            df.insert(0, 'dataset', self.dataset)
         if 'frame_idx' in df.columns:
-            key = ['video_id', 'frame_idx']; dup = df.duplicated(key, keep=False)
+            key = ['video_id', 'frame_idx']
+            dup = df.duplicated(key, keep=False)
             if dup.any():
                 k = df[dup].groupby(key).prob.agg(lambda s: s.max() - s.min())
-                if (k > 1e-6).any(): raise ValueError(f'frame(s) {k.index[k > 1e-6].tolist()[:3]} were added with different probabilities')
+                if (k > 1e-6).any():
+                    raise ValueError(
+                        f'frame(s) {k.index[k > 1e-6].tolist()[:3]} were added with different probabilities'
+                    )
                 df = df.drop_duplicates(key).reset_index(drop=True)
         return df
 
@@ -281,39 +451,70 @@ class ScoreAccumulator:
 # %% ../nbs/05_metrics.ipynb #c039
 def _named(x):
     "`{name: evaluate_scores result}` from a scores table, a result, or a dict of either"
-    if isinstance(x, pd.DataFrame): return {'': evaluate_scores(x, ci=False)}
-    if isinstance(x, dict) and 'frame' in x and 'roc' in x: return {'': x}
+    if isinstance(x, pd.DataFrame):
+        return {'': evaluate_scores(x, ci=False)}
+    if isinstance(x, dict) and 'frame' in x and 'roc' in x:
+        return {'': x}
     return {n: next(iter(_named(v).values())) for n, v in x.items()}
 
-def plot_roc(results_or_df,              # a scores table, an `evaluate_scores` result, or a dict of either by test set
-             ax=None,                    # axes to draw on (a new figure when None)
-             levels=('frame', 'video')): # which curves
+# %% ../nbs/05_metrics.ipynb #c039b
+def plot_roc(
+    results_or_df,  # a scores table, an `evaluate_scores` result, or a dict of either by test set
+    ax=None,  # axes to draw on (a new figure when None)
+    levels=('frame', 'video'),  # which curves
+):
     "ROC curves at frame level (solid) and video level (dashed), EER points marked, AUC in the legend"
     import matplotlib.pyplot as plt
-    if ax is None: ax = plt.subplots(figsize=(4, 4))[1]
+
+    if ax is None:
+        ax = plt.subplots(figsize=(4, 4))[1]
     for c, (name, r) in enumerate(_named(results_or_df).items()):
         for lvl in levels:
             roc, m = r['roc'][lvl], r[lvl]
-            ax.plot(roc['fpr'], roc['tpr'], color=f'C{c}', ls='-' if lvl == 'frame' else '--', lw=1.5,
-                    label=f"{name + ' ' if name else ''}{lvl}: AUC {m['auc']:.3f}, EER {m['eer']:.3f}")
+            ax.plot(
+                roc['fpr'],
+                roc['tpr'],
+                color=f'C{c}',
+                ls='-' if lvl == 'frame' else '--',
+                lw=1.5,
+                label=f"{name + ' ' if name else ''}{lvl}: AUC {m['auc']:.3f}, EER {m['eer']:.3f}",
+            )
             ax.plot([m['eer']], [1 - m['eer']], 'o', color=f'C{c}', ms=4)
-    ax.plot([0, 1], [0, 1], ':', color='0.6', lw=0.8); ax.plot([0, 1], [1, 0], ':', color='0.85', lw=0.8)   # chance; FPR = FNR
+    ax.plot([0, 1], [0, 1], ':', color='0.6', lw=0.8)
+    ax.plot([0, 1], [1, 0], ':', color='0.85', lw=0.8)  # chance; FPR = FNR
     ax.set(xlabel='false positive rate', ylabel='true positive rate', xlim=(0, 1), ylim=(0, 1.01), aspect='equal')
-    ax.legend(fontsize=7, loc='lower right'); return ax
+    ax.legend(fontsize=7, loc='lower right')
+    return ax
 
-def plot_score_hist(df,                  # frame predictions
-                    ax=None,             # axes to draw on (a new figure when None)
-                    level='frame',       # 'frame' or 'video' (mean frame probability per video)
-                    bins=30,             # histogram bins over [0, 1]
-                    prob='prob', video='video_id', label='label'):  # column names
+# %% ../nbs/05_metrics.ipynb #c039c
+def plot_score_hist(
+    df,  # frame predictions
+    ax=None,  # axes to draw on (a new figure when None)
+    level='frame',  # 'frame' or 'video' (mean frame probability per video)
+    bins=30,  # histogram bins over [0, 1]
+    prob='prob',
+    video='video_id',
+    label='label',  # column names
+):
     "Histograms of real and fake scores (density), with the 0.5 and EER thresholds"
     import matplotlib.pyplot as plt
-    if ax is None: ax = plt.subplots(figsize=(4, 3))[1]
+
+    if ax is None:
+        ax = plt.subplots(figsize=(4, 3))[1]
     d = df if level == 'frame' else video_scores(df, prob, video, label)
-    m = frame_metrics(d[label], d[prob]); edges = np.linspace(0, 1, bins + 1)
+    m = frame_metrics(d[label], d[prob])
+    edges = np.linspace(0, 1, bins + 1)
     for lab, name, c in ((0, 'real', 'C0'), (1, 'fake', 'C3')):
-        ax.hist(d.loc[d[label] == lab, prob], bins=edges, density=True, alpha=0.5, color=c, label=f'{name} ({int((d[label] == lab).sum())})')
+        ax.hist(
+            d.loc[d[label] == lab, prob],
+            bins=edges,
+            density=True,
+            alpha=0.5,
+            color=c,
+            label=f'{name} ({int((d[label] == lab).sum())})',
+        )
     ax.axvline(0.5, color='k', lw=0.8, ls=':', label='0.5')
     ax.axvline(m['eer_threshold'], color='k', lw=0.8, ls='--', label=f"EER threshold {m['eer_threshold']:.2f}")
     ax.set(xlabel=f'{level} fake probability', ylabel='density', title=f"{level}: AUC {m['auc']:.3f}")
-    ax.legend(fontsize=7); return ax
+    ax.legend(fontsize=7)
+    return ax

@@ -23,56 +23,94 @@ from .synth import truth_index
 # %% ../nbs/02_prep.ipynb #c005
 VIDEO_EXTS = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v'}
 IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.webp'}
-VIDEO_COLUMNS = ['dataset', 'split', 'video_id', 'label', 'method', 'identity', 'source_identity', 'source_video', 'path',
-                 'mask_path']
-RESERVED = re.compile(r'^(manifest|prep_report)\.')   # what prep writes at the top of its output (manifest*.parquet, ...)
+VIDEO_COLUMNS = [
+    'dataset',
+    'split',
+    'video_id',
+    'label',
+    'method',
+    'identity',
+    'source_identity',
+    'source_video',
+    'path',
+    'mask_path',
+]
+RESERVED = re.compile(
+    r'^(manifest|prep_report)\.'
+)  # what prep writes at the top of its output (manifest*.parquet, ...)
+
 
 class LayoutError(FileNotFoundError):
     "A dataset folder does not have the layout its reader expects"
 
-def safe_rel(rel,           # a path or video id read from a user's index file
-             what='path'):  # what it is, for the message
+# %% ../nbs/02_prep.ipynb #c005b
+def safe_rel(
+    rel,  # a path or video id read from a user's index file
+    what='path',  # what it is, for the message
+):
     "`rel` as a relative POSIX path, refused when it is empty, absolute, climbs with `..`, or holds NUL or non-UTF-8"
     s = str(rel)
     why = None
-    if not s.strip(): why = 'is empty'
-    elif '\x00' in s: why = 'holds a NUL character'
-    elif s.startswith(('/', '\\')) or re.match(r'^[A-Za-z]:', s): why = 'is absolute'
+    if not s.strip():
+        why = 'is empty'
+    elif '\x00' in s:
+        why = 'holds a NUL character'
+    elif s.startswith(('/', '\\')) or re.match(r'^[A-Za-z]:', s):
+        why = 'is absolute'
     else:
-        try: s.encode('utf-8')
-        except UnicodeEncodeError: why = 'is not valid UTF-8'
+        try:
+            s.encode('utf-8')
+        except UnicodeEncodeError:
+            why = 'is not valid UTF-8'
     parts = PurePosixPath(s.replace('\\', '/')).parts
-    if why is None and '..' in parts: why = 'climbs out with ..'
-    if why is None and any(p.startswith('.') for p in parts if p != '.'): why = 'has a hidden (dot) component'
-    if why is None and parts and RESERVED.match(parts[0]): why = f'starts with a name dfnb prep writes ({parts[0]})'
-    if why: raise ValueError(f'{what} {s!r} {why}, index files must give plain relative paths inside the dataset root')
+    if why is None and '..' in parts:
+        why = 'climbs out with ..'
+    if why is None and any(p.startswith('.') for p in parts if p != '.'):
+        why = 'has a hidden (dot) component'
+    if why is None and parts and RESERVED.match(parts[0]):
+        why = f'starts with a name dfnb prep writes ({parts[0]})'
+    if why:
+        raise ValueError(f'{what} {s!r} {why}, index files must give plain relative paths inside the dataset root')
     return PurePosixPath(*[p for p in parts if p != '.'])
 
-def inside(root,  # the dataset root
-           rel):  # a path from an index file, relative to `root`
+# %% ../nbs/02_prep.ipynb #c005c
+def inside(
+    root,  # the dataset root
+    rel,  # a path from an index file, relative to `root`
+):
     "`root/rel` for a path read from an index file; refused (`ValueError`) unless `rel` is a plain relative path"
     return Path(root) / safe_rel(rel)
 
+# %% ../nbs/02_prep.ipynb #c005d
 def _name_ok(p):
-    try: str(p).encode('utf-8')
-    except UnicodeEncodeError: return False
+    try:
+        str(p).encode('utf-8')
+    except UnicodeEncodeError:
+        return False
     return True
 
-def _shown(p): return os.fsencode(p).decode('utf-8', 'backslashreplace')
+# %% ../nbs/02_prep.ipynb #c005e
+def _shown(p):
+    return os.fsencode(p).decode('utf-8', 'backslashreplace')
 
+# %% ../nbs/02_prep.ipynb #c005f
 def _files(d, exts=VIDEO_EXTS, recursive=False, skipped=None):
     "Media files of folder `d` (sorted); names that are hidden or not UTF-8 are left out and added to `skipped`"
     d = Path(d)
-    if not d.is_dir(): return []
+    if not d.is_dir():
+        return []
     found = sorted(p for p in (d.rglob('*') if recursive else d.iterdir()) if p.suffix.lower() in exts and p.is_file())
     keep = []
     for p in found:
         hidden = any(x.startswith('.') for x in p.relative_to(d).parts)
         bad = 'its name is not valid UTF-8' if not _name_ok(p.relative_to(d)) else 'hidden file' if hidden else None
-        if bad is None: keep.append(p)
-        elif skipped is not None: skipped.append(dict(path=_shown(p), reason=bad))
+        if bad is None:
+            keep.append(p)
+        elif skipped is not None:
+            skipped.append(dict(path=_shown(p), reason=bad))
     return keep
 
+# %% ../nbs/02_prep.ipynb #c005g
 def _dup_or_nested(df):
     "The first pair of videos whose output folders would collide (same id, or one id a folder of the other), or None"
     paths = dict(zip(df.video_id, df.path))
@@ -84,13 +122,17 @@ def _dup_or_nested(df):
     for v in sorted(paths):
         for k in range(1, len(PurePosixPath(v).parts)):
             up = str(PurePosixPath(*PurePosixPath(v).parts[:k]))
-            if up in paths: return paths[up], paths[v], f'the output folder of video {up!r} would hold that of {v!r}'
+            if up in paths:
+                return paths[up], paths[v], f'the output folder of video {up!r} would hold that of {v!r}'
     return None
 
+# %% ../nbs/02_prep.ipynb #c005h
 def _table(rows, missing=(), skipped=()):
     import pandas as pd
+
     df = pd.DataFrame(rows, columns=VIDEO_COLUMNS)
-    for v in df.video_id: safe_rel(v, 'video id')
+    for v in df.video_id:
+        safe_rel(v, 'video id')
     clash = _dup_or_nested(df)
     if clash:
         a, b, why = clash
@@ -100,52 +142,87 @@ def _table(rows, missing=(), skipped=()):
     df.attrs.update(missing=list(missing), skipped=list(skipped))
     return df
 
-def _row(dataset, split, video_id, label, method, path, root, identity=None, source_identity=None, source_video=None,
-         mask=None):
+# %% ../nbs/02_prep.ipynb #c005i
+def _row(
+    dataset,
+    split,
+    video_id,
+    label,
+    method,
+    path,
+    root,
+    identity=None,
+    source_identity=None,
+    source_video=None,
+    mask=None,
+):
     mask_rel = str(Path(mask).relative_to(root)) if mask is not None and Path(mask).exists() else None
-    return dict(dataset=dataset, split=split, video_id=video_id, label=label, method=method, identity=identity,
-                source_identity=source_identity, source_video=source_video, path=str(Path(path).relative_to(root)),
-                mask_path=mask_rel)
+    return dict(
+        dataset=dataset,
+        split=split,
+        video_id=video_id,
+        label=label,
+        method=method,
+        identity=identity,
+        source_identity=source_identity,
+        source_video=source_video,
+        path=str(Path(path).relative_to(root)),
+        mask_path=mask_rel,
+    )
 
 # %% ../nbs/02_prep.ipynb #c008
 FFPP_METHODS = ('Deepfakes', 'Face2Face', 'FaceSwap', 'NeuralTextures', 'FaceShifter')
 COMPRESSIONS = ('raw', 'c23', 'c40')
 
-def _check_comp(comp):
-    if comp not in COMPRESSIONS: raise ValueError(f'unknown compression {comp!r}: choose one of {COMPRESSIONS}')
 
+def _check_comp(comp):
+    if comp not in COMPRESSIONS:
+        raise ValueError(f'unknown compression {comp!r}: choose one of {COMPRESSIONS}')
+
+# %% ../nbs/02_prep.ipynb #c008b
 def find_ffpp_splits(root):  # the FaceForensics++ folder
     "The folder holding FF++'s split JSONs: `<root>/splits`, the root itself, or `<root>/dataset/splits`"
     root = Path(root)
     for d in (root / 'splits', root, root / 'dataset/splits'):
-        if all((d / f'{s}.json').is_file() for s in ('train', 'val', 'test')): return d
+        if all((d / f'{s}.json').is_file() for s in ('train', 'val', 'test')):
+            return d
     return root / 'splits'
 
+# %% ../nbs/02_prep.ipynb #c008c
 def ffpp_splits(splits_dir):  # folder holding the official train.json, val.json, test.json
     "Map each FF++ video number to its split, from the official split JSONs"
     d = Path(splits_dir)
     files = {s: d / f'{s}.json' for s in ('train', 'val', 'test')}
     missing = [str(f) for f in files.values() if not f.exists()]
     if missing:
-        raise LayoutError(f"FF++ split file(s) missing: {', '.join(missing)}, put the official train.json, val.json and "
-                          f'test.json (FaceForensics repository, dataset/splits) in <root>/splits or <root>, '
-                          f'or pass their folder with --splits DIR')
+        raise LayoutError(
+            f"FF++ split file(s) missing: {', '.join(missing)}, put the official train.json, val.json and "
+            f'test.json (FaceForensics repository, dataset/splits) in <root>/splits or <root>, '
+            f'or pass their folder with --splits DIR'
+        )
     out = {}
     for s, f in files.items():
-        try: pairs = json.loads(f.read_text())
+        try:
+            pairs = json.loads(f.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise LayoutError(f'{f} is not valid JSON ({e}): restore the official split file') from None
         if not isinstance(pairs, list) or not all(isinstance(p, list) for p in pairs):
-            raise LayoutError(f'{f} is not an FF++ split file (a list of [target, source] pairs): restore the official one')
+            raise LayoutError(
+                f'{f} is not an FF++ split file (a list of [target, source] pairs): restore the official one'
+            )
         for pair in pairs:
-            for x in pair: out[str(x)] = s
+            for x in pair:
+                out[str(x)] = s
     return out
 
-def read_ffpp(root,                 # the FaceForensics++ folder (original_sequences/, manipulated_sequences/)
-              comp='c23',           # compression: raw, c23 or c40
-              splits=None,          # folder of the split JSONs (default: <root>/splits, <root> or <root>/dataset/splits)
-              methods=None,         # manipulation methods to read (default: those of FFPP_METHODS on disk)
-              name='ffpp'):         # the dataset name written to the manifest
+# %% ../nbs/02_prep.ipynb #c008d
+def read_ffpp(
+    root,  # the FaceForensics++ folder (original_sequences/, manipulated_sequences/)
+    comp='c23',  # compression: raw, c23 or c40
+    splits=None,  # folder of the split JSONs (default: <root>/splits, <root> or <root>/dataset/splits)
+    methods=None,  # manipulation methods to read (default: those of FFPP_METHODS on disk)
+    name='ffpp',  # the dataset name written to the manifest
+):
     "FaceForensics++ videos of one compression, with official splits, methods, pairs and masks"
     root = Path(root)
     _check_comp(comp)
@@ -153,10 +230,12 @@ def read_ffpp(root,                 # the FaceForensics++ folder (original_seque
     asked = methods is not None
     methods = tuple(methods) if asked else FFPP_METHODS
     unknown = [m for m in methods if m not in FFPP_METHODS]
-    if unknown: raise ValueError(f'unknown FF++ method(s) {unknown}: choose from {", ".join(FFPP_METHODS)}')
+    if unknown:
+        raise ValueError(f'unknown FF++ method(s) {unknown}: choose from {", ".join(FFPP_METHODS)}')
     missing, skipped = [], []
     real_dir = root / 'original_sequences/youtube' / comp / 'videos'
-    if not real_dir.is_dir(): missing.append(dict(what='real videos', path=str(real_dir.relative_to(root)), reason='folder absent'))
+    if not real_dir.is_dir():
+        missing.append(dict(what='real videos', path=str(real_dir.relative_to(root)), reason='folder absent'))
     reals = _files(real_dir, skipped=skipped)
     rows = [_row(name, split_of.get(p.stem), f'youtube/{p.stem}', 0, 'real', p, root, identity=p.stem) for p in reals]
     if real_dir.is_dir():
@@ -169,52 +248,95 @@ def read_ffpp(root,                 # the FaceForensics++ folder (original_seque
             continue
         for p in _files(d, skipped=skipped):
             t, s = (p.stem.split('_') + [None])[:2]
-            rows.append(_row(name, split_of.get(t), f'{m}/{p.stem}', 1, m, p, root, identity=t, source_identity=s,
-                             source_video=f'youtube/{t}', mask=root / 'manipulated_sequences' / m / 'masks/videos' / p.name))
+            rows.append(
+                _row(
+                    name,
+                    split_of.get(t),
+                    f'{m}/{p.stem}',
+                    1,
+                    m,
+                    p,
+                    root,
+                    identity=t,
+                    source_identity=s,
+                    source_video=f'youtube/{t}',
+                    mask=root / 'manipulated_sequences' / m / 'masks/videos' / p.name,
+                )
+            )
     if not rows:
-        raise LayoutError(f'no FF++ videos under {root}: expected original_sequences/youtube/{comp}/videos/*.mp4 and '
-                          f'manipulated_sequences/<method>/{comp}/videos/*.mp4, is --root the FaceForensics++ folder, '
-                          f'and --comp right?')
+        raise LayoutError(
+            f'no FF++ videos under {root}: expected original_sequences/youtube/{comp}/videos/*.mp4 and '
+            f'manipulated_sequences/<method>/{comp}/videos/*.mp4, is --root the FaceForensics++ folder, '
+            f'and --comp right?'
+        )
     return _table(rows, missing, skipped)
 
+# %% ../nbs/02_prep.ipynb #c008e
 _DFD_FAKE = re.compile(r'^(\d+)_(\d+)__(.+)__([A-Za-z0-9]+)$')
 
-def read_dfd(root,          # the FaceForensics++ folder that holds DFD's actors and DeepFakeDetection sequences
-             comp='c23',    # compression: raw, c23 or c40
-             name='dfd'):   # the dataset name written to the manifest
+
+def read_dfd(
+    root,  # the FaceForensics++ folder that holds DFD's actors and DeepFakeDetection sequences
+    comp='c23',  # compression: raw, c23 or c40
+    name='dfd',  # the dataset name written to the manifest
+):
     "Google's DeepFakeDetection videos (a test set): actors' videos and their fakes"
     root = Path(root)
     _check_comp(comp)
     rows, missing, skipped = [], [], []
-    dirs = dict(real=root / 'original_sequences/actors' / comp / 'videos',
-                fake=root / 'manipulated_sequences/DeepFakeDetection' / comp / 'videos')
+    dirs = dict(
+        real=root / 'original_sequences/actors' / comp / 'videos',
+        fake=root / 'manipulated_sequences/DeepFakeDetection' / comp / 'videos',
+    )
     for what, d in dirs.items():
-        if not d.is_dir(): missing.append(dict(what=what, path=str(d.relative_to(root)), reason='folder absent'))
+        if not d.is_dir():
+            missing.append(dict(what=what, path=str(d.relative_to(root)), reason='folder absent'))
     for p in _files(dirs['real'], skipped=skipped):
         rows.append(_row(name, 'test', f'actors/{p.stem}', 0, 'real', p, root, identity=p.stem.split('__')[0]))
     for p in _files(dirs['fake'], skipped=skipped):
         m = _DFD_FAKE.match(p.stem)
         t, s, scene = (m.group(1), m.group(2), m.group(3)) if m else (None, None, None)
         src = f'actors/{t}__{scene}' if m else None
-        rows.append(_row(name, 'test', f'DeepFakeDetection/{p.stem}', 1, 'DeepFakeDetection', p, root, identity=t,
-                         source_identity=s, source_video=src,
-                         mask=root / 'manipulated_sequences/DeepFakeDetection/masks/videos' / p.name))
+        rows.append(
+            _row(
+                name,
+                'test',
+                f'DeepFakeDetection/{p.stem}',
+                1,
+                'DeepFakeDetection',
+                p,
+                root,
+                identity=t,
+                source_identity=s,
+                source_video=src,
+                mask=root / 'manipulated_sequences/DeepFakeDetection/masks/videos' / p.name,
+            )
+        )
     if not rows:
-        raise LayoutError(f'no DFD videos under {root}: expected original_sequences/actors/{comp}/videos/*.mp4 and '
-                          f'manipulated_sequences/DeepFakeDetection/{comp}/videos/*.mp4')
+        raise LayoutError(
+            f'no DFD videos under {root}: expected original_sequences/actors/{comp}/videos/*.mp4 and '
+            f'manipulated_sequences/DeepFakeDetection/{comp}/videos/*.mp4'
+        )
     return _table(rows, missing, skipped)
 
 # %% ../nbs/02_prep.ipynb #c011
 CDF_FOLDERS = {'Celeb-real': 0, 'YouTube-real': 0, 'Celeb-synthesis': 1}
 
+
 def _text(f):
     "A text index file's contents, or a LayoutError naming it"
-    try: return f.read_text(encoding='utf-8-sig')   # a spreadsheet's CSV may start with a byte-order mark
-    except UnicodeDecodeError as e: raise LayoutError(f'{f} is not UTF-8 text ({e}): restore the original file') from None
-    except IsADirectoryError: raise LayoutError(f'{f} is a folder, not a file: restore the original file') from None
+    try:
+        return f.read_text(encoding='utf-8-sig')  # a spreadsheet's CSV may start with a byte-order mark
+    except UnicodeDecodeError as e:
+        raise LayoutError(f'{f} is not UTF-8 text ({e}): restore the original file') from None
+    except IsADirectoryError:
+        raise LayoutError(f'{f} is a folder, not a file: restore the original file') from None
 
-def read_cdf(root,          # the Celeb-DF folder (Celeb-real/, Celeb-synthesis/, YouTube-real/, List_of_testing_videos.txt)
-             name='cdf'):   # the dataset name written to the manifest (e.g. cdf1 for version 1)
+# %% ../nbs/02_prep.ipynb #c011b
+def read_cdf(
+    root,  # the Celeb-DF folder (Celeb-real/, Celeb-synthesis/, YouTube-real/, List_of_testing_videos.txt)
+    name='cdf',  # the dataset name written to the manifest (e.g. cdf1 for version 1)
+):
     "Celeb-DF v1 / v2 videos; split `test` from `List_of_testing_videos.txt`, `train` otherwise"
     root = Path(root)
     lst = root / 'List_of_testing_videos.txt'
@@ -222,29 +344,45 @@ def read_cdf(root,          # the Celeb-DF folder (Celeb-real/, Celeb-synthesis/
         raise LayoutError(f"{lst} is missing: Celeb-DF's test list ships with the dataset, put it in the dataset root")
     test = {}
     for n, line in enumerate(_text(lst).splitlines(), 1):
-        if not line.strip(): continue
+        if not line.strip():
+            continue
         try:
             lab, rel = line.split(maxsplit=1)
             test[str(safe_rel(rel.strip()))] = 1 - int(lab)
         except ValueError as e:
-            raise LayoutError(f'{lst}, line {n}: expected "<1 real | 0 fake> <relative path>", got {line!r} ({e})') from None
+            raise LayoutError(
+                f'{lst}, line {n}: expected "<1 real | 0 fake> <relative path>", got {line!r} ({e})'
+            ) from None
     rows, skipped, seen = [], [], set()
     for folder, label in CDF_FOLDERS.items():
         for p in _files(root / folder, skipped=skipped):
             rel = f'{folder}/{p.name}'
             seen.add(rel)
             if rel in test and test[rel] != label:
-                raise LayoutError(f'{lst} labels {rel} as {"real" if test[rel] == 0 else "fake"}, but it lies in {folder}/')
+                raise LayoutError(
+                    f'{lst} labels {rel} as {"real" if test[rel] == 0 else "fake"}, but it lies in {folder}/'
+                )
             parts = p.stem.split('_')
             fake = label == 1 and len(parts) == 3
-            rows.append(_row(name, 'test' if rel in test else 'train', f'{folder}/{p.stem}', label,
-                             'Celeb-synthesis' if label else 'real', p, root,
-                             identity=parts[0] if folder != 'YouTube-real' else None,
-                             source_identity=parts[1] if fake else None,
-                             source_video=f'Celeb-real/{parts[0]}_{parts[2]}' if fake else None))
+            rows.append(
+                _row(
+                    name,
+                    'test' if rel in test else 'train',
+                    f'{folder}/{p.stem}',
+                    label,
+                    'Celeb-synthesis' if label else 'real',
+                    p,
+                    root,
+                    identity=parts[0] if folder != 'YouTube-real' else None,
+                    source_identity=parts[1] if fake else None,
+                    source_video=f'Celeb-real/{parts[0]}_{parts[2]}' if fake else None,
+                )
+            )
     if not rows:
-        raise LayoutError(f'no Celeb-DF videos under {root}: expected Celeb-real/, Celeb-synthesis/ and YouTube-real/ '
-                          f'folders of .mp4')
+        raise LayoutError(
+            f'no Celeb-DF videos under {root}: expected Celeb-real/, Celeb-synthesis/ and YouTube-real/ '
+            f'folders of .mp4'
+        )
     missing = [dict(what='test', path=r, reason=f'listed in {lst.name}, not on disk') for r in sorted(set(test) - seen)]
     return _table(rows, missing, skipped)
 
@@ -252,25 +390,39 @@ def read_cdf(root,          # the Celeb-DF folder (Celeb-real/, Celeb-synthesis/
 def _csv_rows(path):
     "The rows of a CSV index file as dicts, or a LayoutError naming it"
     import csv, io
-    try: return list(csv.DictReader(io.StringIO(_text(Path(path)), newline='')))
-    except csv.Error as e: raise LayoutError(f'{path} is not a readable CSV ({e}): fix or restore it') from None
 
+    try:
+        return list(csv.DictReader(io.StringIO(_text(Path(path)), newline='')))
+    except csv.Error as e:
+        raise LayoutError(f'{path} is not a readable CSV ({e}): fix or restore it') from None
+
+# %% ../nbs/02_prep.ipynb #c014b
 def _json(path, what):  # an index file; what it should hold, for the message
     "A JSON index file holding a mapping, or a LayoutError naming it"
-    try: d = json.loads(_text(Path(path)))
-    except json.JSONDecodeError as e: raise LayoutError(f'{path} is not valid JSON ({e}): restore the original file') from None
-    if not isinstance(d, dict): raise LayoutError(f'{path} should map {what}, restore the original file')
+    try:
+        d = json.loads(_text(Path(path)))
+    except json.JSONDecodeError as e:
+        raise LayoutError(f'{path} is not valid JSON ({e}): restore the original file') from None
+    if not isinstance(d, dict):
+        raise LayoutError(f'{path} should map {what}, restore the original file')
     return d
 
+# %% ../nbs/02_prep.ipynb #c014c
 def _entry(f, key, v):
     "An index entry's fields (a mapping), or a LayoutError naming the file and the key"
-    if not isinstance(v, dict): raise LayoutError(f'{f}: the entry {key!r} is not a mapping of fields, restore the original file')
-    try: rel = safe_rel(key, 'file name')
-    except ValueError as e: raise LayoutError(f'{f}: {e}') from None
+    if not isinstance(v, dict):
+        raise LayoutError(f'{f}: the entry {key!r} is not a mapping of fields, restore the original file')
+    try:
+        rel = safe_rel(key, 'file name')
+    except ValueError as e:
+        raise LayoutError(f'{f}: {e}') from None
     return rel
 
-def read_dfdc(root,           # the DFDC folder: dfdc_train_part_*/metadata.json and/or test/labels.csv
-              name='dfdc'):   # the dataset name written to the manifest
+# %% ../nbs/02_prep.ipynb #c014d
+def read_dfdc(
+    root,  # the DFDC folder: dfdc_train_part_*/metadata.json and/or test/labels.csv
+    name='dfdc',  # the dataset name written to the manifest
+):
     "DFDC training parts (from their metadata.json) and its test set (from test/labels.csv)"
     root = Path(root)
     rows, missing = [], []
@@ -280,20 +432,33 @@ def read_dfdc(root,           # the DFDC folder: dfdc_train_part_*/metadata.json
             rel = _entry(meta, fn, v)
             p = part / rel
             if not p.is_file():
-                missing.append(dict(what='train', path=f'{part.name}/{rel}', reason='listed in metadata.json, not on disk'))
+                missing.append(
+                    dict(what='train', path=f'{part.name}/{rel}', reason='listed in metadata.json, not on disk')
+                )
                 continue
             fake = str(v.get('label', '')).upper() == 'FAKE'
             orig = v.get('original')
             src = f'{part.name}/{PurePosixPath(str(orig)).stem}' if fake and orig else None
-            rows.append(_row(name, v.get('split', 'train'), f'{part.name}/{rel.with_suffix("")}', int(fake),
-                             'DFDC' if fake else 'real', p, root, source_video=src))
+            rows.append(
+                _row(
+                    name,
+                    v.get('split', 'train'),
+                    f'{part.name}/{rel.with_suffix("")}',
+                    int(fake),
+                    'DFDC' if fake else 'real',
+                    p,
+                    root,
+                    source_video=src,
+                )
+            )
     labels = next((f for f in (root / 'test/labels.csv', root / 'labels.csv') if f.exists()), None)
     if labels is not None:
         vdir = next((d for d in (labels.parent / 'videos', labels.parent) if _files(d)), labels.parent)
         meta = labels.parent / 'metadata.json'
         info = _json(meta, 'video file names to their fields') if meta.exists() else {}
         for n, r in enumerate(_csv_rows(labels), 2):
-            if 'filename' not in r or 'label' not in r: raise LayoutError(f'{labels} needs the columns filename,label')
+            if 'filename' not in r or 'label' not in r:
+                raise LayoutError(f'{labels} needs the columns filename,label')
             try:
                 rel = safe_rel(r['filename'], 'file name')
                 fake = int(float(r['label'])) == 1
@@ -301,18 +466,37 @@ def read_dfdc(root,           # the DFDC folder: dfdc_train_part_*/metadata.json
                 raise LayoutError(f'{labels}, line {n}: {e}, fix that row') from None
             p = vdir / rel
             if not p.is_file():
-                missing.append(dict(what='test', path=str(p.relative_to(root)), reason=f'listed in {labels.name}, not on disk'))
+                missing.append(
+                    dict(what='test', path=str(p.relative_to(root)), reason=f'listed in {labels.name}, not on disk')
+                )
                 continue
-            orig = (info.get(r['filename']) or {}).get('original') if isinstance(info.get(r['filename']), dict) else None
-            rows.append(_row(name, 'test', f'test/{rel.with_suffix("")}', int(fake), 'DFDC' if fake else 'real', p, root,
-                             source_video=f'test/{PurePosixPath(str(orig)).stem}' if fake and orig else None))
+            orig = (
+                (info.get(r['filename']) or {}).get('original') if isinstance(info.get(r['filename']), dict) else None
+            )
+            rows.append(
+                _row(
+                    name,
+                    'test',
+                    f'test/{rel.with_suffix("")}',
+                    int(fake),
+                    'DFDC' if fake else 'real',
+                    p,
+                    root,
+                    source_video=f'test/{PurePosixPath(str(orig)).stem}' if fake and orig else None,
+                )
+            )
     if not rows:
-        raise LayoutError(f'no DFDC videos under {root}: expected dfdc_train_part_*/metadata.json with its videos, '
-                          f'or test/labels.csv with the videos in test/ or test/videos/')
+        raise LayoutError(
+            f'no DFDC videos under {root}: expected dfdc_train_part_*/metadata.json with its videos, '
+            f'or test/labels.csv with the videos in test/ or test/videos/'
+        )
     return _table(rows, missing)
 
-def read_dfdcp(root,            # the DFDC preview folder holding dataset.json
-               name='dfdcp'):   # the dataset name written to the manifest
+# %% ../nbs/02_prep.ipynb #c014e
+def read_dfdcp(
+    root,  # the DFDC preview folder holding dataset.json
+    name='dfdcp',  # the dataset name written to the manifest
+):
     "The DFDC preview: every video listed in `dataset.json` with its label and set"
     root = Path(root)
     f = root / 'dataset.json'
@@ -323,25 +507,41 @@ def read_dfdcp(root,            # the DFDC preview folder holding dataset.json
         rel = _entry(f, key, v)
         p = root / rel
         if not p.is_file():
-            missing.append(dict(what=str(v.get('set', 'test')), path=str(rel), reason='listed in dataset.json, not on disk'))
+            missing.append(
+                dict(what=str(v.get('set', 'test')), path=str(rel), reason='listed in dataset.json, not on disk')
+            )
             continue
         fake = str(v.get('label', '')).lower() == 'fake'
         parts = rel.parts
-        rows.append(_row(name, v.get('set', 'test'), str(rel.with_suffix('')), int(fake), parts[0] if fake else 'real', p,
-                         root, identity=parts[1] if len(parts) > 2 else None))
-    if not rows: raise LayoutError(f'none of the videos listed in {f} exist under {root}')
+        rows.append(
+            _row(
+                name,
+                v.get('set', 'test'),
+                str(rel.with_suffix('')),
+                int(fake),
+                parts[0] if fake else 'real',
+                p,
+                root,
+                identity=parts[1] if len(parts) > 2 else None,
+            )
+        )
+    if not rows:
+        raise LayoutError(f'none of the videos listed in {f} exist under {root}')
     return _table(rows, missing)
 
 # %% ../nbs/02_prep.ipynb #c017
 MEDIA_EXTS = VIDEO_EXTS | IMAGE_EXTS
 
-def read_folder(root,             # a folder with real/ and fake/, or train|val|test/{real,fake}/
-                name='folder'):   # the dataset name written to the manifest
+
+def read_folder(
+    root,  # a folder with real/ and fake/, or train|val|test/{real,fake}/
+    name='folder',  # the dataset name written to the manifest
+):
     "Videos and images under `real/` and `fake/` (optionally inside `train/`, `val/`, `test/`)"
     root = Path(root)
     splits = [s for s in ('train', 'val', 'test') if any((root / s / c).is_dir() for c in ('real', 'fake'))]
     rows, skipped = [], []
-    for base, split in ([(root / s, s) for s in splits] or [(root, 'test')]):
+    for base, split in [(root / s, s) for s in splits] or [(root, 'test')]:
         for label, sub in ((0, 'real'), (1, 'fake')):
             for p in _files(base / sub, MEDIA_EXTS, recursive=True, skipped=skipped):
                 rel = p.relative_to(base / sub)
@@ -349,126 +549,200 @@ def read_folder(root,             # a folder with real/ and fake/, or train|val|
                 vid = str(p.relative_to(root).with_suffix(''))
                 rows.append(_row(name, split, vid, label, method, p, root))
     if not rows:
-        raise LayoutError(f'no videos or images under {root}/real/ or {root}/fake/ '
-                          f'(or {root}/<train|val|test>/<real|fake>/)')
+        raise LayoutError(
+            f'no videos or images under {root}/real/ or {root}/fake/ ' f'(or {root}/<train|val|test>/<real|fake>/)'
+        )
     return _table(rows, skipped=skipped)
 
+# %% ../nbs/02_prep.ipynb #c017b
 _LABELS = {'0': 0, '1': 1, 'real': 0, 'fake': 1}
 SPLITS = ('train', 'val', 'test')
 
-def read_csv(path,          # a CSV with columns path,label and optionally split,method,video_id,source_video,identity
-             name=None):    # the dataset name (default: the CSV's file name)
+
+def read_csv(
+    path,  # a CSV with columns path,label and optionally split,method,video_id,source_video,identity
+    name=None,  # the dataset name (default: the CSV's file name)
+):
     "Videos listed in a CSV; paths relative to the CSV's folder"
     path = Path(path)
     root = path.parent
-    if not path.is_file(): raise LayoutError(f'{path} does not exist or is not a file')
+    if not path.is_file():
+        raise LayoutError(f'{path} does not exist or is not a file')
     rows, missing = [], []
     for n, r in enumerate(_csv_rows(path), 2):
         if 'path' not in r or 'label' not in r:
             raise LayoutError(f'{path} needs the columns path,label (found {list(r)})')
         lab = _LABELS.get(str(r['label']).strip().lower())
-        if lab is None: raise LayoutError(f'{path}, line {n}: label {r["label"]!r} is not 0/1/real/fake')
+        if lab is None:
+            raise LayoutError(f'{path}, line {n}: label {r["label"]!r} is not 0/1/real/fake')
         split = (r.get('split') or 'test').strip()
-        if split not in SPLITS: raise LayoutError(f'{path}, line {n}: split {split!r} is not one of train, val, test')
+        if split not in SPLITS:
+            raise LayoutError(f'{path}, line {n}: split {split!r} is not one of train, val, test')
         try:
             rel = safe_rel(r['path'])
             vid = str(safe_rel(r['video_id'], 'video_id')) if r.get('video_id') else str(rel.with_suffix(''))
-        except ValueError as e: raise LayoutError(f'{path}, line {n}: {e}') from None
+        except ValueError as e:
+            raise LayoutError(f'{path}, line {n}: {e}') from None
         p = root / rel
         if not p.is_file():
             missing.append(dict(what=split, path=str(rel), reason=f'listed in {path.name} (line {n}), not on disk'))
             continue
-        rows.append(_row(name or path.stem, split, vid, lab, r.get('method') or ('fake' if lab else 'real'), p, root,
-                         identity=r.get('identity') or None, source_video=r.get('source_video') or None))
-    if not rows: raise LayoutError(f'{path} lists no video that exists under {root}')
+        rows.append(
+            _row(
+                name or path.stem,
+                split,
+                vid,
+                lab,
+                r.get('method') or ('fake' if lab else 'real'),
+                p,
+                root,
+                identity=r.get('identity') or None,
+                source_video=r.get('source_video') or None,
+            )
+        )
+    if not rows:
+        raise LayoutError(f'{path} lists no video that exists under {root}')
     return _table(rows, missing)
 
 # %% ../nbs/02_prep.ipynb #c019
-READERS = dict(ffpp=read_ffpp, cdf=read_cdf, dfdc=read_dfdc, dfdcp=read_dfdcp, dfd=read_dfd, folder=read_folder,
-               csv=read_csv)
+READERS = dict(
+    ffpp=read_ffpp, cdf=read_cdf, dfdc=read_dfdc, dfdcp=read_dfdcp, dfd=read_dfd, folder=read_folder, csv=read_csv
+)
 
-def is_csv(dataset, root): return dataset == 'csv' or (dataset == 'folder' and Path(root).suffix.lower() == '.csv')
 
-def dataset_root(dataset,  # one of READERS
-                 root):    # what the user named: a dataset folder, or a CSV file for `csv` (and `folder`)
+def is_csv(dataset, root):
+    return dataset == 'csv' or (dataset == 'folder' and Path(root).suffix.lower() == '.csv')
+
+# %% ../nbs/02_prep.ipynb #c019b
+def dataset_root(
+    dataset,  # one of READERS
+    root,  # what the user named: a dataset folder, or a CSV file for `csv` (and `folder`)
+):
     "The folder the listed paths are relative to: `root`, or the CSV's folder"
     return Path(root).parent if is_csv(dataset, root) else Path(root)
 
-def read_dataset(dataset,   # one of READERS (`folder` also takes a .csv file as root)
-                 root,      # the dataset folder
-                 **kw):     # reader options: comp, splits, methods, name
+# %% ../nbs/02_prep.ipynb #c019c
+def read_dataset(
+    dataset,  # one of READERS (`folder` also takes a .csv file as root)
+    root,  # the dataset folder
+    **kw,  # reader options: comp, splits, methods, name
+):
     "List the videos of a dataset with its reader"
-    if dataset not in READERS: raise ValueError(f'unknown dataset {dataset!r}: choose one of {list(READERS)}')
+    if dataset not in READERS:
+        raise ValueError(f'unknown dataset {dataset!r}: choose one of {list(READERS)}')
     root = Path(root)
-    if not root.exists(): raise LayoutError(f'dataset root {root} does not exist')
-    if is_csv(dataset, root): return read_csv(root, kw.get('name'))
-    if not root.is_dir(): raise LayoutError(f'dataset root {root} is a file, not a folder: pass the dataset folder')
+    if not root.exists():
+        raise LayoutError(f'dataset root {root} does not exist')
+    if is_csv(dataset, root):
+        return read_csv(root, kw.get('name'))
+    if not root.is_dir():
+        raise LayoutError(f'dataset root {root} is a file, not a folder: pass the dataset folder')
     import inspect
+
     ok = inspect.signature(READERS[dataset]).parameters
     return READERS[dataset](root, **{k: v for k, v in kw.items() if k in ok and v is not None})
 
-def is_synthetic(root): return (Path(root) / 'truth').is_dir()
+# %% ../nbs/02_prep.ipynb #c019d
+def is_synthetic(root):
+    return (Path(root) / 'truth').is_dir()
 
-def check_complete(df,                 # a reader's table (with its `missing` record)
-                   root,               # the dataset root, for the message
-                   allow=False):       # go on anyway (--allow-incomplete)
+# %% ../nbs/02_prep.ipynb #c019e
+def check_complete(
+    df,  # a reader's table (with its `missing` record)
+    root,  # the dataset root, for the message
+    allow=False,  # go on anyway (--allow-incomplete)
+):
     "Refuse a dataset whose split would lack real or fake videos, or that misses a requested part, unless `allow`"
     asked = [m for m in df.attrs.get('missing', []) if m.get('requested')]
     if asked and not allow:
-        raise LayoutError(f"{root}: requested {', '.join(m['what'] for m in asked)} but {asked[0]['path']} is absent, "
-                          f'restore it, leave it out of --methods, or pass --allow-incomplete')
+        raise LayoutError(
+            f"{root}: requested {', '.join(m['what'] for m in asked)} but {asked[0]['path']} is absent, "
+            f'restore it, leave it out of --methods, or pass --allow-incomplete'
+        )
     for split, g in df[df.split.notna()].groupby('split'):
         for lab, what in ((0, 'real'), (1, 'fake')):
             if not (g.label == lab).any() and not allow:
                 n_miss = len(df.attrs.get('missing', []))
-                raise LayoutError(f'{root}: the {split} split would have no {what} videos ({len(g)} {("fake", "real")[lab]} '
-                                  f'ones; {n_miss} listed inputs are missing), restore them, or pass --allow-incomplete '
-                                  f'to prepare it anyway')
+                raise LayoutError(
+                    f'{root}: the {split} split would have no {what} videos ({len(g)} {("fake", "real")[lab]} '
+                    f'ones; {n_miss} listed inputs are missing), restore them, or pass --allow-incomplete '
+                    f'to prepare it anyway'
+                )
 
 # %% ../nbs/02_prep.ipynb #c023
 class VideoError(Exception):
     "A video that cannot be read; `reason` is one of empty, missing, corrupt, no_video"
-    def __init__(self, reason, msg): super().__init__(msg); self.reason = reason
 
-def even_indices(total,  # frames in the video
-                 n):     # frames wanted
+    def __init__(self, reason, msg):
+        super().__init__(msg)
+        self.reason = reason
+
+# %% ../nbs/02_prep.ipynb #c023b
+def even_indices(
+    total,  # frames in the video
+    n,  # frames wanted
+):
     "`n` evenly spaced frame indices in `range(total)`, or all of them when the video is shorter"
-    if total <= n: return list(range(total))
+    if total <= n:
+        return list(range(total))
     return [int(round(k * (total - 1) / (n - 1))) for k in range(n)] if n > 1 else [total // 2]
 
+# %% ../nbs/02_prep.ipynb #c023c
 def count_frames(path):
     "Number of video packets (= frames) in a file, by demuxing without decoding"
     import av
+
     with av.open(str(path)) as c:
-        if not c.streams.video: raise VideoError('no_video', f'{path} has no video stream')
+        if not c.streams.video:
+            raise VideoError('no_video', f'{path} has no video stream')
         return sum(1 for pk in c.demux(c.streams.video[0]) if pk.size)
 
-def read_frames(path,  # a video or image file
-                n=32): # frames wanted
-    "Decode `n` evenly spaced RGB frames. Returns (indices, frames, total); raises `VideoError` when nothing is readable"
+# %% ../nbs/02_prep.ipynb #c023d
+def read_frames(
+    path,  # a video or image file
+    n=32,  # frames wanted
+):
+    """Decode `n` evenly spaced RGB frames. Returns (indices, frames, total); raises `VideoError` when nothing is
+    readable"""
     import av
+
     path = Path(path)
-    if not path.exists(): raise VideoError('missing', f'{path} does not exist')
-    if path.stat().st_size == 0: raise VideoError('empty', f'{path} is a zero-byte file')
+    if not path.exists():
+        raise VideoError('missing', f'{path} does not exist')
+    if path.stat().st_size == 0:
+        raise VideoError('empty', f'{path} is a zero-byte file')
     if path.suffix.lower() in IMAGE_EXTS:
         im = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if im is None: raise VideoError('corrupt', f'{path} is not a readable image')
+        if im is None:
+            raise VideoError('corrupt', f'{path} is not a readable image')
         return [0], [cv2.cvtColor(im, cv2.COLOR_BGR2RGB)], 1
-    try: total = count_frames(path)
-    except VideoError: raise
-    except (av.error.FFmpegError, OSError, ValueError) as e: raise VideoError('corrupt', f'{path} cannot be opened: {e}') from None
-    if total == 0: raise VideoError('corrupt', f'{path} holds no video frames')
-    want = even_indices(total, n); keep = set(want); got = {}
+    try:
+        total = count_frames(path)
+    except VideoError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise VideoError('corrupt', f'{path} cannot be opened: {e}') from None
+    if total == 0:
+        raise VideoError('corrupt', f'{path} holds no video frames')
+    want = even_indices(total, n)
+    keep = set(want)
+    got = {}
     try:
         with av.open(str(path)) as c:
-            s = c.streams.video[0]; s.thread_type = 'NONE'
+            s = c.streams.video[0]
+            s.thread_type = 'NONE'
             for i, fr in enumerate(c.decode(s)):
-                if i in keep: got[i] = fr.to_ndarray(format='rgb24')
-                if i >= want[-1]: break
+                if i in keep:
+                    got[i] = fr.to_ndarray(format='rgb24')
+                if i >= want[-1]:
+                    break
     except (av.error.FFmpegError, OSError) as e:
-        if not got: raise VideoError('corrupt', f'{path} cannot be decoded: {e}') from None
-    if not got: raise VideoError('corrupt', f'{path}: no frame could be decoded')
-    idx = sorted(got); return idx, [got[i] for i in idx], total
+        if not got:
+            raise VideoError('corrupt', f'{path} cannot be decoded: {e}') from None
+    if not got:
+        raise VideoError('corrupt', f'{path}: no frame could be decoded')
+    idx = sorted(got)
+    return idx, [got[i] for i in idx], total
 
 # %% ../nbs/02_prep.ipynb #c026
 def five_points(lm):  # (68+, 2) landmarks in the iBUG order
@@ -476,223 +750,448 @@ def five_points(lm):  # (68+, 2) landmarks in the iBUG order
     lm = np.asarray(lm, np.float32)
     return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
 
+# %% ../nbs/02_prep.ipynb #c026b
 def _face(box, score, lm5, lm=None):
-    return dict(box=np.asarray(box, np.float32), score=float(score), lm5=np.asarray(lm5, np.float32), lm=None if lm is None else np.asarray(lm, np.float32))
+    return dict(
+        box=np.asarray(box, np.float32),
+        score=float(score),
+        lm5=np.asarray(lm5, np.float32),
+        lm=None if lm is None else np.asarray(lm, np.float32),
+    )
 
+# %% ../nbs/02_prep.ipynb #c026c
 class SidecarFaces:
     "Faces from the truth sidecars of a synthetic world (not a detector: exact landmarks, one face per frame)"
+
     name = 'sidecar'
+
     def __init__(self, root):  # the world's root (it holds truth/)
-        self.root = Path(root); self.index = {}
+        self.root = Path(root)
+        self.index = {}
         for j in sorted((self.root / 'truth').rglob('*.json')):
-            try: m = json.loads(j.read_text())
+            try:
+                m = json.loads(j.read_text())
             except (ValueError, UnicodeDecodeError):
                 raise LayoutError(f'{j} is not a readable truth sidecar: rewrite the world with `dfnb synth`') from None
-            for v in m['videos']: self.index[v] = j.with_suffix('.npz')
+            for v in m['videos']:
+                self.index[v] = j.with_suffix('.npz')
+
     def truth(self, path):
-        if path not in self.index: raise VideoError('no_truth', f'{self.root / path} has no truth sidecar: prepare it with a real face backend (--backend mediapipe)')
+        if path not in self.index:
+            raise VideoError(
+                'no_truth',
+                f'{self.root / path} has no truth sidecar: prepare it with a real face backend (--backend mediapipe)',
+            )
         return np.load(self.index[path])
+
     def __call__(self, frames, idx, path):
         lms = self.truth(path)['landmarks']
         out = []
         for i in idx:
-            if i >= len(lms): out.append([]); continue
-            lm = lms[i]; out.append([_face(np.r_[lm.min(0), lm.max(0)], 1.0, five_points(lm), lm)])
+            if i >= len(lms):
+                out.append([])
+                continue
+            lm = lms[i]
+            out.append([_face(np.r_[lm.min(0), lm.max(0)], 1.0, five_points(lm), lm)])
         return out
-    def masks(self, idx, path):
-        z = self.truth(path); return [z['masks'][i] for i in idx] if 'masks' in z else None
 
+    def masks(self, idx, path):
+        z = self.truth(path)
+        return [z['masks'][i] for i in idx] if 'masks' in z else None
+
+# %% ../nbs/02_prep.ipynb #c026d
 def _import_help(e, module, help):  # the ImportError; the backend's package; how to install it
     "The install advice when `module` itself is missing, else the real import error (a dependency it needs)"
-    if e.name == module: return help
+    if e.name == module:
+        return help
     dep = (e.name or str(e)).split('.')[0]
-    return (f'{module} is installed but importing it failed: {e}, install what it needs (pip install {dep}) or '
-            f'reinstall the face backends: pip install --no-deps -r face-backends.txt')
+    return (
+        f'{module} is installed but importing it failed: {e}, install what it needs (pip install {dep}) or '
+        f'reinstall the face backends: pip install --no-deps -r face-backends.txt'
+    )
 
-MTCNN_HELP = ('the mtcnn face backend needs facenet-pytorch, installed without its stale pins: '
-              'pip install --no-deps facenet-pytorch==2.6.0')
+# %% ../nbs/02_prep.ipynb #c026e
+MTCNN_HELP = (
+    'the mtcnn face backend needs facenet-pytorch, installed without its stale pins: '
+    'pip install --no-deps facenet-pytorch==2.6.0'
+)
+
 
 class MTCNNFaces:
     "facenet-pytorch's MTCNN: boxes, scores and five points, on CPU or GPU, weights from the wheel"
+
     name = 'mtcnn'
-    def __init__(self, device='cpu', # where MTCNN runs
-                 min_face=20,        # smallest face side in px (after `det_size` scaling)
-                 det_size=640,       # frames larger than this (longest side) are shrunk for detection
-                 min_score=0.9):     # faces below this probability are dropped
-        try: from facenet_pytorch import MTCNN
-        except ImportError as e: raise ImportError(_import_help(e, 'facenet_pytorch', MTCNN_HELP)) from None
+
+    def __init__(
+        self,
+        device='cpu',  # where MTCNN runs
+        min_face=20,  # smallest face side in px (after `det_size` scaling)
+        det_size=640,  # frames larger than this (longest side) are shrunk for detection
+        min_score=0.9,  # faces below this probability are dropped
+    ):
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError as e:
+            raise ImportError(_import_help(e, 'facenet_pytorch', MTCNN_HELP)) from None
         self.m = MTCNN(keep_all=True, device=device, min_face_size=min_face, post_process=False)
         self.det_size, self.min_score = det_size, min_score
+
     def __call__(self, frames, idx=None, path=None):
         import torch
-        h, w = frames[0].shape[:2]; s = min(1.0, self.det_size / max(h, w))
-        small = np.stack([cv2.resize(f, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) if s < 1 else f for f in frames])
-        with torch.inference_mode(): boxes, probs, pts = self.m.detect(small, landmarks=True)
+
+        h, w = frames[0].shape[:2]
+        s = min(1.0, self.det_size / max(h, w))
+        small = np.stack(
+            [cv2.resize(f, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) if s < 1 else f for f in frames]
+        )
+        with torch.inference_mode():
+            boxes, probs, pts = self.m.detect(small, landmarks=True)
         out = []
         for b, p, l in zip(boxes, probs, pts):
-            if b is None: out.append([]); continue
+            if b is None:
+                out.append([])
+                continue
             b, p, l = np.asarray(b, np.float32) / s, np.asarray(p, np.float32), np.asarray(l, np.float32) / s
             out.append([_face(b[k], p[k], l[k]) for k in range(len(b)) if p[k] >= self.min_score])
         return out
 
+# %% ../nbs/02_prep.ipynb #c026f
 # FaceMesh vertex (or the midpoint of two) for each iBUG-68 point. FaceMesh's "right" is the subject's right, i.e. the
 # image-left side, like iBUG's points 0 and 36, so no mirroring is needed.
 MESH_TO_68 = (
-    127, (234, 93), (93, 132), 58, 172, (136, 150), 149, (176, 148), 152,            # jaw 0-16, image-left ear (eye level) over the chin
-    (377, 400), 378, (379, 365), 397, 288, (361, 323), (323, 454), 356,
-    70, (63, 105), (105, 66), (66, 107), 107,                                        # brows 17-26 along their upper contour
-    336, (336, 296), (296, 334), (334, 293), 300,
-    168, 197, 5, 4, 75, 97, 2, 326, 305,                                             # nose bridge 27-30 (nasion to tip), base 31-35
-    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,                       # eyes 36-47: corners, lids
-    61, 39, 37, 0, 267, 269, 291, (321, 405), 314, 17, 84, (91, 181),                # outer lips 48-59
-    78, 82, 13, 312, 308, 317, 14, 87)                                               # inner lips 60-67
+    127,
+    (234, 93),
+    (93, 132),
+    58,
+    172,
+    (136, 150),
+    149,
+    (176, 148),
+    152,  # jaw 0-16, image-left ear (eye level) over the chin
+    (377, 400),
+    378,
+    (379, 365),
+    397,
+    288,
+    (361, 323),
+    (323, 454),
+    356,
+    70,
+    (63, 105),
+    (105, 66),
+    (66, 107),
+    107,  # brows 17-26 along their upper contour
+    336,
+    (336, 296),
+    (296, 334),
+    (334, 293),
+    300,
+    168,
+    197,
+    5,
+    4,
+    75,
+    97,
+    2,
+    326,
+    305,  # nose bridge 27-30 (nasion to tip), base 31-35
+    33,
+    160,
+    158,
+    133,
+    153,
+    144,
+    362,
+    385,
+    387,
+    263,
+    373,
+    380,  # eyes 36-47: corners, lids
+    61,
+    39,
+    37,
+    0,
+    267,
+    269,
+    291,
+    (321, 405),
+    314,
+    17,
+    84,
+    (91, 181),  # outer lips 48-59
+    78,
+    82,
+    13,
+    312,
+    308,
+    317,
+    14,
+    87,
+)  # inner lips 60-67
 _MESH_IDX = np.array([m if isinstance(m, tuple) else (m, m) for m in MESH_TO_68])
 
-def mesh_to_68(mesh): return np.asarray(mesh, np.float32)[_MESH_IDX].mean(1)
 
-MEDIAPIPE_HELP = ('the mediapipe face backend needs mediapipe 0.10.21 (the last release that ships its models), installed without its '
-                  'stale pins: pip install --no-deps mediapipe==0.10.21 absl-py flatbuffers "protobuf<5" attrs')
+def mesh_to_68(mesh):
+    return np.asarray(mesh, np.float32)[_MESH_IDX].mean(1)
+
+# %% ../nbs/02_prep.ipynb #c026g
+MEDIAPIPE_HELP = (
+    'the mediapipe face backend needs mediapipe 0.10.21 (the last release that ships its models), installed without '
+    'its '
+    'stale pins: pip install --no-deps mediapipe==0.10.21 absl-py flatbuffers "protobuf<5" attrs'
+)
+
 
 class MediaPipeFaces:
     """MediaPipe face detection for boxes and scores, then FaceMesh on a square crop (`crop_scale` × the box side,
     resized to `crop_size`) around each face, so the mesh does not depend on how small the face is in the frame"""
+
     name = 'mediapipe'
-    def __init__(self, min_score=0.5,  # detection threshold
-                 max_faces=5,          # faces per frame given landmarks
-                 full_range=True,      # the full-range detection model (small faces); False: the short-range one
-                 crop_scale=2.0,       # crop side for FaceMesh, in box sides
-                 crop_size=256,        # crop px for FaceMesh
-                 device=None):         # unused: MediaPipe runs on CPU
-        try: import mediapipe as mp
-        except ImportError as e: raise ImportError(_import_help(e, 'mediapipe', MEDIAPIPE_HELP)) from None
-        self.det = mp.solutions.face_detection.FaceDetection(model_selection=int(full_range), min_detection_confidence=min_score)
-        self.mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, min_detection_confidence=0.5)
+
+    def __init__(
+        self,
+        min_score=0.5,  # detection threshold
+        max_faces=5,  # faces per frame given landmarks
+        full_range=True,  # the full-range detection model (small faces); False: the short-range one
+        crop_scale=2.0,  # crop side for FaceMesh, in box sides
+        crop_size=256,  # crop px for FaceMesh
+        device=None,  # unused: MediaPipe runs on CPU
+    ):
+        try:
+            import mediapipe as mp
+        except ImportError as e:
+            raise ImportError(_import_help(e, 'mediapipe', MEDIAPIPE_HELP)) from None
+        self.det = mp.solutions.face_detection.FaceDetection(
+            model_selection=int(full_range), min_detection_confidence=min_score
+        )
+        self.mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, min_detection_confidence=0.5
+        )
         self.max_faces, self.crop_scale, self.crop_size = max_faces, crop_scale, crop_size
+
     def _mesh(self, rgb, box):
-        side = self.crop_scale * max(box[2] - box[0], box[3] - box[1]); s = self.crop_size / side
+        side = self.crop_scale * max(box[2] - box[0], box[3] - box[1])
+        s = self.crop_size / side
         x0, y0 = (box[:2] + box[2:]) / 2 - side / 2
-        crop = cv2.warpAffine(rgb, np.float32([[s, 0, -x0 * s], [0, s, -y0 * s]]), (self.crop_size,) * 2, flags=cv2.INTER_LINEAR)
+        crop = cv2.warpAffine(
+            rgb, np.float32([[s, 0, -x0 * s], [0, s, -y0 * s]]), (self.crop_size,) * 2, flags=cv2.INTER_LINEAR
+        )
         res = self.mesh.process(crop).multi_face_landmarks
-        if not res: return None
+        if not res:
+            return None
         pts = np.array([(p.x, p.y) for p in res[0].landmark], np.float32) * self.crop_size / s + (x0, y0)
         c = pts.mean(0)
         return pts if (c >= box[:2]).all() and (c <= box[2:]).all() else None
+
     def frame(self, rgb):
         "Faces of one RGB frame, largest first"
-        rgb = np.ascontiguousarray(rgb); wh = np.tile(np.float32(rgb.shape[1::-1]), 2); dets = []
+        rgb = np.ascontiguousarray(rgb)
+        wh = np.tile(np.float32(rgb.shape[1::-1]), 2)
+        dets = []
         for d in self.det.process(rgb).detections or []:
             r = d.location_data.relative_bounding_box
             raw = np.float32([r.xmin, r.ymin, r.xmin + r.width, r.ymin + r.height]) * wh
             dets.append((raw, np.clip(raw, 0, wh), float(d.score[0])))
         dets.sort(key=lambda d: -(d[1][2] - d[1][0]) * (d[1][3] - d[1][1]))
         out = []
-        for raw, box, score in dets[:self.max_faces]:
+        for raw, box, score in dets[: self.max_faces]:
             pts = self._mesh(rgb, raw)
-            if pts is not None: lm = mesh_to_68(pts); out.append(_face(box, score, five_points(lm), lm))
+            if pts is not None:
+                lm = mesh_to_68(pts)
+                out.append(_face(box, score, five_points(lm), lm))
         return out
-    def __call__(self, frames, idx=None, path=None): return [self.frame(f) for f in frames]
+
+    def __call__(self, frames, idx=None, path=None):
+        return [self.frame(f) for f in frames]
+
 
 BACKENDS = dict(sidecar=SidecarFaces, mediapipe=MediaPipeFaces, mtcnn=MTCNNFaces)
 
+# %% ../nbs/02_prep.ipynb #c026h
 def installed(name):  # a backend name
     "Whether a real backend's package can be imported"
     import importlib.util
+
     return importlib.util.find_spec(dict(mediapipe='mediapipe', mtcnn='facenet_pytorch')[name]) is not None
 
-def resolve_backend(name,  # 'auto', 'sidecar', 'mediapipe' or 'mtcnn'
-                    root):  # the dataset root (None for a lone file: auto then means a real detector)
+# %% ../nbs/02_prep.ipynb #c026i
+def resolve_backend(
+    name,  # 'auto', 'sidecar', 'mediapipe' or 'mtcnn'
+    root,  # the dataset root (None for a lone file: auto then means a real detector)
+):
     "Which backend `name` means for `root` (checked, not built): returns (name, a note for the report)"
     auto = name == 'auto'
     if auto:
-        if root is not None and is_synthetic(root): return 'sidecar', f'auto chose the sidecar backend: {root} is a dfnb synthetic world (it has truth/); pass --backend mediapipe or mtcnn to run a detector instead'
+        if root is not None and is_synthetic(root):
+            return (
+                'sidecar',
+                f'auto chose the sidecar backend: {root} is a dfnb synthetic world (it has truth/); pass --backend '
+                'mediapipe or mtcnn to run a detector instead',
+            )
         name = next((n for n in ('mediapipe', 'mtcnn') if installed(n)), None)
-        if name is None: raise ImportError(f'no face detector is installed. {MEDIAPIPE_HELP}; or {MTCNN_HELP}')
-    if name not in BACKENDS: raise ValueError(f'unknown face backend {name!r}: choose auto, {", ".join(BACKENDS)}')
+        if name is None:
+            raise ImportError(f'no face detector is installed. {MEDIAPIPE_HELP}; or {MTCNN_HELP}')
+    if name not in BACKENDS:
+        raise ValueError(f'unknown face backend {name!r}: choose auto, {", ".join(BACKENDS)}')
     if name == 'sidecar':
-        if root is None or not is_synthetic(root): raise LayoutError(f'{root} has no truth/ folder: the sidecar backend only reads dfnb synthetic worlds; use --backend mediapipe or mtcnn')
+        if root is None or not is_synthetic(root):
+            raise LayoutError(
+                f'{root} has no truth/ folder: the sidecar backend only reads dfnb synthetic worlds; use --backend '
+                'mediapipe or mtcnn'
+            )
         return name, 'sidecar backend: truth landmarks of a synthetic world'
-    if not installed(name): raise ImportError(MEDIAPIPE_HELP if name == 'mediapipe' else MTCNN_HELP)
+    if not installed(name):
+        raise ImportError(MEDIAPIPE_HELP if name == 'mediapipe' else MTCNN_HELP)
     module = dict(mediapipe='mediapipe', mtcnn='facenet_pytorch')[name]
-    try: importlib.import_module(module)      # fail here, before any output is written, when a dependency is broken
-    except ImportError as e: raise ImportError(_import_help(e, module, MEDIAPIPE_HELP if name == 'mediapipe' else MTCNN_HELP)) from None
+    try:
+        importlib.import_module(module)  # fail here, before any output is written, when a dependency is broken
+    except ImportError as e:
+        raise ImportError(_import_help(e, module, MEDIAPIPE_HELP if name == 'mediapipe' else MTCNN_HELP)) from None
     return name, f'{name} backend' + (' (auto: no truth sidecars here)' if auto else '')
 
-def make_backend(name,    # 'auto', 'sidecar', 'mediapipe' or 'mtcnn'
-                 root,    # the dataset root (the sidecar backend reads its truth/)
-                 **kw):   # backend options
+# %% ../nbs/02_prep.ipynb #c026j
+def make_backend(
+    name,  # 'auto', 'sidecar', 'mediapipe' or 'mtcnn'
+    root,  # the dataset root (the sidecar backend reads its truth/)
+    **kw,  # backend options
+):
     "A face backend by name, built; returns (backend, a note for the report)"
     name, note = resolve_backend(name, root)
     return (SidecarFaces(root) if name == 'sidecar' else BACKENDS[name](**kw)), note
 
-def pick_faces(faces,             # faces of one frame
-               policy='largest'): # 'largest' or 'all'
+# %% ../nbs/02_prep.ipynb #c026k
+def pick_faces(
+    faces,  # faces of one frame
+    policy='largest',  # 'largest' or 'all'
+):
     "The largest face (by box area) first; all faces, largest first, with policy 'all'"
     faces = sorted(faces, key=lambda f: -float((f['box'][2] - f['box'][0]) * (f['box'][3] - f['box'][1])))
     return faces if policy == 'all' else faces[:1]
 
 # %% ../nbs/02_prep.ipynb #c031
-ARCFACE_5 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]], np.float32) / 112
-CADDM_5 = np.array([[75.75, 92.56], [147.75, 92.38], [111.63, 144.58], [81.90, 186.02], [141.85, 185.42]], np.float32) / 224
+ARCFACE_5 = (
+    np.array(
+        [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]], np.float32
+    )
+    / 112
+)
+CADDM_5 = (
+    np.array([[75.75, 92.56], [147.75, 92.38], [111.63, 144.58], [81.90, 186.02], [141.85, 185.42]], np.float32) / 224
+)
 
-def template(kind='standard', # 'standard' (ArcFace layout with a margin) or 'caddm'
-             size=256,        # crop side in px
-             margin=1.3):     # how much wider than ArcFace's tight crop (standard only)
+
+def template(
+    kind='standard',  # 'standard' (ArcFace layout with a margin) or 'caddm'
+    size=256,  # crop side in px
+    margin=1.3,  # how much wider than ArcFace's tight crop (standard only)
+):
     "The five template points in crop pixels"
-    if kind == 'standard': return ((ARCFACE_5 - 0.5) / margin + 0.5) * size
-    if kind == 'caddm': return CADDM_5 * size
+    if kind == 'standard':
+        return ((ARCFACE_5 - 0.5) / margin + 0.5) * size
+    if kind == 'caddm':
+        return CADDM_5 * size
     raise ValueError(f'unknown alignment template {kind!r}: choose standard or caddm')
 
+# %% ../nbs/02_prep.ipynb #c031b
 def similarity(src, dst):  # (K, 2) point sets
     "2×3 least-squares similarity transform (rotation, uniform scale, translation) taking `src` onto `dst` (Umeyama)"
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    ms, md = src.mean(0), dst.mean(0); a, b = src - ms, dst - md
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
     U, S, Vt = np.linalg.svd(b.T @ a / len(src))
     d = np.diag([1.0, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ d @ Vt; s = np.trace(np.diag(S) @ d) / a.var(0).sum()
+    R = U @ d @ Vt
+    s = np.trace(np.diag(S) @ d) / a.var(0).sum()
     return np.hstack([s * R, (md - s * R @ ms)[:, None]]).astype(np.float32)
 
-def warp_points(M, pts): return (np.asarray(pts, np.float32) @ M[:, :2].T + M[:, 2]).astype(np.float32)
+# %% ../nbs/02_prep.ipynb #c031c
+def warp_points(M, pts):
+    return (np.asarray(pts, np.float32) @ M[:, :2].T + M[:, 2]).astype(np.float32)
 
-def align_face(frame,              # RGB frame
-               lm5,                # its five points
-               size=256,           # crop side
-               margin=1.3,         # standard template margin
-               kind='standard'):   # template
+# %% ../nbs/02_prep.ipynb #c031d
+def align_face(
+    frame,  # RGB frame
+    lm5,  # its five points
+    size=256,  # crop side
+    margin=1.3,  # standard template margin
+    kind='standard',  # template
+):
     "The aligned crop and the 2×3 transform from frame to crop pixels"
     M = similarity(lm5, template(kind, size, margin))
     return cv2.warpAffine(frame, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), M
 
 # %% ../nbs/02_prep.ipynb #c034
-MANIFEST_COLUMNS = ['dataset', 'split', 'video_id', 'frame_idx', 'face_idx', 'label', 'method', 'identity', 'source_identity',
-                    'source_video', 'crop', 'landmarks', 'mask', 'affine', 'n_landmarks', 'x0', 'y0', 'x1', 'y1', 'score', 'n_faces', 'frames_total']
+MANIFEST_COLUMNS = [
+    'dataset',
+    'split',
+    'video_id',
+    'frame_idx',
+    'face_idx',
+    'label',
+    'method',
+    'identity',
+    'source_identity',
+    'source_video',
+    'crop',
+    'landmarks',
+    'mask',
+    'affine',
+    'n_landmarks',
+    'x0',
+    'y0',
+    'x1',
+    'y1',
+    'score',
+    'n_faces',
+    'frames_total',
+]
 STAGES = ('decode', 'detect', 'align', 'write')
 
-def _settings(cfg): return {k: cfg[k] for k in ('frames', 'size', 'margin', 'template', 'backend', 'faces', 'format', 'quality')}
 
+def _settings(cfg):
+    return {k: cfg[k] for k in ('frames', 'size', 'margin', 'template', 'backend', 'faces', 'format', 'quality')}
+
+# %% ../nbs/02_prep.ipynb #c034b
 def _source_stamp(p):
     st = Path(p).stat() if Path(p).exists() else None
     return [st.st_size, st.st_mtime_ns] if st else None
 
+# %% ../nbs/02_prep.ipynb #c034c
 def _imwrite(path, img, cfg):
     import errno
+
     params = [cv2.IMWRITE_JPEG_QUALITY, cfg['quality']] if cfg['format'] == 'jpg' else [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    if cv2.imwrite(str(path), img, params): return
-    if shutil.disk_usage(Path(path).parent).free < img.nbytes + 2**20:   # OpenCV says only False: tell a full disk apart
+    if cv2.imwrite(str(path), img, params):
+        return
+    if shutil.disk_usage(Path(path).parent).free < img.nbytes + 2**20:  # OpenCV says only False: tell a full disk apart
         raise OSError(errno.ENOSPC, 'No space left on device', str(path))
     raise OSError(f'could not write {path}: check the output folder and its permissions')
 
-def prep_video(row,       # one row of a reader's table (a dict)
-               root,      # the dataset root
-               out,       # the output root
-               backend,   # a face backend
-               cfg,       # settings: frames, size, margin, template, faces, format, quality
-               tmpdir):   # where to build the folder before renaming it into place
+# %% ../nbs/02_prep.ipynb #c034d
+def prep_video(
+    row,  # one row of a reader's table (a dict)
+    root,  # the dataset root
+    out,  # the output root
+    backend,  # a face backend
+    cfg,  # settings: frames, size, margin, template, faces, format, quality
+    tmpdir,  # where to build the folder before renaming it into place
+):
     "Prepare one video: sample, detect, align, write. Returns its record (rows, skips, timings)"
-    t = dict.fromkeys(STAGES, 0.0); c0 = time.perf_counter(); src = Path(root) / row['path']
+    t = dict.fromkeys(STAGES, 0.0)
+    c0 = time.perf_counter()
+    src = Path(root) / row['path']
     image = src.suffix.lower() in IMAGE_EXTS
     n = 1 if image else cfg['frames']
-    rec = dict(video_id=row['video_id'], path=row['path'], source=_source_stamp(src), settings=_settings(cfg), rows=[],
-               skips=[], failed=None, requested=n)
+    rec = dict(
+        video_id=row['video_id'],
+        path=row['path'],
+        source=_source_stamp(src),
+        settings=_settings(cfg),
+        rows=[],
+        skips=[],
+        failed=None,
+        requested=n,
+    )
     try:
         idx, frames, total = read_frames(src, n)
         masks = None
@@ -700,21 +1199,35 @@ def prep_video(row,       # one row of a reader's table (a dict)
             try:
                 mi, mf, _ = read_frames(Path(root) / row['mask_path'], cfg['frames'])
                 masks = dict(zip(mi, mf))
-            except VideoError as e: rec['skips'].append(dict(frame_idx=None, reason='mask_unreadable', detail=str(e)))
-        t['decode'] = time.perf_counter() - c0; c0 = time.perf_counter()
+            except VideoError as e:
+                rec['skips'].append(dict(frame_idx=None, reason='mask_unreadable', detail=str(e)))
+        t['decode'] = time.perf_counter() - c0
+        c0 = time.perf_counter()
         faces = backend(frames, idx, row['path'])
         if masks is None and isinstance(backend, SidecarFaces) and row['label'] == 1:
-            sm = backend.masks(idx, row['path']); masks = dict(zip(idx, sm)) if sm is not None else None
+            sm = backend.masks(idx, row['path'])
+            masks = dict(zip(idx, sm)) if sm is not None else None
         t['detect'] = time.perf_counter() - c0
     except VideoError as e:
-        rec['failed'] = dict(reason=e.reason, detail=str(e)); rec['frames_lost'] = n; rec['timings'] = t; return rec
+        rec['failed'] = dict(reason=e.reason, detail=str(e))
+        rec['frames_lost'] = n
+        rec['timings'] = t
+        return rec
     want = even_indices(total, n)
-    if total < n: rec['skips'].append(dict(frame_idx=None, reason='short_video', frames=n - total, detail=f'{total} frames < {n} requested'))
-    for i in sorted(set(want) - set(idx)): rec['skips'].append(dict(frame_idx=i, reason='undecodable', detail='the file stops decoding before this frame'))
-    d = Path(tmpdir); d.mkdir(parents=True, exist_ok=True); ext = 'jpg' if cfg['format'] == 'jpg' else 'png'
+    if total < n:
+        rec['skips'].append(
+            dict(frame_idx=None, reason='short_video', frames=n - total, detail=f'{total} frames < {n} requested')
+        )
+    for i in sorted(set(want) - set(idx)):
+        rec['skips'].append(dict(frame_idx=i, reason='undecodable', detail='the file stops decoding before this frame'))
+    d = Path(tmpdir)
+    d.mkdir(parents=True, exist_ok=True)
+    ext = 'jpg' if cfg['format'] == 'jpg' else 'png'
     for i, fr, fs in zip(idx, frames, faces):
         chosen = pick_faces(fs, cfg['faces'])
-        if not chosen: rec['skips'].append(dict(frame_idx=i, reason='no_face', detail='no face found in this frame')); continue
+        if not chosen:
+            rec['skips'].append(dict(frame_idx=i, reason='no_face', detail='no face found in this frame'))
+            continue
         for k, f in enumerate(chosen):
             c0 = time.perf_counter()
             crop, M = align_face(fr, f['lm5'], cfg['size'], cfg['margin'], cfg['template'])
@@ -723,59 +1236,108 @@ def prep_video(row,       # one row of a reader's table (a dict)
             if masks is not None and i in masks:
                 m = masks[i] if masks[i].ndim == 2 else masks[i][..., 0]
                 mk = cv2.warpAffine(m, M, (cfg['size'],) * 2, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            t['align'] += time.perf_counter() - c0; c0 = time.perf_counter()
-            stem = f'{i:04d}' if k == 0 else f'{i:04d}_{k}'; rel = f"{row['video_id']}/{stem}"
-            _imwrite(d / f'{stem}.{ext}', cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), cfg); np.save(d / f'{stem}.npy', lm)
-            if mk is not None: _imwrite(d / f'{stem}_mask.png', mk, dict(cfg, format='png'))
+            t['align'] += time.perf_counter() - c0
+            c0 = time.perf_counter()
+            stem = f'{i:04d}' if k == 0 else f'{i:04d}_{k}'
+            rel = f"{row['video_id']}/{stem}"
+            _imwrite(d / f'{stem}.{ext}', cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), cfg)
+            np.save(d / f'{stem}.npy', lm)
+            if mk is not None:
+                _imwrite(d / f'{stem}_mask.png', mk, dict(cfg, format='png'))
             t['write'] += time.perf_counter() - c0
             x0, y0, x1, y1 = map(float, f['box'])
-            rec['rows'].append(dict({c: row.get(c) for c in ('dataset', 'split', 'video_id', 'label', 'method', 'identity', 'source_identity', 'source_video')},
-                frame_idx=i, face_idx=k, crop=f'{rel}.{ext}', landmarks=f'{rel}.npy', mask=f'{rel}_mask.png' if mk is not None else None,
-                affine=[float(x) for x in M.ravel()], n_landmarks=len(lm), x0=x0, y0=y0, x1=x1, y1=y1, score=f['score'], n_faces=len(fs), frames_total=total))
-    if not rec['rows']: rec['failed'] = dict(reason='no_face', detail='no face in any sampled frame')
+            rec['rows'].append(
+                dict(
+                    {
+                        c: row.get(c)
+                        for c in (
+                            'dataset',
+                            'split',
+                            'video_id',
+                            'label',
+                            'method',
+                            'identity',
+                            'source_identity',
+                            'source_video',
+                        )
+                    },
+                    frame_idx=i,
+                    face_idx=k,
+                    crop=f'{rel}.{ext}',
+                    landmarks=f'{rel}.npy',
+                    mask=f'{rel}_mask.png' if mk is not None else None,
+                    affine=[float(x) for x in M.ravel()],
+                    n_landmarks=len(lm),
+                    x0=x0,
+                    y0=y0,
+                    x1=x1,
+                    y1=y1,
+                    score=f['score'],
+                    n_faces=len(fs),
+                    frames_total=total,
+                )
+            )
+    if not rec['rows']:
+        rec['failed'] = dict(reason='no_face', detail='no face in any sampled frame')
     rec['frames_lost'] = sum(s.get('frames', 1) for s in rec['skips'] if s['reason'] != 'mask_unreadable')
     rec['timings'] = t
     return rec
 
 # %% ../nbs/02_prep.ipynb #c036
-def _vdir(out,       # the output root
-          video_id): # a video id (checked by `safe_rel`)
+def _vdir(
+    out,  # the output root
+    video_id,  # a video id (checked by `safe_rel`)
+):
     "The per-video folder of `video_id`, refused when a link on its way leads out of `out`"
     out = Path(out)
     d = out / safe_rel(video_id, 'video id')
     real_out = out.resolve()
     up = d.parent
-    while up != out and not up.exists(): up = up.parent
+    while up != out and not up.exists():
+        up = up.parent
     if up.resolve() != real_out and real_out not in up.resolve().parents:
         raise LayoutError(f'{up} leads out of the output folder {out} (a link?): remove it, or choose another --out')
     return d
 
-def _crc(f): return zlib.crc32(Path(f).read_bytes()) & 0xFFFFFFFF
+# %% ../nbs/02_prep.ipynb #c036b
+def _crc(f):
+    return zlib.crc32(Path(f).read_bytes()) & 0xFFFFFFFF
 
+# %% ../nbs/02_prep.ipynb #c036c
 def _own_files(rec):
     "The files prep wrote into a video's folder, by name: those the record lists, else those its rows name"
-    if 'files' in rec: return set(rec['files'])
+    if 'files' in rec:
+        return set(rec['files'])
     return {Path(r[c]).name for r in rec.get('rows', []) for c in ('crop', 'landmarks', 'mask') if r.get(c)}
 
+# %% ../nbs/02_prep.ipynb #c036d
 def _owned_record(d, video_id):
     "The record in folder `d` when dfnb prep wrote that folder for `video_id`, else None"
     f = d / '_video.json'
-    if d.is_symlink() or not d.is_dir() or not f.is_file(): return None
-    try: rec = json.loads(f.read_text())
-    except (ValueError, UnicodeDecodeError, OSError): return None
+    if d.is_symlink() or not d.is_dir() or not f.is_file():
+        return None
+    try:
+        rec = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError, OSError):
+        return None
     return rec if isinstance(rec, dict) and rec.get('video_id') == video_id else None
 
-def remove_video_dir(d,         # a per-video folder
-                     video_id): # the id it must belong to
+# %% ../nbs/02_prep.ipynb #c036e
+def remove_video_dir(
+    d,  # a per-video folder
+    video_id,  # the id it must belong to
+):
     "Remove a video's folder, only when it holds nothing but what dfnb prep wrote there for `video_id`"
     rec = _owned_record(d, video_id)
     extra = None if rec is None else {p.name for p in d.iterdir()} - _own_files(rec) - {'_video.json'}
     if rec is None or extra:
         what = f'holds {sorted(extra)[:3]}, which dfnb prep did not write' if extra else 'was not written by dfnb prep'
         raise LayoutError(f'{d} {what}: refusing to replace it, move it away or choose another --out')
-    for name in _own_files(rec) | {'_video.json'}: (d / name).unlink(missing_ok=True)
+    for name in _own_files(rec) | {'_video.json'}:
+        (d / name).unlink(missing_ok=True)
     d.rmdir()
 
+# %% ../nbs/02_prep.ipynb #c036f
 def commit(rec, out, tmpdir):
     "Write the record into the temporary folder, then move the folder into place (atomic on one file system)"
     d = Path(tmpdir)
@@ -784,31 +1346,40 @@ def commit(rec, out, tmpdir):
     (d / '_video.json').write_text(json.dumps(rec))
     dst = _vdir(out, rec['video_id'])
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink(): remove_video_dir(dst, rec['video_id'])   # a stale folder of this video
+    if dst.exists() or dst.is_symlink():
+        remove_video_dir(dst, rec['video_id'])  # a stale folder of this video
     os.replace(d, dst)
 
+# %% ../nbs/02_prep.ipynb #c036g
 def done(row, root, out, cfg):
     "The record of an already prepared video whose files are all intact, or None when it must be (re)done"
     d = _vdir(out, row['video_id'])
     rec = _owned_record(d, row['video_id'])
-    if rec is None: return None
-    if rec.get('source') != _source_stamp(Path(root) / row['path']) or rec.get('settings') != _settings(cfg): return None
+    if rec is None:
+        return None
+    if rec.get('source') != _source_stamp(Path(root) / row['path']) or rec.get('settings') != _settings(cfg):
+        return None
     for name, want in rec.get('files', {n: None for n in _own_files(rec)}).items():
         f = d / name
-        if not f.is_file() or (want is not None and [f.stat().st_size, _crc(f)] != want): return None
+        if not f.is_file() or (want is not None and [f.stat().st_size, _crc(f)] != want):
+            return None
     return rec
 
 # %% ../nbs/02_prep.ipynb #c038
 _W = {}
 
+
 def _init_worker(backend, root, bkw):  # a resolved backend name; the dataset root; backend options
     cv2.setNumThreads(1)
     try:
         import torch
+
         torch.set_num_threads(1)
-    except ImportError: pass
+    except ImportError:
+        pass
     _W['backend'] = make_backend(backend, root, **bkw)[0]
 
+# %% ../nbs/02_prep.ipynb #c038b
 def _work(args):
     row, root, out, cfg, tmpdir = args
     try:
@@ -816,100 +1387,143 @@ def _work(args):
         commit(rec, out, tmpdir)
     except OSError as e:
         import errno
-        if e.errno == errno.ENOSPC:   # finished videos are kept: the rerun resumes
+
+        if e.errno == errno.ENOSPC:  # finished videos are kept: the rerun resumes
             raise OSError(e.errno, 'No space left on device (finished videos are kept)', str(out)) from None
         raise
     return rec
 
+# %% ../nbs/02_prep.ipynb #c038c
 def parse_shard(s):  # 'i/k', i from 0
     "'i/k' → (i, k)"
-    try: i, k = map(int, str(s).split('/'))
-    except ValueError: raise ValueError(f'--shard must look like i/k (e.g. 0/4), got {s!r}') from None
-    if not 0 <= i < k: raise ValueError(f'--shard {s}: need 0 <= i < k')
+    try:
+        i, k = map(int, str(s).split('/'))
+    except ValueError:
+        raise ValueError(f'--shard must look like i/k (e.g. 0/4), got {s!r}') from None
+    if not 0 <= i < k:
+        raise ValueError(f'--shard {s}: need 0 <= i < k')
     return i, k
 
+# %% ../nbs/02_prep.ipynb #c038d
 def shard_rows(df, shard):
     "This shard's contiguous range of videos"
-    if shard is None: return df
+    if shard is None:
+        return df
     i, k = shard
     cuts = np.linspace(0, len(df), k + 1).round().astype(int)
-    return df.iloc[cuts[i]:cuts[i + 1]]
+    return df.iloc[cuts[i] : cuts[i + 1]]
 
+# %% ../nbs/02_prep.ipynb #c038e
 def check_settings(frames, size, margin, quality, workers):
     "Refuse values prep cannot honour, naming the option"
-    for name, v, lo, hi in (('--frames', frames, 1, 100000), ('--size', size, 16, 4096), ('--quality', quality, 1, 100),
-                            ('--workers', workers, 1, 256)):
+    for name, v, lo, hi in (
+        ('--frames', frames, 1, 100000),
+        ('--size', size, 16, 4096),
+        ('--quality', quality, 1, 100),
+        ('--workers', workers, 1, 256),
+    ):
         if not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
             raise ValueError(f'{name} {v!r} is out of range, give a whole number from {lo} to {hi}')
     if not (isinstance(margin, (int, float)) and np.isfinite(margin) and 0.5 <= margin <= 4):
         raise ValueError(f'--margin {margin!r} is out of range, give a number from 0.5 to 4 (the default is 1.3)')
 
 # %% ../nbs/02_prep.ipynb #c039
-def prepare(dataset,          # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder, csv
-            root,             # dataset root (a CSV file for csv)
-            out,              # output root (one per dataset and compression)
-            frames=32,        # frames per video
-            size=256,         # crop side in px
-            margin=1.3,       # alignment margin (standard template)
-            align='standard', # alignment template: standard or caddm
-            backend='auto',   # face backend: auto, sidecar, mediapipe, mtcnn
-            faces='largest',  # 'largest' or 'all' faces per frame
-            format='png',     # crop format: png or jpg
-            quality=95,       # JPEG quality
-            workers=1,        # processes
-            shard=None,       # (i, k) or 'i/k'
-            progress=True,    # show a progress bar
-            reader_kw=None,   # reader options (comp, splits, methods, name)
-            backend_kw=None,  # backend options (device, det_size, min_score)
-            allow_incomplete=False): # go on when a split would have no real or no fake videos
+def prepare(
+    dataset,  # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder, csv
+    root,  # dataset root (a CSV file for csv)
+    out,  # output root (one per dataset and compression)
+    frames=32,  # frames per video
+    size=256,  # crop side in px
+    margin=1.3,  # alignment margin (standard template)
+    align='standard',  # alignment template: standard or caddm
+    backend='auto',  # face backend: auto, sidecar, mediapipe, mtcnn
+    faces='largest',  # 'largest' or 'all' faces per frame
+    format='png',  # crop format: png or jpg
+    quality=95,  # JPEG quality
+    workers=1,  # processes
+    shard=None,  # (i, k) or 'i/k'
+    progress=True,  # show a progress bar
+    reader_kw=None,  # reader options (comp, splits, methods, name)
+    backend_kw=None,  # backend options (device, det_size, min_score)
+    allow_incomplete=False,  # go on when a split would have no real or no fake videos
+):
     "Prepare a dataset: crops, landmarks, masks, the manifest and the report. Resumable; returns the report"
     t0 = time.time()
     out = Path(out)
-    if format not in ('png', 'jpg'): raise ValueError(f'unknown crop format {format!r}: choose png or jpg')
-    if faces not in ('largest', 'all'): raise ValueError(f'faces must be largest or all, got {faces!r}')
+    if format not in ('png', 'jpg'):
+        raise ValueError(f'unknown crop format {format!r}: choose png or jpg')
+    if faces not in ('largest', 'all'):
+        raise ValueError(f'faces must be largest or all, got {faces!r}')
     check_settings(frames, size, margin, quality, workers)
     template(align)
-    cfg = dict(frames=frames, size=size, margin=margin, template=align, backend=backend, faces=faces, format=format,
-               quality=quality)
+    cfg = dict(
+        frames=frames,
+        size=size,
+        margin=margin,
+        template=align,
+        backend=backend,
+        faces=faces,
+        format=format,
+        quality=quality,
+    )
     df = read_dataset(dataset, root, **(reader_kw or {}))
     check_complete(df, root, allow_incomplete)
     base = dataset_root(dataset, root)
     if dataset == 'folder' and (base.resolve() == out.resolve() or base.resolve() in out.resolve().parents):
-        raise ValueError(f'--out {out} lies inside the dataset folder {root}, whose media are listed recursively: a rerun '
-                         f'would read the crops as videos, choose an output folder outside it')
-    bname, note = resolve_backend(backend, base)   # built later, in the process that uses it (MediaPipe does not survive a fork)
+        raise ValueError(
+            f'--out {out} lies inside the dataset folder {root}, whose media are listed recursively: a rerun '
+            f'would read the crops as videos, choose an output folder outside it'
+        )
+    bname, note = resolve_backend(
+        backend, base
+    )  # built later, in the process that uses it (MediaPipe does not survive a fork)
     cfg['backend'] = bname
     name = str(df.dataset.iloc[0])
-    claim_dir(out, 'prep', legacy=[('manifest.parquet', 'prep_report.json')], dataset=name, source=str(base.resolve()),
-              settings=_settings(cfg))
+    claim_dir(
+        out,
+        'prep',
+        legacy=[('manifest.parquet', 'prep_report.json')],
+        dataset=name,
+        source=str(base.resolve()),
+        settings=_settings(cfg),
+    )
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     tag = '' if shard is None else f'.shard-{shard[0]}-of-{shard[1]}'
-    with contextlib.ExitStack() as locks:   # a shard shares the folder and holds its own range; a full run holds it all
+    with contextlib.ExitStack() as locks:  # a shard shares the folder and holds its own range; a full run holds it all
         locks.enter_context(DirLock(out, 'dfnb prep', shared=shard is not None))
-        if shard is not None: locks.enter_context(DirLock(out, f'dfnb prep --shard {shard[0]}/{shard[1]}', f'.dfnb{tag}.lock'))
+        if shard is not None:
+            locks.enter_context(DirLock(out, f'dfnb prep --shard {shard[0]}/{shard[1]}', f'.dfnb{tag}.lock'))
         return _prepare(df, dataset, base, out, cfg, note, bname, shard, tag, workers, progress, backend_kw, t0)
 
+# %% ../nbs/02_prep.ipynb #c039b
 def _prepare(df, dataset, root, out, cfg, note, bname, shard, tag, workers, progress, backend_kw, t0):
     "The body of `prepare`, under its locks"
     import pandas as pd
+
     tmp_root = out / '.tmp' / (tag.strip('.') or 'all')
-    if tmp_root.exists(): shutil.rmtree(tmp_root)             # this run's own scratch, under its lock
+    if tmp_root.exists():
+        shutil.rmtree(tmp_root)  # this run's own scratch, under its lock
     unsplit = df[df.split.isna()]
     rows = shard_rows(df[df.split.notna()], shard).to_dict('records')
-    for r in rows: r.update({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()})
+    for r in rows:
+        r.update({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()})
     recs, todo = {}, []
     for r in rows:
         rec = done(r, root, out, cfg)
-        if rec is not None: recs[r['video_id']] = rec
-        else: todo.append(r)
+        if rec is not None:
+            recs[r['video_id']] = rec
+        else:
+            todo.append(r)
     skipped_complete = len(recs)
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(rows), initial=skipped_complete, desc=f'prep {dataset}', unit='video')
     counts = dict(done=0, skipped=skipped_complete, failed=0)
     new = []
     args = [(r, str(root), str(out), cfg, str(tmp_root / f'v{n:06d}')) for n, r in enumerate(todo)]
+
     def take(rec):
         recs[rec['video_id']] = rec
         new.append(rec)
@@ -917,128 +1531,244 @@ def _prepare(df, dataset, root, out, cfg, note, bname, shard, tag, workers, prog
         if bar:
             bar.update(1)
             bar.set_postfix(counts, refresh=False)
+
     if workers > 1 and len(args) > 1:
-        from dfnb.prep import _init_worker as init, _work as work   # by module name: a fresh worker imports them (also from this notebook)
+        from dfnb.prep import (
+            _init_worker as init,
+            _work as work,
+        )  # by module name: a fresh worker imports them (also from this notebook)
+
         with worker_pool(workers, init, (bname, str(root), backend_kw or {})) as ex:
-            for rec in ex.map(work, args, chunksize=1): take(rec)
+            for rec in ex.map(work, args, chunksize=1):
+                take(rec)
     else:
         _W['backend'] = make_backend(bname, root, **(backend_kw or {}))[0]
-        for a in args: take(_work(a))
-    if bar: bar.close()
-    if tmp_root.exists(): shutil.rmtree(tmp_root, ignore_errors=True)
-    with contextlib.suppress(OSError): (out / '.tmp').rmdir()   # only when no other shard still works in it
+        for a in args:
+            take(_work(a))
+    if bar:
+        bar.close()
+    if tmp_root.exists():
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (out / '.tmp').rmdir()  # only when no other shard still works in it
     ordered = [recs[r['video_id']] for r in rows]
     man = pd.DataFrame([x for rec in ordered for x in rec['rows']], columns=MANIFEST_COLUMNS)
     man = man.sort_values(['video_id', 'frame_idx', 'face_idx'], kind='stable').reset_index(drop=True)
     man.to_parquet(out / f'manifest{tag}.parquet.tmp', index=False)
     os.replace(out / f'manifest{tag}.parquet.tmp', out / f'manifest{tag}.parquet')
-    rep = report(dataset, root, out, cfg, note, ordered, unsplit, counts, len(man), shard, time.time() - t0, new,
-                 df.attrs.get('missing', []), df.attrs.get('skipped', []))
+    rep = report(
+        dataset,
+        root,
+        out,
+        cfg,
+        note,
+        ordered,
+        unsplit,
+        counts,
+        len(man),
+        shard,
+        time.time() - t0,
+        new,
+        df.attrs.get('missing', []),
+        df.attrs.get('skipped', []),
+    )
     (out / f'prep_report{tag}.json.tmp').write_text(json.dumps(rep, indent=1))
     os.replace(out / f'prep_report{tag}.json.tmp', out / f'prep_report{tag}.json')
     return rep
 
 # %% ../nbs/02_prep.ipynb #c040
 def report(dataset, root, out, cfg, note, recs, unsplit, counts, n_rows, shard, seconds, new, missing=(), skipped=()):
-    "The prep report: what was done, skipped and failed (each with its reason), what was missing, frame accounting, timings"
+    """The prep report: what was done, skipped and failed (each with its reason), what was missing, frame accounting,
+    timings"""
     from collections import Counter
+
     failed = [dict(video_id=r['video_id'], path=r['path'], **r['failed']) for r in recs if r['failed']]
     skips = [dict(video_id=r['video_id'], **s) for r in recs for s in r['skips'] if not r['failed']]
     fr_skip = Counter()
     for r in recs:
-        if r['failed']: fr_skip[r['failed']['reason']] += r.get('requested', cfg['frames'])
+        if r['failed']:
+            fr_skip[r['failed']['reason']] += r.get('requested', cfg['frames'])
         else:
             for s in r['skips']:
-                if s['reason'] != 'mask_unreadable': fr_skip[s['reason']] += s.get('frames', 1)
+                if s['reason'] != 'mask_unreadable':
+                    fr_skip[s['reason']] += s.get('frames', 1)
     tim = {s: round(sum(r['timings'][s] for r in new), 3) for s in STAGES}
     n_frames = sum(len(r['rows']) for r in new)
     fps = round(n_frames / seconds, 2) if seconds else None
-    videos = dict(listed=len(recs), written_now=counts['done'], already_complete=counts['skipped'], failed=len(failed),
-                  failed_by_reason=dict(Counter(f['reason'] for f in failed)), not_in_any_split=len(unsplit),
-                  missing=len(missing), skipped_inputs=len(skipped))
-    frames = dict(requested=sum(r.get('requested', cfg['frames']) for r in recs), manifest_rows=n_rows,
-                  skipped=sum(fr_skip.values()), skipped_by_reason=dict(fr_skip))
-    speed = dict(seconds=round(seconds, 2), frames_written_now=n_frames, frames_per_second=fps, stage_seconds=tim,
-                 stage_frames_per_second={s: round(n_frames / v, 1) if v else None for s, v in tim.items()})
-    return dict(dataset=dataset, root=str(root), out=str(out), settings=cfg, backend_note=note,
-                shard=list(shard) if shard else None, videos=videos, frames=frames, failed=failed, skipped_frames=skips,
-                not_in_any_split=unsplit.path.tolist(), missing=list(missing), skipped_inputs=list(skipped), speed=speed)
+    videos = dict(
+        listed=len(recs),
+        written_now=counts['done'],
+        already_complete=counts['skipped'],
+        failed=len(failed),
+        failed_by_reason=dict(Counter(f['reason'] for f in failed)),
+        not_in_any_split=len(unsplit),
+        missing=len(missing),
+        skipped_inputs=len(skipped),
+    )
+    frames = dict(
+        requested=sum(r.get('requested', cfg['frames']) for r in recs),
+        manifest_rows=n_rows,
+        skipped=sum(fr_skip.values()),
+        skipped_by_reason=dict(fr_skip),
+    )
+    speed = dict(
+        seconds=round(seconds, 2),
+        frames_written_now=n_frames,
+        frames_per_second=fps,
+        stage_seconds=tim,
+        stage_frames_per_second={s: round(n_frames / v, 1) if v else None for s, v in tim.items()},
+    )
+    return dict(
+        dataset=dataset,
+        root=str(root),
+        out=str(out),
+        settings=cfg,
+        backend_note=note,
+        shard=list(shard) if shard else None,
+        videos=videos,
+        frames=frames,
+        failed=failed,
+        skipped_frames=skips,
+        not_in_any_split=unsplit.path.tolist(),
+        missing=list(missing),
+        skipped_inputs=list(skipped),
+        speed=speed,
+    )
 
+# %% ../nbs/02_prep.ipynb #c040b
 def summary(rep):
     "One line per fact of a prep report"
     v, f = rep['videos'], rep['frames']
-    lines = [f"dfnb prep {rep['dataset']}: {v['listed']} videos: {v['written_now']} written, {v['already_complete']} "
-             f"already complete, {v['failed']} failed {v['failed_by_reason'] or ''}",
-             f"frames: {f['manifest_rows']} in the manifest, {f['skipped']} skipped {f['skipped_by_reason'] or ''} "
-             f"of {f['requested']} requested",
-             rep['backend_note'], f"{rep['speed']['frames_per_second']} frames/s -> {rep['out']}"]
-    if v['not_in_any_split']: lines.insert(2, f"{v['not_in_any_split']} videos are in no split file and were left out")
+    lines = [
+        f"dfnb prep {rep['dataset']}: {v['listed']} videos: {v['written_now']} written, {v['already_complete']} "
+        f"already complete, {v['failed']} failed {v['failed_by_reason'] or ''}",
+        f"frames: {f['manifest_rows']} in the manifest, {f['skipped']} skipped {f['skipped_by_reason'] or ''} "
+        f"of {f['requested']} requested",
+        rep['backend_note'],
+        f"{rep['speed']['frames_per_second']} frames/s -> {rep['out']}",
+    ]
+    if v['not_in_any_split']:
+        lines.insert(2, f"{v['not_in_any_split']} videos are in no split file and were left out")
     miss = rep.get('missing') or []
     if miss:
         from collections import Counter
+
         by = ', '.join(f'{n} {w}' for w, n in Counter(m['what'] for m in miss).items())
-        lines.insert(2, f"missing: {len(miss)} expected inputs are not on disk ({by}; first: {miss[0]['path']}, "
-                        f"{miss[0]['reason']}); all are listed under 'missing' in prep_report.json")
+        lines.insert(
+            2,
+            f"missing: {len(miss)} expected inputs are not on disk ({by}; first: {miss[0]['path']}, "
+            f"{miss[0]['reason']}); all are listed under 'missing' in prep_report.json",
+        )
     if rep.get('skipped_inputs'):
         s = rep['skipped_inputs']
-        lines.insert(2, f"skipped: {len(s)} files left out ({s[0]['path']}: {s[0]['reason']}); "
-                        f"all are listed under 'skipped_inputs' in prep_report.json")
+        lines.insert(
+            2,
+            f"skipped: {len(s)} files left out ({s[0]['path']}: {s[0]['reason']}); "
+            f"all are listed under 'skipped_inputs' in prep_report.json",
+        )
     return '\n'.join(lines)
 
 # %% ../nbs/02_prep.ipynb #c046
 def read_frame_at(path, i):
     "Frame `i` of a video (or the image) as RGB"
     import av
-    if Path(path).suffix.lower() in IMAGE_EXTS: return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+    if Path(path).suffix.lower() in IMAGE_EXTS:
+        return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     with av.open(str(path)) as c:
         for k, fr in enumerate(c.decode(video=0)):
-            if k == i: return fr.to_ndarray(format='rgb24')
+            if k == i:
+                return fr.to_ndarray(format='rgb24')
     raise VideoError('undecodable', f'{path} has no frame {i}')
 
-def show_prep(out,        # a prep output folder
-              root,       # its dataset root
-              n=4,        # videos: one per method, fakes first
-              reader_kw=None): # reader options, as given to `prepare`
-    "Top: a sampled frame with its box and landmarks (mapped back to the frame); bottom: the aligned crop, landmarks and mask"
+# %% ../nbs/02_prep.ipynb #c046b
+def show_prep(
+    out,  # a prep output folder
+    root,  # its dataset root
+    n=4,  # videos: one per method, fakes first
+    reader_kw=None,  # reader options, as given to `prepare`
+):
+    """Top: a sampled frame with its box and landmarks (mapped back to the frame); bottom: the aligned crop,
+    landmarks and mask"""
     import matplotlib.pyplot as plt, pandas as pd
+
     out, root = Path(out), Path(root)
     man = pd.read_parquet(out / 'manifest.parquet')
-    vids = man.sort_values(['label', 'video_id'], ascending=[False, True]).drop_duplicates('method').video_id.tolist()[:n]
-    paths = read_dataset(json.loads((out / 'prep_report.json').read_text())['dataset'], root, **(reader_kw or {})).set_index('video_id').path
+    vids = (
+        man.sort_values(['label', 'video_id'], ascending=[False, True]).drop_duplicates('method').video_id.tolist()[:n]
+    )
+    paths = (
+        read_dataset(json.loads((out / 'prep_report.json').read_text())['dataset'], root, **(reader_kw or {}))
+        .set_index('video_id')
+        .path
+    )
     fig, axs = plt.subplots(2, len(vids), figsize=(2.6 * len(vids), 5), squeeze=False)
     for j, v in enumerate(vids):
-        fr = man[man.video_id == v]; r = fr.iloc[len(fr) // 2]
-        crop = cv2.cvtColor(cv2.imread(str(out / r.crop)), cv2.COLOR_BGR2RGB); lm = np.load(out / r.landmarks)
-        img = read_frame_at(root / paths[v], int(r.frame_idx)); back = warp_points(cv2.invertAffineTransform(np.array(r.affine, np.float32).reshape(2, 3)), lm)
-        axs[0, j].imshow(img); axs[0, j].add_patch(plt.Rectangle((r.x0, r.y0), r.x1 - r.x0, r.y1 - r.y0, fill=False, ec='yellow', lw=1))
-        axs[0, j].scatter(back[:, 0], back[:, 1], s=2, c='lime'); axs[0, j].set_title(f'{v}\nframe {r.frame_idx}', fontsize=7)
-        axs[1, j].imshow(crop); axs[1, j].scatter(lm[:, 0], lm[:, 1], s=2, c='lime')
-        if isinstance(r['mask'], str): axs[1, j].contour(cv2.imread(str(out / r['mask']), 0) > 127, levels=[0.5], colors='red', linewidths=1)
+        fr = man[man.video_id == v]
+        r = fr.iloc[len(fr) // 2]
+        crop = cv2.cvtColor(cv2.imread(str(out / r.crop)), cv2.COLOR_BGR2RGB)
+        lm = np.load(out / r.landmarks)
+        img = read_frame_at(root / paths[v], int(r.frame_idx))
+        back = warp_points(cv2.invertAffineTransform(np.array(r.affine, np.float32).reshape(2, 3)), lm)
+        axs[0, j].imshow(img)
+        axs[0, j].add_patch(plt.Rectangle((r.x0, r.y0), r.x1 - r.x0, r.y1 - r.y0, fill=False, ec='yellow', lw=1))
+        axs[0, j].scatter(back[:, 0], back[:, 1], s=2, c='lime')
+        axs[0, j].set_title(f'{v}\nframe {r.frame_idx}', fontsize=7)
+        axs[1, j].imshow(crop)
+        axs[1, j].scatter(lm[:, 0], lm[:, 1], s=2, c='lime')
+        if isinstance(r['mask'], str):
+            axs[1, j].contour(cv2.imread(str(out / r['mask']), 0) > 127, levels=[0.5], colors='red', linewidths=1)
         axs[1, j].set_title(f"aligned {crop.shape[0]} px{', mask' if isinstance(r['mask'], str) else ''}", fontsize=7)
-        for a in axs[:, j]: a.axis('off')
-    fig.tight_layout(); return fig
+        for a in axs[:, j]:
+            a.axis('off')
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/02_prep.ipynb #c049
-def landmark_error(backend,     # a face backend
-                   world_root,  # a synthetic world (for example data/synth/ffpp)
-                   n_videos=20, # videos, spread over the world
-                   frames=4):   # frames per video
+def landmark_error(
+    backend,  # a face backend
+    world_root,  # a synthetic world (for example data/synth/ffpp)
+    n_videos=20,  # videos, spread over the world
+    frames=4,  # frames per video
+):
     "Detection rate and five-point NME of `backend` against a synthetic world's truth; also its seconds per frame"
-    world_root = Path(world_root); ti = truth_index(world_root)
+    world_root = Path(world_root)
+    ti = truth_index(world_root)
     ti = ti.iloc[np.linspace(0, len(ti) - 1, min(n_videos, len(ti))).round().astype(int)]
-    found = total = 0; errs, errs68 = [], []; sec = 0.0
+    found = total = 0
+    errs, errs68 = [], []
+    sec = 0.0
     for r in ti.itertuples():
-        idx, frs, _ = read_frames(world_root / r.video, frames); lms = np.load(world_root / (r.truth + '.npz'))['landmarks']
-        t0 = time.perf_counter(); fa = backend(frs, idx, r.video); sec += time.perf_counter() - t0
+        idx, frs, _ = read_frames(world_root / r.video, frames)
+        lms = np.load(world_root / (r.truth + '.npz'))['landmarks']
+        t0 = time.perf_counter()
+        fa = backend(frs, idx, r.video)
+        sec += time.perf_counter() - t0
         for i, fs in zip(idx, fa):
-            total += 1; truth5 = five_points(lms[i]); c = np.r_[lms[i].min(0), lms[i].max(0)]
-            hit = [f for f in fs if f['box'][0] < (c[0] + c[2]) / 2 < f['box'][2] and f['box'][1] < (c[1] + c[3]) / 2 < f['box'][3]]
-            if not hit: continue
-            found += 1; p = hit[0]['lm5']
+            total += 1
+            truth5 = five_points(lms[i])
+            c = np.r_[lms[i].min(0), lms[i].max(0)]
+            hit = [
+                f
+                for f in fs
+                if f['box'][0] < (c[0] + c[2]) / 2 < f['box'][2] and f['box'][1] < (c[1] + c[3]) / 2 < f['box'][3]
+            ]
+            if not hit:
+                continue
+            found += 1
+            p = hit[0]['lm5']
             errs.append(np.linalg.norm(p - truth5, axis=1).mean() / np.linalg.norm(truth5[0] - truth5[1]))
             if hit[0]['lm'] is not None and len(hit[0]['lm']) >= 68:
-                t68 = lms[i][:68]; errs68.append(np.linalg.norm(hit[0]['lm'][:68] - t68, axis=1).mean() / np.linalg.norm(t68[36] - t68[45]))
+                t68 = lms[i][:68]
+                errs68.append(
+                    np.linalg.norm(hit[0]['lm'][:68] - t68, axis=1).mean() / np.linalg.norm(t68[36] - t68[45])
+                )
     r3 = lambda e: round(float(e), 4)
-    return dict(frames=total, detection_rate=r3(found / total), nme_5pt=r3(np.mean(errs)) if errs else None,
-                nme_5pt_median=r3(np.median(errs)) if errs else None, nme_68pt=r3(np.mean(errs68)) if errs68 else None,
-                seconds_per_frame=r3(sec / total))
+    return dict(
+        frames=total,
+        detection_rate=r3(found / total),
+        nme_5pt=r3(np.mean(errs)) if errs else None,
+        nme_5pt_median=r3(np.median(errs)) if errs else None,
+        nme_68pt=r3(np.mean(errs68)) if errs68 else None,
+        seconds_per_frame=r3(sec / total),
+    )

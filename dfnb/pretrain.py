@@ -15,21 +15,26 @@ from .detectors.base import create_backbone, num_features
 from .train import iter_batches, load_checkpoint, lr_factor, rng_state, save_checkpoint, set_rng_state
 
 # %% ../nbs/08a_pretrain.ipynb #c005
-def real_frames(data,             # a `dfnb prep` folder
-                split='train',    # the split to read
-                identities=False): # keep only frames whose identity is known
+def real_frames(
+    data,  # a `dfnb prep` folder
+    split='train',  # the split to read
+    identities=False,  # keep only frames whose identity is known
+):
     "The real frames of a split: a manifest table (its folder in `attrs['root']`)"
     man = load_manifest(data, split=split, methods=['real'])
     if identities:
         root = man.attrs['root']
         man = man[man.identity.map(lambda x: isinstance(x, str) and x != '')].reset_index(drop=True)
         man.attrs['root'] = root
-    if not len(man): raise ValueError(f'{data} has no real {split} frames{" with a known identity" if identities else ""}: '
-                                      f'pretraining needs them (the simclr objective needs no identities)')
+    if not len(man):
+        raise ValueError(
+            f'{data} has no real {split} frames{" with a known identity" if identities else ""}: '
+            f'pretraining needs them (the simclr objective needs no identities)'
+        )
     return man
 
 # %% ../nbs/08a_pretrain.ipynb #c008
-def two_views(x): # (N, 3, S, S) normalised images
+def two_views(x):  # (N, 3, S, S) normalised images
     "A random view of each image: resized crop, flip, brightness, contrast, sometimes grey (torch's global RNG)"
     N, _, S, _ = x.shape
     area = torch.empty(N).uniform_(0.35, 1.0)
@@ -45,14 +50,20 @@ def two_views(x): # (N, 3, S, S) normalised images
     grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
     v = F.grid_sample(x, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
     mean = v.mean((1, 2, 3), keepdim=True)
-    v = (v - mean) * torch.empty(N, 1, 1, 1).uniform_(0.6, 1.4).to(v) + mean + torch.empty(N, 1, 1, 1).uniform_(-0.4, 0.4).to(v)
+    v = (
+        (v - mean) * torch.empty(N, 1, 1, 1).uniform_(0.6, 1.4).to(v)
+        + mean
+        + torch.empty(N, 1, 1, 1).uniform_(-0.4, 0.4).to(v)
+    )
     grey = (torch.rand(N) < 0.2).to(v.device)
     return torch.where(grey[:, None, None, None], v.mean(1, keepdim=True).expand_as(v), v)
 
 # %% ../nbs/08a_pretrain.ipynb #c010
-def nt_xent(z1,       # (N, D) projections of the first views
-            z2,       # (N, D) projections of the second views
-            tau=0.2): # temperature
+def nt_xent(
+    z1,  # (N, D) projections of the first views
+    z2,  # (N, D) projections of the second views
+    tau=0.2,  # temperature
+):
     "SimCLR's normalised-temperature cross-entropy over the 2N views"
     z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
     sim = z @ z.T / tau
@@ -64,32 +75,49 @@ def nt_xent(z1,       # (N, D) projections of the first views
 # %% ../nbs/08a_pretrain.ipynb #c013
 OBJECTIVES = ('identity', 'simclr')
 
+
 def default_out(data, objective='identity', backbone='resnet18', size=64, seed=0):
-    "Where `pretrain` keeps a backbone by default: <data root>/pretrained/<backbone>-<objective>-<size>px-s<seed>-<data>"
+    """Where `pretrain` keeps a backbone by default: <data
+    root>/pretrained/<backbone>-<objective>-<size>px-s<seed>-<data>"""
     return data_root() / 'pretrained' / f'{backbone}-{objective}-{size}px-s{seed}-{Path(data).resolve().name}'
 
-def pretrain(data,                # a `dfnb prep` folder: its real training frames are used, never its fakes
-             out=None,            # the output folder (default: `default_out`)
-             objective='identity', # identity or simclr
-             backbone='resnet18', # a timm backbone
-             size=64,             # input side
-             steps=400,           # optimiser updates
-             batch_size=64,       # images per update
-             lr=1e-3,             # peak learning rate (one-cycle)
-             weight_decay=1e-4,   # AdamW's weight decay
-             tau=0.2,             # SimCLR's temperature
-             seed=0,              # seeds the model, the data order and the views
-             threads='auto',      # torch threads
-             amp='auto',          # autocast policy (see `core.amp_dtype`)
-             progress=False,      # a progress bar
-             log=print):          # progress lines
-    "Pretrain a backbone on real faces; writes backbone.pt and its card, resumes, reuses a finished folder. Returns the card"
-    if objective not in OBJECTIVES: raise ValueError(f'unknown objective {objective!r}: choose {" or ".join(OBJECTIVES)}')
+# %% ../nbs/08a_pretrain.ipynb #c013b
+def pretrain(
+    data,  # a `dfnb prep` folder: its real training frames are used, never its fakes
+    out=None,  # the output folder (default: `default_out`)
+    objective='identity',  # identity or simclr
+    backbone='resnet18',  # a timm backbone
+    size=64,  # input side
+    steps=400,  # optimiser updates
+    batch_size=64,  # images per update
+    lr=1e-3,  # peak learning rate (one-cycle)
+    weight_decay=1e-4,  # AdamW's weight decay
+    tau=0.2,  # SimCLR's temperature
+    seed=0,  # seeds the model, the data order and the views
+    threads='auto',  # torch threads
+    amp='auto',  # autocast policy (see `core.amp_dtype`)
+    progress=False,  # a progress bar
+    log=print,  # progress lines
+):
+    """Pretrain a backbone on real faces; writes backbone.pt and its card, resumes, reuses a finished folder. Returns
+    the card"""
+    if objective not in OBJECTIVES:
+        raise ValueError(f'unknown objective {objective!r}: choose {" or ".join(OBJECTIVES)}')
     for k, v in dict(steps=steps, batch_size=batch_size, size=size).items():
-        if v < 1: raise ValueError(f'{k}={v} must be at least 1')
+        if v < 1:
+            raise ValueError(f'{k}={v} must be at least 1')
     out = Path(out or default_out(data, objective, backbone, size, seed))
-    settings = dict(objective=objective, backbone=backbone, size=size, batch_size=batch_size, lr=lr,
-                    weight_decay=weight_decay, tau=tau, seed=seed, data=str(Path(data).resolve()))
+    settings = dict(
+        objective=objective,
+        backbone=backbone,
+        size=size,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        tau=tau,
+        seed=seed,
+        data=str(Path(data).resolve()),
+    )
     man = real_frames(data, identities=objective == 'identity')
     card = out / 'card.json'
     if card.is_file() and (out / 'backbone.pt').is_file():
@@ -98,7 +126,8 @@ def pretrain(data,                # a `dfnb prep` folder: its real training fram
             log(f'pretrained backbone reused: {out} ({c["steps"]} steps)')
             return c
     claim_dir(out, 'pretrain', **settings)
-    with DirLock(out, 'dfnb pretrain'): return _pretrain(man, out, settings, steps, threads, amp, progress, log)
+    with DirLock(out, 'dfnb pretrain'):
+        return _pretrain(man, out, settings, steps, threads, amp, progress, log)
 
 # %% ../nbs/08a_pretrain.ipynb #c014
 def _pretrain(man, out, s, steps, threads, amp, progress, log):
@@ -114,13 +143,20 @@ def _pretrain(man, out, s, steps, threads, amp, progress, log):
     model = nn.ModuleDict(dict(backbone=net, head=head)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=s['lr'], weight_decay=s['weight_decay'])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(t, steps, 'onecycle', 0.1))
-    dl = make_loader(man, 'train', needs={'identity'} if ident else frozenset(), size=s['size'],
-                     batch_size=min(s['batch_size'], len(man)), train=True, seed=s['seed'])
+    dl = make_loader(
+        man,
+        'train',
+        needs={'identity'} if ident else frozenset(),
+        size=s['size'],
+        batch_size=min(s['batch_size'], len(man)),
+        train=True,
+        seed=s['seed'],
+    )
     start, seconds = 0, 0.0
     if (out / 'last.pt').exists():
         ck = load_checkpoint(out / 'last.pt')
         model.load_state_dict(ck['model'])
-        if ck['steps'] == steps:   # a longer run keeps the weights but starts a schedule of its own length
+        if ck['steps'] == steps:  # a longer run keeps the weights but starts a schedule of its own length
             opt.load_state_dict(ck['optimizer'])
             sched.load_state_dict(ck['scheduler'])
             set_rng_state(ck['rng'])
@@ -130,6 +166,7 @@ def _pretrain(man, out, s, steps, threads, amp, progress, log):
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=steps, initial=start, desc=f'pretrain {s["objective"]}', unit='step')
     t0, seen, hist = time.time(), 0, []
     save_at = {max(1, round(steps * q / 4)) for q in (1, 2, 3, 4)}
@@ -137,9 +174,12 @@ def _pretrain(man, out, s, steps, threads, amp, progress, log):
     for step, b in iter_batches(dl, start, steps):
         x = b['image'].to(device)
         with autocast(device, amp):
-            if ident: loss = F.cross_entropy(head(net(x)).float(), b['identity'].to(device))
-            else: loss = nt_xent(head(net(two_views(x))), head(net(two_views(x))), s['tau'])
-        if not torch.isfinite(loss): raise FloatingPointError(f'pretraining loss became non-finite at step {step}: lower lr')
+            if ident:
+                loss = F.cross_entropy(head(net(x)).float(), b['identity'].to(device))
+            else:
+                loss = nt_xent(head(net(two_views(x))), head(net(two_views(x))), s['tau'])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'pretraining loss became non-finite at step {step}: lower lr')
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -147,18 +187,36 @@ def _pretrain(man, out, s, steps, threads, amp, progress, log):
         seen += len(x)
         hist.append(float(loss.detach()))
         done = step + 1
-        if bar: bar.update(1)
-        if done % 50 == 0 or done == steps: log(f'step {done}/{steps} {s["objective"]} loss {np.mean(hist[-50:]):.4f}')
+        if bar:
+            bar.update(1)
+        if done % 50 == 0 or done == steps:
+            log(f'step {done}/{steps} {s["objective"]} loss {np.mean(hist[-50:]):.4f}')
         if done in save_at:
-            save_checkpoint(out / 'last.pt', model=model.state_dict(), optimizer=opt.state_dict(),
-                            scheduler=sched.state_dict(), rng=rng_state(), step=done, steps=steps,
-                            seconds=seconds + time.time() - t0)
-    if bar: bar.close()
+            save_checkpoint(
+                out / 'last.pt',
+                model=model.state_dict(),
+                optimizer=opt.state_dict(),
+                scheduler=sched.state_dict(),
+                rng=rng_state(),
+                step=done,
+                steps=steps,
+                seconds=seconds + time.time() - t0,
+            )
+    if bar:
+        bar.close()
     seconds += time.time() - t0
     save_checkpoint(out / 'backbone.pt', **net.state_dict())
-    card = dict(settings=s, steps=steps, seconds=round(seconds, 1), images_per_s=round(seen / max(time.time() - t0, 1e-9), 1),
-                frames=len(man), identities=int(man.identity.nunique()), final_loss=round(float(np.mean(hist[-20:])), 4)
-                if hist else None, probe=identity_probe_acc(net, s['data'], s['size'], device), uses_fakes=False)
+    card = dict(
+        settings=s,
+        steps=steps,
+        seconds=round(seconds, 1),
+        images_per_s=round(seen / max(time.time() - t0, 1e-9), 1),
+        frames=len(man),
+        identities=int(man.identity.nunique()),
+        final_loss=round(float(np.mean(hist[-20:])), 4) if hist else None,
+        probe=identity_probe_acc(net, s['data'], s['size'], device),
+        uses_fakes=False,
+    )
     (out / 'card.json').write_text(json.dumps(card, indent=1))
     (out / 'card.md').write_text(card_markdown(card))
     log(f'pretrained backbone -> {out / "backbone.pt"} ({card["seconds"]} s); identity probe {card["probe"]}')
@@ -166,15 +224,21 @@ def _pretrain(man, out, s, steps, threads, amp, progress, log):
 
 # %% ../nbs/08a_pretrain.ipynb #c016
 @torch.no_grad()
-def identity_probe_acc(net,          # a backbone (pooled features)
-                       data,         # a `dfnb prep` folder
-                       size,         # input side
-                       device='cpu', # where `net` runs
-                       split='val'): # the split whose real frames are probed
-    "Linear-probe accuracy of identity on frozen features of a split's real frames (half of each identity's frames to fit)"
+def identity_probe_acc(
+    net,  # a backbone (pooled features)
+    data,  # a `dfnb prep` folder
+    size,  # input side
+    device='cpu',  # where `net` runs
+    split='val',  # the split whose real frames are probed
+):
+    """Linear-probe accuracy of identity on frozen features of a split's real frames (half of each identity's frames
+    to fit)"""
     from sklearn.linear_model import LogisticRegression
-    try: man = real_frames(data, split, identities=True)
-    except ValueError: return None
+
+    try:
+        man = real_frames(data, split, identities=True)
+    except ValueError:
+        return None
     was = net.training
     net.eval()
     F_, ids = [], []
@@ -184,22 +248,47 @@ def identity_probe_acc(net,          # a backbone (pooled features)
     net.train(was)
     X, y = np.concatenate(F_), np.array(ids)
     fit = np.zeros(len(y), bool)
-    for i in np.unique(y): fit[np.flatnonzero(y == i)[::2]] = True
+    for i in np.unique(y):
+        fit[np.flatnonzero(y == i)[::2]] = True
     keep = np.isin(y, [i for i in np.unique(y) if (y[~fit] == i).any()])
-    if len(np.unique(y[fit])) < 2 or not (~fit & keep).any(): return None
+    if len(np.unique(y[fit])) < 2 or not (~fit & keep).any():
+        return None
     clf = LogisticRegression(max_iter=2000).fit(X[fit], y[fit])
-    return dict(accuracy=round(float(clf.score(X[~fit & keep], y[~fit & keep])), 4), chance=round(1 / len(np.unique(y)), 4),
-                identities=int(len(np.unique(y))), frames=int(len(y)), split=split)
+    return dict(
+        accuracy=round(float(clf.score(X[~fit & keep], y[~fit & keep])), 4),
+        chance=round(1 / len(np.unique(y)), 4),
+        identities=int(len(np.unique(y))),
+        frames=int(len(y)),
+        split=split,
+    )
 
+# %% ../nbs/08a_pretrain.ipynb #c016b
 def card_markdown(card):  # from `pretrain`
     "The card as a short markdown page"
     s, p = card['settings'], card['probe']
-    probe = f"{p['accuracy']:.3f} (chance {p['chance']:.3f}, {p['identities']} identities, {p['split']} split)" if p else 'n/a'
-    return '\n'.join([f"# Pretrained backbone: {s['backbone']}, {s['objective']}", '',
-                      '| | |', '|---|---|',
-                      f"| objective | {s['objective']} ({'identity classification' if s['objective'] == 'identity' else 'SimCLR'}) |",
-                      f"| data | real training frames of {s['data']} ({card['frames']} frames, {card['identities']} identities; no fakes) |",
-                      f"| input | {s['size']} px, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']} |",
-                      f"| steps | {card['steps']} ({card['seconds']} s, {card['images_per_s']} images/s) |",
-                      f"| final loss | {card['final_loss']} |", f'| linear identity probe | {probe} |', '',
-                      'Use it with `model.pretrained=<this folder>`.']) + '\n'
+    probe = (
+        f"{p['accuracy']:.3f} (chance {p['chance']:.3f}, {p['identities']} identities, {p['split']} split)"
+        if p
+        else 'n/a'
+    )
+    return (
+        '\n'.join(
+            [
+                f"# Pretrained backbone: {s['backbone']}, {s['objective']}",
+                '',
+                '| | |',
+                '|---|---|',
+                f"| objective | {s['objective']} "
+                f"({'identity classification' if s['objective'] == 'identity' else 'SimCLR'}) |",
+                f"| data | real training frames of {s['data']} ({card['frames']} frames, {card['identities']} "
+                "identities; no fakes) |",
+                f"| input | {s['size']} px, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']} |",
+                f"| steps | {card['steps']} ({card['seconds']} s, {card['images_per_s']} images/s) |",
+                f"| final loss | {card['final_loss']} |",
+                f'| linear identity probe | {probe} |',
+                '',
+                'Use it with `model.pretrained=<this folder>`.',
+            ]
+        )
+        + '\n'
+    )

@@ -20,42 +20,45 @@ from .core import rng, derive_seed, MARKER, DirLock, claim_dir, worker_pool
 
 # %% ../nbs/01_synth.ipynb #c005
 GEOM = {
-    'face_w':      (1.00, 0.06, 0.86, 1.14),   # half width of the face at the ears
-    'face_len':    (1.22, 0.07, 1.05, 1.40),   # chin below the eye line
-    'jaw_w':       (0.78, 0.07, 0.62, 0.95),   # lower-jaw width relative to face_w
-    'chin_flat':   (0.90, 0.15, 0.60, 1.25),   # exponent of the jaw curve: <1 squarer chin
-    'forehead':    (1.00, 0.08, 0.82, 1.18),   # forehead height above the ears
-    'eye_y':       (-0.22, 0.03, -0.30, -0.14),  # eye line relative to the ear line
-    'eye_sep':     (0.37, 0.025, 0.31, 0.43),  # half distance between eye centres
-    'eye_w':       (0.27, 0.02, 0.22, 0.32),   # eye width
-    'eye_h':       (0.10, 0.015, 0.07, 0.13),  # eye opening height
-    'eye_tilt':    (0.00, 0.025, -0.06, 0.06), # outer corner up (+) or down
-    'brow_h':      (0.17, 0.025, 0.12, 0.23),  # brow height above the eye
-    'brow_len':    (0.40, 0.035, 0.32, 0.48),  # brow length
-    'brow_arch':   (0.05, 0.02, 0.01, 0.10),   # brow arch height
-    'brow_thick':  (0.055, 0.012, 0.03, 0.08), # brow thickness
-    'brow_tilt':   (0.00, 0.025, -0.05, 0.05), # outer end up (+) or down
-    'nose_len':    (0.42, 0.04, 0.33, 0.52),   # tip below the eye line
-    'nose_w':      (0.26, 0.025, 0.20, 0.32),  # nostril width
-    'nose_prot':   (0.38, 0.05, 0.28, 0.50),   # tip protrusion (depth)
-    'mouth_y':     (0.72, 0.04, 0.62, 0.82),   # mouth line below the eye line
-    'mouth_w':     (0.48, 0.04, 0.38, 0.58),   # mouth width
-    'lip_up':      (0.055, 0.012, 0.035, 0.08),# upper lip thickness
-    'lip_lo':      (0.075, 0.014, 0.05, 0.10), # lower lip thickness
-    'cheek':       (0.50, 0.20, 0.10, 0.90),   # cheek fullness (jaw bulge)
-    'asym':        (0.00, 0.015, -0.035, 0.035), # left/right shear
-    'depth':       (0.85, 0.07, 0.70, 1.00),   # face depth (yaw foreshortening)
+    'face_w': (1.00, 0.06, 0.86, 1.14),  # half width of the face at the ears
+    'face_len': (1.22, 0.07, 1.05, 1.40),  # chin below the eye line
+    'jaw_w': (0.78, 0.07, 0.62, 0.95),  # lower-jaw width relative to face_w
+    'chin_flat': (0.90, 0.15, 0.60, 1.25),  # exponent of the jaw curve: <1 squarer chin
+    'forehead': (1.00, 0.08, 0.82, 1.18),  # forehead height above the ears
+    'eye_y': (-0.22, 0.03, -0.30, -0.14),  # eye line relative to the ear line
+    'eye_sep': (0.37, 0.025, 0.31, 0.43),  # half distance between eye centres
+    'eye_w': (0.27, 0.02, 0.22, 0.32),  # eye width
+    'eye_h': (0.10, 0.015, 0.07, 0.13),  # eye opening height
+    'eye_tilt': (0.00, 0.025, -0.06, 0.06),  # outer corner up (+) or down
+    'brow_h': (0.17, 0.025, 0.12, 0.23),  # brow height above the eye
+    'brow_len': (0.40, 0.035, 0.32, 0.48),  # brow length
+    'brow_arch': (0.05, 0.02, 0.01, 0.10),  # brow arch height
+    'brow_thick': (0.055, 0.012, 0.03, 0.08),  # brow thickness
+    'brow_tilt': (0.00, 0.025, -0.05, 0.05),  # outer end up (+) or down
+    'nose_len': (0.42, 0.04, 0.33, 0.52),  # tip below the eye line
+    'nose_w': (0.26, 0.025, 0.20, 0.32),  # nostril width
+    'nose_prot': (0.38, 0.05, 0.28, 0.50),  # tip protrusion (depth)
+    'mouth_y': (0.72, 0.04, 0.62, 0.82),  # mouth line below the eye line
+    'mouth_w': (0.48, 0.04, 0.38, 0.58),  # mouth width
+    'lip_up': (0.055, 0.012, 0.035, 0.08),  # upper lip thickness
+    'lip_lo': (0.075, 0.014, 0.05, 0.10),  # lower lip thickness
+    'cheek': (0.50, 0.20, 0.10, 0.90),  # cheek fullness (jaw bulge)
+    'asym': (0.00, 0.015, -0.035, 0.035),  # left/right shear
+    'depth': (0.85, 0.07, 0.70, 1.00),  # face depth (yaw foreshortening)
 }
 
 GEOM_NAMES = list(GEOM)
+
 
 def sample_geometry(r):
     "Identity geometry vector from normal draws, clipped to valid ranges"
     m, s, lo, hi = (np.array([GEOM[k][i] for k in GEOM_NAMES]) for i in range(4))
     return np.clip(m + s * r.standard_normal(len(m)), lo, hi).astype(np.float32)
 
+# %% ../nbs/01_synth.ipynb #c005b
 def clip_geometry(g):
-    lo = np.array([GEOM[k][2] for k in GEOM_NAMES]); hi = np.array([GEOM[k][3] for k in GEOM_NAMES])
+    lo = np.array([GEOM[k][2] for k in GEOM_NAMES])
+    hi = np.array([GEOM[k][3] for k in GEOM_NAMES])
     return np.clip(g, lo, hi).astype(np.float32)
 
 # %% ../nbs/01_synth.ipynb #c008
@@ -64,16 +67,20 @@ FOREHEAD_ORDER = np.array([77, 75, 76, 68, 69, 70, 71, 80, 72, 73, 79, 74, 78]) 
 
 EXPR = ('mouth_open', 'smile', 'blink', 'brow_raise', 'gaze_x', 'gaze_y')
 
+
 def canonical_landmarks(geom, expr):
     "81 canonical 3D points (x right, y down, z towards the camera) in dlib's 81-point order"
     g = dict(zip(GEOM_NAMES, np.asarray(geom, np.float64)))
-    mo, sm, bl, br, gx, gy = (float(expr.get(k, 0.)) for k in EXPR)
+    mo, sm, bl, br, gx, gy = (float(expr.get(k, 0.0)) for k in EXPR)
     P = np.zeros((81, 3))
-    ye = g['eye_y']; fw = g['face_w']; open_ = 0.2 * mo
+    ye = g['eye_y']
+    fw = g['face_w']
+    open_ = 0.2 * mo
     # jaw 0..16: ear (y=0) → chin → ear
-    th = np.linspace(0, np.pi, 17); s, c = np.sin(th), -np.cos(th)
+    th = np.linspace(0, np.pi, 17)
+    s, c = np.sin(th), -np.cos(th)
     chin = g['face_len'] + ye + 0.6 * open_
-    P[:17, 0] = c * fw * (1 - (1 - g['jaw_w']) * s ** 2) * (1 + 0.06 * g['cheek'] * np.sin(2 * th) ** 2)
+    P[:17, 0] = c * fw * (1 - (1 - g['jaw_w']) * s**2) * (1 + 0.06 * g['cheek'] * np.sin(2 * th) ** 2)
     P[:17, 1] = chin * s ** g['chin_flat']
     # brows
     for side, idx in ((-1, range(17, 22)), (1, range(22, 27))):
@@ -83,33 +90,67 @@ def canonical_landmarks(geom, expr):
         P[list(idx), 0], P[list(idx), 1] = x, y
     # nose
     nl = g['nose_len']
-    P[27:31, 0] = 0; P[27:31, 1] = ye + np.array([0.02, 0.33, 0.66, 1.0]) * nl
+    P[27:31, 0] = 0
+    P[27:31, 1] = ye + np.array([0.02, 0.33, 0.66, 1.0]) * nl
     P[27:31, 2] = g['nose_prot'] * np.array([0.15, 0.4, 0.7, 1.0])
     nx = np.array([-1, -0.5, 0, 0.5, 1]) * g['nose_w'] / 2
-    P[31:36, 0] = nx; P[31:36, 1] = ye + nl + np.array([0.04, 0.07, 0.08, 0.07, 0.04]); P[31:36, 2] = g['nose_prot'] * np.array([.35, .55, .6, .55, .35])
+    P[31:36, 0] = nx
+    P[31:36, 1] = ye + nl + np.array([0.04, 0.07, 0.08, 0.07, 0.04])
+    P[31:36, 2] = g['nose_prot'] * np.array([0.35, 0.55, 0.6, 0.55, 0.35])
     # eyes: 36-41 image-left (outer corner first), 42-47 image-right (inner corner first)
-    ew, eh, top = g['eye_w'], g['eye_h'], -0.5 + 0.88 * bl   # a blink lowers the upper lid onto the lower one
+    ew, eh, top = g['eye_w'], g['eye_h'], -0.5 + 0.88 * bl  # a blink lowers the upper lid onto the lower one
     for side, base in ((-1, 36), (1, 42)):
         cx = side * g['eye_sep']
-        xs = np.array([-.5, -1/6, 1/6, .5, 1/6, -1/6]) * ew
-        ys = np.array([0, top, top, 0, .42, .42]) * eh
-        if side > 0: xs = -xs[[3, 2, 1, 0, 5, 4]]; ys = ys[[3, 2, 1, 0, 5, 4]]
+        xs = np.array([-0.5, -1 / 6, 1 / 6, 0.5, 1 / 6, -1 / 6]) * ew
+        ys = np.array([0, top, top, 0, 0.42, 0.42]) * eh
+        if side > 0:
+            xs = -xs[[3, 2, 1, 0, 5, 4]]
+            ys = ys[[3, 2, 1, 0, 5, 4]]
         tilt = g['eye_tilt'] * (-xs * side / (ew / 2)) * 0.5  # outer corner up
-        P[base:base + 6, 0] = cx + xs; P[base:base + 6, 1] = ye + ys - tilt
+        P[base : base + 6, 0] = cx + xs
+        P[base : base + 6, 1] = ye + ys - tilt
     # mouth
-    my = ye + g['mouth_y']; mw = g['mouth_w'] * (1 + 0.12 * sm); lu, ll = g['lip_up'], g['lip_lo']
+    my = ye + g['mouth_y']
+    mw = g['mouth_w'] * (1 + 0.12 * sm)
+    lu, ll = g['lip_up'], g['lip_lo']
     cy = my - 0.05 * sm
-    ox = np.array([-.5, -1/3, -1/8, 0, 1/8, 1/3, .5, 1/3, 1/8, 0, -1/8, -1/3]) * mw
-    oy = np.array([cy, my - .8 * lu - .01 * mo, my - lu, my - .8 * lu, my - lu, my - .8 * lu - .01 * mo, cy,
-                   my + .8 * ll + .8 * open_, my + ll + open_, my + ll + open_, my + ll + open_, my + .8 * ll + .8 * open_])
+    ox = np.array([-0.5, -1 / 3, -1 / 8, 0, 1 / 8, 1 / 3, 0.5, 1 / 3, 1 / 8, 0, -1 / 8, -1 / 3]) * mw
+    oy = np.array(
+        [
+            cy,
+            my - 0.8 * lu - 0.01 * mo,
+            my - lu,
+            my - 0.8 * lu,
+            my - lu,
+            my - 0.8 * lu - 0.01 * mo,
+            cy,
+            my + 0.8 * ll + 0.8 * open_,
+            my + ll + open_,
+            my + ll + open_,
+            my + ll + open_,
+            my + 0.8 * ll + 0.8 * open_,
+        ]
+    )
     P[48:60, 0], P[48:60, 1] = ox, oy
-    ix = np.array([-.42, -1/8, 0, 1/8, .42, 1/8, 0, -1/8]) * mw
-    iy = np.array([cy, my - .15 * open_, my - .15 * open_, my - .15 * open_, cy, my + .85 * open_, my + .85 * open_, my + .85 * open_])
+    ix = np.array([-0.42, -1 / 8, 0, 1 / 8, 0.42, 1 / 8, 0, -1 / 8]) * mw
+    iy = np.array(
+        [
+            cy,
+            my - 0.15 * open_,
+            my - 0.15 * open_,
+            my - 0.15 * open_,
+            cy,
+            my + 0.85 * open_,
+            my + 0.85 * open_,
+            my + 0.85 * open_,
+        ]
+    )
     P[60:68, 0], P[60:68, 1] = ix, iy
     P[48:68, 2] = 0.32 - 0.25 * (P[48:68, 0] / (mw / 2)) ** 2 * 0.5
     # forehead 13 points (left → right), stored in dlib-81 order
     ph = np.linspace(0.06, 0.94, 13) * np.pi
-    fx = -np.cos(ph) * fw * 0.93; fy = -0.12 - np.sin(ph) * (g['forehead'] + 0.05 * np.sin(ph))
+    fx = -np.cos(ph) * fw * 0.93
+    fy = -0.12 - np.sin(ph) * (g['forehead'] + 0.05 * np.sin(ph))
     P[FOREHEAD_ORDER, 0], P[FOREHEAD_ORDER, 1] = fx, fy
     # depth of the head surface for everything but nose/mouth
     ell = np.clip(1 - (P[:, 0] / (fw * 1.02)) ** 2 - ((P[:, 1] - 0.2) / 1.9) ** 2, 0, 1)
@@ -118,6 +159,7 @@ def canonical_landmarks(geom, expr):
     P[:, 0] += g['asym'] * P[:, 1]
     return P
 
+# %% ../nbs/01_synth.ipynb #c008b
 def rotation(yaw, pitch, roll):
     "Rotation matrix (degrees): yaw about y, pitch about x, roll about z"
     y, p, r = np.radians([yaw, pitch, roll])
@@ -126,6 +168,7 @@ def rotation(yaw, pitch, roll):
     Rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
     return Rz @ Rx @ Ry
 
+# %% ../nbs/01_synth.ipynb #c008c
 def project(P, pose):
     "Project canonical points with a pose dict (yaw, pitch, roll in degrees; cx, cy, scale in pixels)"
     R = rotation(pose['yaw'], pose['pitch'], pose['roll'])
@@ -133,27 +176,40 @@ def project(P, pose):
     return np.stack([pose['cx'] + pose['scale'] * Q[:, 0], pose['cy'] + pose['scale'] * Q[:, 1]], 1), R
 
 # %% ../nbs/01_synth.ipynb #c011
-def _pts(p): return np.round(np.asarray(p) * 16).astype(np.int32)
+def _pts(p):
+    return np.round(np.asarray(p) * 16).astype(np.int32)
 
-def _fill(img, pts, color): cv2.fillPoly(img, [_pts(pts)], color, cv2.LINE_AA, shift=4)
+# %% ../nbs/01_synth.ipynb #c011b
+def _fill(img, pts, color):
+    cv2.fillPoly(img, [_pts(pts)], color, cv2.LINE_AA, shift=4)
 
-def _col(c): return tuple(float(v) for v in np.clip(np.asarray(c) * 255, 0, 255))
+# %% ../nbs/01_synth.ipynb #c011c
+def _col(c):
+    return tuple(float(v) for v in np.clip(np.asarray(c) * 255, 0, 255))
 
+# %% ../nbs/01_synth.ipynb #c011d
 def sample_appearance(r, pop):
     "Per-identity colours and hair from a population `pop` (dict of distribution parameters)"
-    tone = np.clip(r.normal(pop['tone_mean'], pop['tone_std']), 0.08, 0.98)     # 0 dark .. 1 light
+    tone = np.clip(r.normal(pop['tone_mean'], pop['tone_std']), 0.08, 0.98)  # 0 dark .. 1 light
     base = np.array([0.36, 0.22, 0.15]) + tone * np.array([0.56, 0.55, 0.50])
     base = base * (1 + r.normal(0, 0.04, 3)) + np.array([0.02, 0, -0.02]) * r.normal(pop.get('warm', 0), 1)
     hair_dark = r.beta(*pop['hair_beta'])
-    hair = np.array([0.06, 0.045, 0.03]) + hair_dark * np.array([0.6, 0.45, 0.28]) * (1 + r.normal(0, .08, 3))
-    return dict(skin=np.clip(base, 0.05, 1).tolist(), tex_strength=float(r.uniform(0.04, 0.12)),
-                hair=np.clip(hair, 0, 1).tolist(), hair_amount=float(r.choice([0, 1], p=[0.12, 0.88]) * r.uniform(.6, 1)),
-                hair_long=float(r.uniform() < pop['long_hair']), hairline=float(r.uniform(0.0, 0.35)),
-                beard=float((r.uniform() < pop['beard']) * r.uniform(0.3, 0.9)),
-                iris=np.clip(np.array([0.25, 0.18, 0.1]) + r.uniform(0, 1) * np.array([-.1, .2, .35]), 0, 1).tolist(),
-                lip=np.clip(base * np.array([0.95, 0.62, 0.62]) + r.normal(0, .03, 3), 0, 1).tolist(),
-                brow=np.clip(hair * r.uniform(0.7, 1.1), 0, 1).tolist(), tex_seed=int(r.integers(2**31)))
+    hair = np.array([0.06, 0.045, 0.03]) + hair_dark * np.array([0.6, 0.45, 0.28]) * (1 + r.normal(0, 0.08, 3))
+    return dict(
+        skin=np.clip(base, 0.05, 1).tolist(),
+        tex_strength=float(r.uniform(0.04, 0.12)),
+        hair=np.clip(hair, 0, 1).tolist(),
+        hair_amount=float(r.choice([0, 1], p=[0.12, 0.88]) * r.uniform(0.6, 1)),
+        hair_long=float(r.uniform() < pop['long_hair']),
+        hairline=float(r.uniform(0.0, 0.35)),
+        beard=float((r.uniform() < pop['beard']) * r.uniform(0.3, 0.9)),
+        iris=np.clip(np.array([0.25, 0.18, 0.1]) + r.uniform(0, 1) * np.array([-0.1, 0.2, 0.35]), 0, 1).tolist(),
+        lip=np.clip(base * np.array([0.95, 0.62, 0.62]) + r.normal(0, 0.03, 3), 0, 1).tolist(),
+        brow=np.clip(hair * r.uniform(0.7, 1.1), 0, 1).tolist(),
+        tex_seed=int(r.integers(2**31)),
+    )
 
+# %% ../nbs/01_synth.ipynb #c011e
 def identity_texture(seed, strength, n=64):
     "Skin texture in canonical face coordinates: blotches and pores, a multiplicative map around 1"
     r = np.random.default_rng(seed)
@@ -161,7 +217,9 @@ def identity_texture(seed, strength, n=64):
     high = cv2.GaussianBlur(r.standard_normal((n, n)).astype(np.float32), (0, 0), 0.8)
     return (1 + strength * (0.7 * low + 0.5 * high)).astype(np.float32)
 
+# %% ../nbs/01_synth.ipynb #c011f
 CANON_BOX = (-1.3, -1.45, 1.3, 1.35)  # x0, y0, x1, y1 of the canonical texture square
+
 
 def render_face(ident, expr, pose, scene, rs=None, tex=None):
     """Render one frame: returns (RGB uint8 image, (81,2) landmarks in pixels).
@@ -175,10 +233,15 @@ def render_face(ident, expr, pose, scene, rs=None, tex=None):
     s = pose['scale']
     # canonical → image affine (for hair/neck shapes drawn in canonical space, and for texture/shading look-ups)
     X = np.c_[P[:, :2], np.ones(81)]
-    A, *_ = np.linalg.lstsq(X, lm, rcond=None)       # (3,2)
-    def c2i(pts): return np.c_[pts, np.ones(len(pts))] @ A
-    skin = np.array(app['skin']); hair = np.array(app['hair'])
-    fore = lm[FOREHEAD_ORDER]; jaw = lm[:17]
+    A, *_ = np.linalg.lstsq(X, lm, rcond=None)  # (3,2)
+
+    def c2i(pts):
+        return np.c_[pts, np.ones(len(pts))] @ A
+
+    skin = np.array(app['skin'])
+    hair = np.array(app['hair'])
+    fore = lm[FOREHEAD_ORDER]
+    jaw = lm[:17]
     outline = np.r_[jaw, fore[::-1]]
     # long hair behind the head
     if app['hair_amount'] > 0 and app['hair_long']:
@@ -190,13 +253,25 @@ def render_face(ident, expr, pose, scene, rs=None, tex=None):
     # ears
     for j, sd in ((1, -1), (15, 1)):
         e = lm[j] + np.array([sd * 0.06 * s, -0.1 * s]) @ np.eye(2)
-        cv2.ellipse(img, (_pts(e)[0], _pts(e)[1]), (int(0.11 * s * 16), int(0.22 * s * 16)), 0, 0, 360, _col(skin * 0.85), -1, cv2.LINE_AA, 4)
+        cv2.ellipse(
+            img,
+            (_pts(e)[0], _pts(e)[1]),
+            (int(0.11 * s * 16), int(0.22 * s * 16)),
+            0,
+            0,
+            360,
+            _col(skin * 0.85),
+            -1,
+            cv2.LINE_AA,
+            4,
+        )
     # face
     _fill(img, outline, _col(skin))
     # beard
     if app['beard'] > 0:
         bz = np.r_[lm[3:14], lm[[54]] + [0.08 * s, 0], lm[[33]], lm[[48]] - [0.08 * s, 0]]
-        ov = img.copy(); _fill(ov, bz, _col(hair * 0.9))
+        ov = img.copy()
+        _fill(ov, bz, _col(hair * 0.9))
         cv2.addWeighted(ov, app['beard'], img, 1 - app['beard'], 0, img)
     # brows
     bt = g['brow_thick'] * s / 2
@@ -205,24 +280,48 @@ def render_face(ident, expr, pose, scene, rs=None, tex=None):
         _fill(img, np.r_[b - [0, bt], (b + [0, bt])[::-1]], _col(app['brow']))
     # eyes
     for base in (36, 42):
-        e = lm[base:base + 6]
-        x0, y0 = np.floor(e.min(0)).astype(int) - 2; x1, y1 = np.ceil(e.max(0)).astype(int) + 3
-        x0, y0 = max(x0, 0), max(y0, 0); x1, y1 = min(x1, W), min(y1, H)
-        if x1 - x0 < 2 or y1 - y0 < 2: continue
+        e = lm[base : base + 6]
+        x0, y0 = np.floor(e.min(0)).astype(int) - 2
+        x1, y1 = np.ceil(e.max(0)).astype(int) + 3
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, W), min(y1, H)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            continue
         roi = img[y0:y1, x0:x1]
-        m = np.zeros(roi.shape[:2], np.uint8); _fill(m, e - [x0, y0], 255)
-        eye = roi.copy(); _fill(eye, e - [x0, y0], _col(np.array([0.93, 0.9, 0.86]) * 0.9))
-        ctr = e.mean(0) - [x0, y0] + np.array([expr.get('gaze_x', 0), expr.get('gaze_y', 0)]) * (e[3, 0] - e[0, 0]) * [0.22, 0.12]
+        m = np.zeros(roi.shape[:2], np.uint8)
+        _fill(m, e - [x0, y0], 255)
+        eye = roi.copy()
+        _fill(eye, e - [x0, y0], _col(np.array([0.93, 0.9, 0.86]) * 0.9))
+        ctr = (
+            e.mean(0)
+            - [x0, y0]
+            + np.array([expr.get('gaze_x', 0), expr.get('gaze_y', 0)]) * (e[3, 0] - e[0, 0]) * [0.22, 0.12]
+        )
         ir = 0.075 * s * g['eye_w'] / 0.27
         cv2.circle(eye, tuple(_pts(ctr)), int(ir * 16), _col(app['iris']), -1, cv2.LINE_AA, 4)
         cv2.circle(eye, tuple(_pts(ctr)), int(ir * 0.45 * 16), (12, 10, 10), -1, cv2.LINE_AA, 4)
         a = (m.astype(np.float32) / 255)[..., None]
         roi[:] = (a * eye + (1 - a) * roi).astype(np.uint8)
-        cv2.polylines(img, [_pts(e[[0, 1, 2, 3]] if base == 36 else e[[0, 1, 2, 3]])], False, _col(skin * 0.35), 1, cv2.LINE_AA, 4)
+        cv2.polylines(
+            img, [_pts(e[[0, 1, 2, 3]] if base == 36 else e[[0, 1, 2, 3]])], False, _col(skin * 0.35), 1, cv2.LINE_AA, 4
+        )
     # nose
-    cv2.polylines(img, [_pts(lm[[27, 28, 29, 31]]), _pts(lm[[27, 28, 29, 35]])], False, _col(skin * 0.82), 1, cv2.LINE_AA, 4)
+    cv2.polylines(
+        img, [_pts(lm[[27, 28, 29, 31]]), _pts(lm[[27, 28, 29, 35]])], False, _col(skin * 0.82), 1, cv2.LINE_AA, 4
+    )
     for j in (32, 34):
-        cv2.ellipse(img, tuple(_pts(lm[j] - [0, 0.015 * s])), (int(0.035 * s * 16) + 1, int(0.018 * s * 16) + 1), 0, 0, 360, _col(skin * 0.35), -1, cv2.LINE_AA, 4)
+        cv2.ellipse(
+            img,
+            tuple(_pts(lm[j] - [0, 0.015 * s])),
+            (int(0.035 * s * 16) + 1, int(0.018 * s * 16) + 1),
+            0,
+            0,
+            360,
+            _col(skin * 0.35),
+            -1,
+            cv2.LINE_AA,
+            4,
+        )
     # mouth
     _fill(img, lm[48:60], _col(app['lip']))
     if expr.get('mouth_open', 0) > 0.08:
@@ -233,22 +332,27 @@ def render_face(ident, expr, pose, scene, rs=None, tex=None):
     else:
         cv2.polylines(img, [_pts(lm[[60, 61, 62, 63, 64]])], False, _col(np.array(app['lip']) * 0.5), 1, cv2.LINE_AA, 4)
     # shading and skin texture over the face region, looked up in canonical coordinates
-    x0, y0 = np.floor(outline.min(0)).astype(int) - 1; x1, y1 = np.ceil(outline.max(0)).astype(int) + 2
-    x0, y0 = max(x0, 0), max(y0, 0); x1, y1 = min(x1, W), min(y1, H)
+    x0, y0 = np.floor(outline.min(0)).astype(int) - 1
+    x1, y1 = np.ceil(outline.max(0)).astype(int) + 2
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, W), min(y1, H)
     if x1 > x0 and y1 > y0:
-        fm = np.zeros((y1 - y0, x1 - x0), np.uint8); _fill(fm, outline - [x0, y0], 255)
+        fm = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        _fill(fm, outline - [x0, y0], 255)
         Ainv = np.linalg.inv(A[:2].T)
         uu, vv = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-        d = np.stack([uu - A[2, 0], vv - A[2, 1]], -1) @ Ainv.T      # canonical x, y per pixel
+        d = np.stack([uu - A[2, 0], vv - A[2, 1]], -1) @ Ainv.T  # canonical x, y per pixel
         cx_, cy_ = d[..., 0], d[..., 1]
         a_, b_, c_ = g['face_w'] * 1.02, 1.9, g['depth']
         zz = c_ * np.sqrt(np.clip(1 - (cx_ / a_) ** 2 - ((cy_ - 0.2) / b_) ** 2, 0.02, 1))
-        n = np.stack([cx_ / a_ ** 2, (cy_ - 0.2) / b_ ** 2, zz / c_ ** 2], -1) @ R.T
+        n = np.stack([cx_ / a_**2, (cy_ - 0.2) / b_**2, zz / c_**2], -1) @ R.T
         n /= np.linalg.norm(n, axis=-1, keepdims=True)
         shade = scene['ambient'] + scene['diffuse'] * np.clip(n @ np.asarray(scene['light']), 0, None)
         if tex is not None:
-            bx0, by0, bx1, by1 = CANON_BOX; T = tex.shape[0]
-            mx = ((cx_ - bx0) / (bx1 - bx0) * T).astype(np.float32); my = ((cy_ - by0) / (by1 - by0) * T).astype(np.float32)
+            bx0, by0, bx1, by1 = CANON_BOX
+            T = tex.shape[0]
+            mx = ((cx_ - bx0) / (bx1 - bx0) * T).astype(np.float32)
+            my = ((cy_ - by0) / (by1 - by0) * T).astype(np.float32)
             shade = shade * cv2.remap(tex, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         a = (fm.astype(np.float32) / 255)[..., None]
         roi = img[y0:y1, x0:x1].astype(np.float32)
@@ -257,37 +361,83 @@ def render_face(ident, expr, pose, scene, rs=None, tex=None):
     if app['hair_amount'] > 0:
         hl = app['hairline'] * 0.45
         ph = np.linspace(0.0, 1.0, 13) * np.pi
-        inner = np.c_[-np.cos(ph) * g['face_w'] * 0.98, -0.12 - np.sin(ph) * (g['forehead'] - hl) ]
-        outer = np.c_[-np.cos(ph[::-1]) * g['face_w'] * 1.12, -0.2 - np.sin(ph[::-1]) * (g['forehead'] + 0.25 * app['hair_amount'])]
+        inner = np.c_[-np.cos(ph) * g['face_w'] * 0.98, -0.12 - np.sin(ph) * (g['forehead'] - hl)]
+        outer = np.c_[
+            -np.cos(ph[::-1]) * g['face_w'] * 1.12,
+            -0.2 - np.sin(ph[::-1]) * (g['forehead'] + 0.25 * app['hair_amount']),
+        ]
         hp = np.c_[np.r_[inner[:, 0], outer[:, 0]], np.r_[inner[:, 1], outer[:, 1]]]
         Q = np.c_[hp, np.full(len(hp), 0.0)]
-        Q[:, 2] = g['depth'] * np.sqrt(np.clip(1 - (Q[:, 0] / (g['face_w'] * 1.02)) ** 2 - ((Q[:, 1] - 0.2) / 1.9) ** 2, 0, 1))
+        Q[:, 2] = g['depth'] * np.sqrt(
+            np.clip(1 - (Q[:, 0] / (g['face_w'] * 1.02)) ** 2 - ((Q[:, 1] - 0.2) / 1.9) ** 2, 0, 1)
+        )
         hpi, _ = project(Q, pose)
         _fill(img, hpi, _col(hair))
     img = img.astype(np.float32)
     img *= np.asarray(scene['tint'], np.float32)
-    if scene.get('blur', 0) > 0.05: img = cv2.GaussianBlur(img, (0, 0), scene['blur'])
-    if rs is not None and scene.get('noise', 0) > 0: img += rs.standard_normal(img.shape, dtype=np.float32) * (scene['noise'] * 255)
+    if scene.get('blur', 0) > 0.05:
+        img = cv2.GaussianBlur(img, (0, 0), scene['blur'])
+    if rs is not None and scene.get('noise', 0) > 0:
+        img += rs.standard_normal(img.shape, dtype=np.float32) * (scene['noise'] * 255)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8), lm.astype(np.float32)
 
 # %% ../nbs/01_synth.ipynb #c013
 POPS = {
- 'ffpp': dict(tone_mean=0.58, tone_std=0.2, hair_beta=(1.2, 2.5), long_hair=0.35, beard=0.25),
- 'cdf':  dict(tone_mean=0.50, tone_std=0.25, hair_beta=(1.0, 1.6), long_hair=0.5, beard=0.15),
- 'dfdc': dict(tone_mean=0.45, tone_std=0.27, hair_beta=(1.2, 2.0), long_hair=0.4, beard=0.2),
+    'ffpp': dict(tone_mean=0.58, tone_std=0.2, hair_beta=(1.2, 2.5), long_hair=0.35, beard=0.25),
+    'cdf': dict(tone_mean=0.50, tone_std=0.25, hair_beta=(1.0, 1.6), long_hair=0.5, beard=0.15),
+    'dfdc': dict(tone_mean=0.45, tone_std=0.27, hair_beta=(1.2, 2.0), long_hair=0.4, beard=0.2),
 }
 
 CAPTURE = {  # scene distributions per world
- 'ffpp': dict(face_frac=(0.50, 0.62), bg_shapes=(3, 7), bg_blur=(1.5, 3.0), light_xy=0.6, ambient=(0.5, 0.65), tint=0.05, noise=(0.006, 0.015), blur=(0., 0.4), yaw=(-25, 25), pitch=(-10, 10), roll=(-10, 10)),
- 'cdf':  dict(face_frac=(0.55, 0.70), bg_shapes=(6, 12), bg_blur=(0.5, 1.5), light_xy=0.9, ambient=(0.4, 0.6), tint=0.12, noise=(0.004, 0.01), blur=(0., 0.2), yaw=(-30, 30), pitch=(-12, 12), roll=(-12, 12)),
- 'dfdc': dict(face_frac=(0.40, 0.60), bg_shapes=(2, 10), bg_blur=(0.5, 3.0), light_xy=0.9, ambient=(0.35, 0.7), tint=0.15, noise=(0.006, 0.03), blur=(0., 0.8), yaw=(-30, 30), pitch=(-12, 12), roll=(-12, 12)),
+    'ffpp': dict(
+        face_frac=(0.50, 0.62),
+        bg_shapes=(3, 7),
+        bg_blur=(1.5, 3.0),
+        light_xy=0.6,
+        ambient=(0.5, 0.65),
+        tint=0.05,
+        noise=(0.006, 0.015),
+        blur=(0.0, 0.4),
+        yaw=(-25, 25),
+        pitch=(-10, 10),
+        roll=(-10, 10),
+    ),
+    'cdf': dict(
+        face_frac=(0.55, 0.70),
+        bg_shapes=(6, 12),
+        bg_blur=(0.5, 1.5),
+        light_xy=0.9,
+        ambient=(0.4, 0.6),
+        tint=0.12,
+        noise=(0.004, 0.01),
+        blur=(0.0, 0.2),
+        yaw=(-30, 30),
+        pitch=(-12, 12),
+        roll=(-12, 12),
+    ),
+    'dfdc': dict(
+        face_frac=(0.40, 0.60),
+        bg_shapes=(2, 10),
+        bg_blur=(0.5, 3.0),
+        light_xy=0.9,
+        ambient=(0.35, 0.7),
+        tint=0.15,
+        noise=(0.006, 0.03),
+        blur=(0.0, 0.8),
+        yaw=(-30, 30),
+        pitch=(-12, 12),
+        roll=(-12, 12),
+    ),
 }
+
 
 def frame_width(H):
     "Frame width for a frame height: about 4:3, both multiples of 16 (whole H.264 macroblocks)"
-    if H % 16: raise ValueError(f'frame size {H} is not a multiple of 16: use e.g. {16 * max(1, round(H / 16))}')
+    if H % 16:
+        raise ValueError(f'frame size {H} is not a multiple of 16: use e.g. {16 * max(1, round(H / 16))}')
     return int(round(H * 4 / 3 / 16)) * 16
 
+# %% ../nbs/01_synth.ipynb #c013b
 def make_scene(r, H, W, cap):
     "A clip's static background, light and camera"
     bg = np.empty((H, W, 3), np.float32)
@@ -295,38 +445,70 @@ def make_scene(r, H, W, cap):
     ramp = np.linspace(0, 1, H, dtype=np.float32)[:, None, None]
     bg[:] = c0 * (1 - ramp) + c1 * ramp
     for _ in range(int(r.integers(*cap['bg_shapes']))):
-        col = r.uniform(0, 1, 3).tolist(); x, y = int(r.integers(0, W)), int(r.integers(0, H))
-        if r.uniform() < 0.5: cv2.rectangle(bg, (x, y), (x + int(r.integers(6, W // 2)), y + int(r.integers(6, H // 2))), col, -1)
-        else: cv2.circle(bg, (x, y), int(r.integers(4, H // 4)), col, -1)
+        col = r.uniform(0, 1, 3).tolist()
+        x, y = int(r.integers(0, W)), int(r.integers(0, H))
+        if r.uniform() < 0.5:
+            cv2.rectangle(bg, (x, y), (x + int(r.integers(6, W // 2)), y + int(r.integers(6, H // 2))), col, -1)
+        else:
+            cv2.circle(bg, (x, y), int(r.integers(4, H // 4)), col, -1)
     bg = cv2.GaussianBlur(bg, (0, 0), float(r.uniform(*cap['bg_blur'])))
-    L = np.array([r.uniform(-1, 1) * cap['light_xy'], r.uniform(-1, 0.3) * cap['light_xy'], 1.0]); L /= np.linalg.norm(L)
+    L = np.array([r.uniform(-1, 1) * cap['light_xy'], r.uniform(-1, 0.3) * cap['light_xy'], 1.0])
+    L /= np.linalg.norm(L)
     amb = float(r.uniform(*cap['ambient']))
-    return dict(bg=(np.clip(bg, 0, 1) * 255).astype(np.uint8), light=L.tolist(), ambient=amb, diffuse=float(1.05 - amb),
-                tint=(1 + r.uniform(-1, 1, 3) * cap['tint']).tolist(), noise=float(r.uniform(*cap['noise'])), blur=float(r.uniform(*cap['blur'])))
+    return dict(
+        bg=(np.clip(bg, 0, 1) * 255).astype(np.uint8),
+        light=L.tolist(),
+        ambient=amb,
+        diffuse=float(1.05 - amb),
+        tint=(1 + r.uniform(-1, 1, 3) * cap['tint']).tolist(),
+        noise=float(r.uniform(*cap['noise'])),
+        blur=float(r.uniform(*cap['blur'])),
+    )
 
+# %% ../nbs/01_synth.ipynb #c013c
 def _smooth(r, T, amp, n=3):
     "A smooth random curve over T frames (sum of n sinusoids), amplitude ~amp"
     t = np.arange(T) / max(T - 1, 1)
     out = np.zeros(T)
-    for _ in range(n): out += r.uniform(0.3, 1) * np.sin(2 * np.pi * r.uniform(0.3, 1.5) * t + r.uniform(0, 2 * np.pi))
+    for _ in range(n):
+        out += r.uniform(0.3, 1) * np.sin(2 * np.pi * r.uniform(0.3, 1.5) * t + r.uniform(0, 2 * np.pi))
     return amp * out / n * 1.5
 
+# %% ../nbs/01_synth.ipynb #c013d
 def clip_dynamics(r, T, H, W, cap):
     "Per-frame pose and expression of one clip: smooth drift, talking and blinks"
     yaw0, pit0, rol0 = (r.uniform(*cap[k]) * 0.7 for k in ('yaw', 'pitch', 'roll'))
     ff = r.uniform(*cap['face_frac'])
-    pose = dict(yaw=yaw0 + _smooth(r, T, 10), pitch=pit0 + _smooth(r, T, 5), roll=rol0 + _smooth(r, T, 4),
-                cx=W / 2 + r.uniform(-0.08, 0.08) * W + _smooth(r, T, 0.03 * W), cy=H * r.uniform(0.48, 0.55) + _smooth(r, T, 0.02 * H),
-                scale=ff * H / 2.4 * (1 + _smooth(r, T, 0.04)))
+    pose = dict(
+        yaw=yaw0 + _smooth(r, T, 10),
+        pitch=pit0 + _smooth(r, T, 5),
+        roll=rol0 + _smooth(r, T, 4),
+        cx=W / 2 + r.uniform(-0.08, 0.08) * W + _smooth(r, T, 0.03 * W),
+        cy=H * r.uniform(0.48, 0.55) + _smooth(r, T, 0.02 * H),
+        scale=ff * H / 2.4 * (1 + _smooth(r, T, 0.04)),
+    )
     talk = r.uniform(0.2, 1)
-    blink = np.zeros(T); starts = r.uniform(size=T) < 0.1
-    blink[starts] = 1; blink[1:][starts[:-1]] = np.maximum(blink[1:][starts[:-1]], 0.5)
-    expr = dict(mouth_open=np.clip(talk * (0.45 + 0.55 * np.sin(np.arange(T) * r.uniform(0.8, 2.2) + r.uniform(0, 6))) + r.normal(0, .1, T), 0, 1),
-                smile=np.clip(r.uniform(-0.2, 0.8) + _smooth(r, T, 0.4), -0.3, 1), blink=blink,
-                brow_raise=np.clip(r.uniform(-0.2, 0.4) + _smooth(r, T, 0.4), -0.5, 1),
-                gaze_x=np.clip(_smooth(r, T, 0.6), -1, 1), gaze_y=np.clip(_smooth(r, T, 0.3), -1, 1))
-    return [{k: float(v[i]) for k, v in pose.items()} for i in range(T)], [{k: float(v[i]) for k, v in expr.items()} for i in range(T)]
+    blink = np.zeros(T)
+    starts = r.uniform(size=T) < 0.1
+    blink[starts] = 1
+    blink[1:][starts[:-1]] = np.maximum(blink[1:][starts[:-1]], 0.5)
+    expr = dict(
+        mouth_open=np.clip(
+            talk * (0.45 + 0.55 * np.sin(np.arange(T) * r.uniform(0.8, 2.2) + r.uniform(0, 6))) + r.normal(0, 0.1, T),
+            0,
+            1,
+        ),
+        smile=np.clip(r.uniform(-0.2, 0.8) + _smooth(r, T, 0.4), -0.3, 1),
+        blink=blink,
+        brow_raise=np.clip(r.uniform(-0.2, 0.4) + _smooth(r, T, 0.4), -0.5, 1),
+        gaze_x=np.clip(_smooth(r, T, 0.6), -1, 1),
+        gaze_y=np.clip(_smooth(r, T, 0.3), -1, 1),
+    )
+    return [{k: float(v[i]) for k, v in pose.items()} for i in range(T)], [
+        {k: float(v[i]) for k, v in expr.items()} for i in range(T)
+    ]
 
+# %% ../nbs/01_synth.ipynb #c013e
 def render_clip(ident, tex, scene, poses, exprs, seed):
     "Render every frame of a real clip; returns frames and (81,2) landmarks"
     rs = np.random.default_rng(seed)
@@ -339,35 +521,48 @@ def hull_mask(shape, *pts_sets, dilate=0):
     m = np.zeros(shape[:2], np.uint8)
     pts = np.concatenate([np.asarray(p, np.float32) for p in pts_sets])
     cv2.fillConvexPoly(m, _pts(cv2.convexHull(pts)[:, 0]), 255, cv2.LINE_AA, 4)
-    if dilate > 0: m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(dilate) + 1,) * 2))
+    if dilate > 0:
+        m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(dilate) + 1,) * 2))
     return m
 
+# %% ../nbs/01_synth.ipynb #c017b
 def _box(mask, pad):
     ys, xs = np.nonzero(mask)
     H, W = mask.shape
     return max(xs.min() - pad, 0), max(ys.min() - pad, 0), min(xs.max() + pad + 1, W), min(ys.max() + pad + 1, H)
 
+# %% ../nbs/01_synth.ipynb #c017c
 def resolution_loss(img, mask, scale):
     "Down- then up-sample the mask's bounding box by `scale` (1 = untouched): the autoencoder's blur"
-    if scale >= 0.999 or not mask.any(): return img
+    if scale >= 0.999 or not mask.any():
+        return img
     x0, y0, x1, y1 = _box(mask, 4)
-    out = img.copy(); roi = img[y0:y1, x0:x1]
+    out = img.copy()
+    roi = img[y0:y1, x0:x1]
     h, w = roi.shape[:2]
     small = cv2.resize(roi, (max(int(w * scale), 4), max(int(h * scale), 4)), interpolation=cv2.INTER_AREA)
     out[y0:y1, x0:x1] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     return out
 
+# %% ../nbs/01_synth.ipynb #c017d
 def sharpen(img, mask, amount):
-    "Unsharp-mask the mask's bounding box by `amount` (0 = untouched): a swap synthesised at a higher resolution than the video"
-    if amount <= 0 or not mask.any(): return img
+    """Unsharp-mask the mask's bounding box by `amount` (0 = untouched): a swap synthesised at a higher resolution
+    than the video"""
+    if amount <= 0 or not mask.any():
+        return img
     x0, y0, x1, y1 = _box(mask, 4)
-    out = img.copy(); roi = img[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(roi + amount * (roi - cv2.GaussianBlur(roi, (0, 0), 1.0)) + 0.5, 0, 255).astype(np.uint8)
+    out = img.copy()
+    roi = img[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(roi + amount * (roi - cv2.GaussianBlur(roi, (0, 0), 1.0)) + 0.5, 0, 255).astype(
+        np.uint8
+    )
     return out
 
+# %% ../nbs/01_synth.ipynb #c017e
 def color_transfer(src, dst, mask, strength=1.0, mean_only=False):
     "Match src's per-channel mean (and std) inside mask to dst's, by `strength` in [0,1]"
-    if strength <= 0 or not mask.any(): return src
+    if strength <= 0 or not mask.any():
+        return src
     m = mask > 127
     s, d = src[m].astype(np.float32), dst[m].astype(np.float32)
     sm, dm, ss, ds = s.mean(0), d.mean(0), s.std(0) + 1e-3, d.std(0) + 1e-3
@@ -375,8 +570,10 @@ def color_transfer(src, dst, mask, strength=1.0, mean_only=False):
     t2 = (t - sm) * (1 if mean_only else ds / ss) + dm
     return np.clip(t + strength * (t2 - t), 0, 255).astype(np.uint8)
 
+# %% ../nbs/01_synth.ipynb #c017f
 def blend(dst, src, hard, feather=0.0, poisson=False):
-    "Blend src into dst through mask `hard` (0/255): Gaussian-feathered alpha (sigma `feather` px) or Poisson. Returns (image, mask)"
+    """Blend src into dst through mask `hard` (0/255): Gaussian-feathered alpha (sigma `feather` px) or Poisson.
+    Returns (image, mask)"""
     if poisson:
         hb = np.where(hard > 127, 255, 0).astype(np.uint8)
         x0, y0, x1, y1 = _box(hb, 0)
@@ -384,7 +581,8 @@ def blend(dst, src, hard, feather=0.0, poisson=False):
             out = cv2.seamlessClone(src, dst, hb.copy(), ((x0 + x1) // 2, (y0 + y1) // 2), cv2.NORMAL_CLONE)
             m = cv2.dilate(hb, np.ones((3, 3), np.uint8))
             return np.where(m[..., None] > 0, out, dst), m
-        except cv2.error: pass
+        except cv2.error:
+            pass
     a = hard.astype(np.float32)
     if feather > 0.3:
         k = int(feather) + 1
@@ -394,25 +592,34 @@ def blend(dst, src, hard, feather=0.0, poisson=False):
     af = (m.astype(np.float32) / 255)[..., None]
     return np.round(af * src + (1 - af) * dst).astype(np.uint8), m
 
+# %% ../nbs/01_synth.ipynb #c017g
 _TRI = None
+
 
 def triangles():
     "Delaunay triangles over the 68 iBUG points of a mean face (fixed topology for piecewise-affine warps)"
     global _TRI
     if _TRI is None:
         from scipy.spatial import Delaunay
+
         P = canonical_landmarks(np.array([GEOM[k][0] for k in GEOM_NAMES]), {})[:68, :2]
         _TRI = Delaunay(P).simplices.astype(np.int32)
     return _TRI
 
+# %% ../nbs/01_synth.ipynb #c017h
 def pwa_warp(src, src_lm, dst_lm, shape):
-    "Piecewise-affine warp of `src` so that its 68 landmarks land on `dst_lm`: one dense map over the target face box, one remap"
-    H, W = shape[:2]; tri = triangles()
-    x0, y0 = np.maximum(np.floor(dst_lm.min(0)).astype(int) - 1, 0); x1, y1 = np.minimum(np.ceil(dst_lm.max(0)).astype(int) + 2, [W, H])
+    """Piecewise-affine warp of `src` so that its 68 landmarks land on `dst_lm`: one dense map over the target face
+    box, one remap"""
+    H, W = shape[:2]
+    tri = triangles()
+    x0, y0 = np.maximum(np.floor(dst_lm.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(dst_lm.max(0)).astype(int) + 2, [W, H])
     out = np.zeros(shape, src.dtype)
-    if x1 <= x0 or y1 <= y0: return out
+    if x1 <= x0 or y1 <= y0:
+        return out
     idx = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    for i, t in enumerate(tri): cv2.fillConvexPoly(idx, _pts(dst_lm[t] - [x0, y0]), i + 1, cv2.LINE_8, 4)
+    for i, t in enumerate(tri):
+        cv2.fillConvexPoly(idx, _pts(dst_lm[t] - [x0, y0]), i + 1, cv2.LINE_8, 4)
     M = np.stack([cv2.getAffineTransform(dst_lm[t].astype(np.float32), src_lm[t].astype(np.float32)) for t in tri])
     A = np.concatenate([np.zeros((1, 2, 3)), M])[idx]
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
@@ -421,13 +628,20 @@ def pwa_warp(src, src_lm, dst_lm, shape):
     out[y0:y1, x0:x1] = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return out
 
+# %% ../nbs/01_synth.ipynb #c017i
 def checkerboard(img, mask, amp):
     "Neural-texture rendering artifact: 2x nearest upsampling plus a 2x2 checkerboard pattern inside mask"
-    if not mask.any(): return img
+    if not mask.any():
+        return img
     x0, y0, x1, y1 = _box(mask, 2)
-    out = img.astype(np.float32); roi = out[y0:y1, x0:x1]
+    out = img.astype(np.float32)
+    roi = out[y0:y1, x0:x1]
     h, w = roi.shape[:2]
-    up = cv2.resize(cv2.resize(roi, (max(w // 2, 1), max(h // 2, 1)), interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_NEAREST)
+    up = cv2.resize(
+        cv2.resize(roi, (max(w // 2, 1), max(h // 2, 1)), interpolation=cv2.INTER_AREA),
+        (w, h),
+        interpolation=cv2.INTER_NEAREST,
+    )
     yy, xx = np.mgrid[0:h, 0:w]
     pat = np.where((yy + xx) % 2 == 0, 1.0, -1.0)[..., None] * amp * 255
     out[y0:y1, x0:x1] = up + pat
@@ -435,43 +649,58 @@ def checkerboard(img, mask, amp):
 
 # %% ../nbs/01_synth.ipynb #c020
 METHODS = {
-  'Deepfakes':      dict(res_scale=(0.40, 0.65), inherit=(0.0, 0.2), color=(0.0, 0.4), feather=(0.02, 0.05), poisson=0.0),
-  'FaceSwap':       dict(res_scale=(0.75, 0.95), color=(0.3, 0.6), feather=(0.004, 0.012), poisson=0.0),
-  'Face2Face':      dict(res_scale=(0.55, 0.80), color=(0.0, 0.0), feather=(0.02, 0.04), poisson=0.0),
-  'NeuralTextures': dict(res_scale=(0.60, 0.85), checker=(0.02, 0.05), feather=(0.02, 0.04), poisson=0.0),
-  'CelebDF':        dict(res_scale=(0.92, 1.0), inherit=(0.0, 0.2), color=(0.75, 0.95), feather=(0.05, 0.09), poisson=0.3, matched=0.6),
+    'Deepfakes': dict(res_scale=(0.40, 0.65), inherit=(0.0, 0.2), color=(0.0, 0.4), feather=(0.02, 0.05), poisson=0.0),
+    'FaceSwap': dict(res_scale=(0.75, 0.95), color=(0.3, 0.6), feather=(0.004, 0.012), poisson=0.0),
+    'Face2Face': dict(res_scale=(0.55, 0.80), color=(0.0, 0.0), feather=(0.02, 0.04), poisson=0.0),
+    'NeuralTextures': dict(res_scale=(0.60, 0.85), checker=(0.02, 0.05), feather=(0.02, 0.04), poisson=0.0),
+    'CelebDF': dict(
+        res_scale=(0.92, 1.0), inherit=(0.0, 0.2), color=(0.75, 0.95), feather=(0.05, 0.09), poisson=0.3, matched=0.6
+    ),
 }
 
+
 def sample_knobs(method, r, overrides=None):
-    """Draw one video's knobs: ranges are uniform; `poisson` (Poisson blending) and `matched` (no resolution loss at all)
-    are probabilities; `overrides` replaces ranges"""
+    """Draw one video's knobs: ranges are uniform; `poisson` (Poisson blending) and `matched` (no resolution
+    loss at all) are probabilities; `overrides` replaces ranges"""
     spec = {**METHODS[method], **(overrides or {})}
-    k = {n: (float(r.uniform(*v)) if isinstance(v, (tuple, list)) else v) for n, v in spec.items() if n not in ('poisson', 'matched')}
+    k = {
+        n: (float(r.uniform(*v)) if isinstance(v, (tuple, list)) else v)
+        for n, v in spec.items()
+        if n not in ('poisson', 'matched')
+    }
     k['poisson'] = bool(r.uniform() < spec.get('poisson', 0))
-    if r.uniform() < spec.get('matched', 0): k['res_scale'] = 1.0
+    if r.uniform() < spec.get('matched', 0):
+        k['res_scale'] = 1.0
     return k
 
+# %% ../nbs/01_synth.ipynb #c020b
 def _swap_frame(tgt_img, tgt_lm, src_img, src_lm, k, s):
     hard = hull_mask(tgt_img.shape, tgt_lm[:27], src_lm[:27])
     src_img = sharpen(resolution_loss(src_img, hard, k['res_scale']), hard, k.get('sharpen', 0))
     src_img = color_transfer(src_img, tgt_img, hard, k['color'])
     return blend(tgt_img, src_img, hard, k['feather'] * 2 * s, k['poisson'])
 
+# %% ../nbs/01_synth.ipynb #c020c
 def fake_clip(method, tgt, src, k, seed):
-    """Forge one clip. `tgt`/`src`: dict(ident, tex, scene, poses, exprs, frames, lms). Returns frames, landmarks, masks.
-    Deepfakes / CelebDF: the source identity rendered in the target's pose, expression and light, blended over the face hull.
-    FaceSwap: the source's own frame piecewise-affine warped onto the target's landmarks. Face2Face: the target re-rendered
-    with the source's expression, lower face. NeuralTextures: the same, mouth region, with a checkerboard texture."""
+    """Forge one clip. `tgt`/`src`: dict(ident, tex, scene, poses, exprs, frames, lms). Returns frames, landmarks,
+    masks. Deepfakes / CelebDF: the source identity rendered in the target's pose, expression and light, blended over
+    the face hull. FaceSwap: the source's own frame piecewise-affine warped onto the target's landmarks. Face2Face: the
+    target re-rendered with the source's expression, lower face. NeuralTextures: the same, mouth region, with a
+    checkerboard texture."""
     rs = np.random.default_rng(seed)
     frames, lms, masks = [], [], []
     geom = tgt['ident']['geom']
     if method in ('Deepfakes', 'CelebDF'):
-        mixed = dict(geom=clip_geometry((1 - k['inherit']) * src['ident']['geom'] + k['inherit'] * geom), app=src['ident']['app'])
+        mixed = dict(
+            geom=clip_geometry((1 - k['inherit']) * src['ident']['geom'] + k['inherit'] * geom), app=src['ident']['app']
+        )
     for i, (timg, tlm, pose) in enumerate(zip(tgt['frames'], tgt['lms'], tgt['poses'])):
-        s = pose['scale']; lm = tlm.copy()
+        s = pose['scale']
+        lm = tlm.copy()
         if method in ('Deepfakes', 'CelebDF'):
             simg, slm = render_face(mixed, tgt['exprs'][i], pose, tgt['scene'], rs, src['tex'])
-            out, m = _swap_frame(timg, tlm, simg, slm, k, s); lm[17:68] = slm[17:68]
+            out, m = _swap_frame(timg, tlm, simg, slm, k, s)
+            lm[17:68] = slm[17:68]
         elif method == 'FaceSwap':
             w = pwa_warp(src['frames'][i], src['lms'][i][:68], tlm[:68], timg.shape)
             hard = hull_mask(timg.shape, tlm[:27])
@@ -480,57 +709,86 @@ def fake_clip(method, tgt, src, k, seed):
             out, m = blend(timg, w, hard, k['feather'] * 2 * s, k['poisson'])
         else:
             ex = dict(tgt['exprs'][i])
-            ex.update({n: src['exprs'][i][n] for n in (('mouth_open', 'smile') if method == 'NeuralTextures' else ('mouth_open', 'smile', 'brow_raise'))})
+            ex.update(
+                {
+                    n: src['exprs'][i][n]
+                    for n in (
+                        ('mouth_open', 'smile') if method == 'NeuralTextures' else ('mouth_open', 'smile', 'brow_raise')
+                    )
+                }
+            )
             rimg, rlm = render_face(tgt['ident'], ex, pose, tgt['scene'], rs, tgt['tex'])
             if method == 'Face2Face':
-                hard = hull_mask(timg.shape, tlm[2:15], rlm[2:15], tlm[29:36]); keep = np.r_[2:15, 48:68]
+                hard = hull_mask(timg.shape, tlm[2:15], rlm[2:15], tlm[29:36])
+                keep = np.r_[2:15, 48:68]
             else:
-                hard = hull_mask(timg.shape, tlm[48:60], rlm[48:60], dilate=0.12 * s); keep = np.r_[5:12, 48:68]
+                hard = hull_mask(timg.shape, tlm[48:60], rlm[48:60], dilate=0.12 * s)
+                keep = np.r_[5:12, 48:68]
                 rimg = checkerboard(rimg, hard, k['checker'])
             rimg = resolution_loss(rimg, hard, k['res_scale'])
-            out, m = blend(timg, rimg, hard, k['feather'] * 2 * s, k['poisson']); lm[keep] = rlm[keep]
-        frames.append(out); lms.append(lm); masks.append(m)
+            out, m = blend(timg, rimg, hard, k['feather'] * 2 * s, k['poisson'])
+            lm[keep] = rlm[keep]
+        frames.append(out)
+        lms.append(lm)
+        masks.append(m)
     return frames, lms, masks
 
+# %% ../nbs/01_synth.ipynb #c020d
 def perturb(frames, r):
     "DFDC-style capture perturbations on a whole video: noise, blur, down-up rescale (each with some probability)"
-    kn = dict(noise=float(r.uniform(0.01, 0.04)) if r.uniform() < 0.3 else 0., blur=float(r.uniform(0.5, 1.5)) if r.uniform() < 0.3 else 0.,
-              rescale=float(r.uniform(0.4, 0.8)) if r.uniform() < 0.3 else 1.)
+    kn = dict(
+        noise=float(r.uniform(0.01, 0.04)) if r.uniform() < 0.3 else 0.0,
+        blur=float(r.uniform(0.5, 1.5)) if r.uniform() < 0.3 else 0.0,
+        rescale=float(r.uniform(0.4, 0.8)) if r.uniform() < 0.3 else 1.0,
+    )
     out = []
     for f in frames:
         f = f.astype(np.float32)
         if kn['rescale'] < 1:
-            H, W = f.shape[:2]; f = cv2.resize(cv2.resize(f, (int(W * kn['rescale']), int(H * kn['rescale'])), interpolation=cv2.INTER_AREA), (W, H))
-        if kn['blur'] > 0: f = cv2.GaussianBlur(f, (0, 0), kn['blur'])
-        if kn['noise'] > 0: f = f + r.standard_normal(f.shape).astype(np.float32) * kn['noise'] * 255
+            H, W = f.shape[:2]
+            f = cv2.resize(
+                cv2.resize(f, (int(W * kn['rescale']), int(H * kn['rescale'])), interpolation=cv2.INTER_AREA), (W, H)
+            )
+        if kn['blur'] > 0:
+            f = cv2.GaussianBlur(f, (0, 0), kn['blur'])
+        if kn['noise'] > 0:
+            f = f + r.standard_normal(f.shape).astype(np.float32) * kn['noise'] * 255
         out.append(np.clip(f + 0.5, 0, 255).astype(np.uint8))
     return out, kn
 
 # %% ../nbs/01_synth.ipynb #c023
 def x264_params():
-    """x264 options for reproducible output. On CPUs with AVX-512, x264's AVX-512 routines made the same frames encode to
-    different bytes from one call to the next (30 trials: 5 variants); capping its instruction set at AVX2 gave one,
+    """x264 options for reproducible output. On CPUs with AVX-512, x264's AVX-512 routines made the same frames
+    encode to different bytes from one call to the next (30 trials: 5 variants); capping its instruction set at AVX2
+    gave one,
     for a 1.5x slower encode. Other CPUs keep x264's own choice."""
-    try: flags = open('/proc/cpuinfo').read()
-    except OSError: return ''
+    try:
+        flags = open('/proc/cpuinfo').read()
+    except OSError:
+        return ''
     return 'asm=avx2' if ' avx512f' in flags and ' avx2' in flags else ''
 
+# %% ../nbs/01_synth.ipynb #c023b
 def yuv_frame(rgb):
     """An `av.VideoFrame` (YUV 4:2:0, BT.601) from an RGB or grey uint8 image, converted by OpenCV, with zeroed row
-    padding: no uninitialised byte reaches the encoder (PyAV's swscale conversion gave different bytes between calls)."""
+    padding: no uninitialised byte reaches the encoder (PyAV's swscale conversion gave different bytes between
+    calls)."""
     f = np.ascontiguousarray(rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, -1))
     H, W = f.shape[:2]
     yuv = cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420)
     fr = av.VideoFrame(W, H, 'yuv420p')
-    planes = (yuv[:H], yuv[H:H + H // 4].reshape(H // 2, W // 2), yuv[H + H // 4:].reshape(H // 2, W // 2))
+    planes = (yuv[:H], yuv[H : H + H // 4].reshape(H // 2, W // 2), yuv[H + H // 4 :].reshape(H // 2, W // 2))
     for plane, a in zip(fr.planes, planes):
-        buf = np.zeros((plane.height, plane.line_size), np.uint8); buf[:, :a.shape[1]] = a
+        buf = np.zeros((plane.height, plane.line_size), np.uint8)
+        buf[:, : a.shape[1]] = a
         plane.update(buf)
     return fr
 
+# %% ../nbs/01_synth.ipynb #c023c
 def write_video(path, frames, crf=23, fps=25):
     "Encode RGB (or grey) frames as H.264 mp4 (libx264, CRF `crf`, one thread: reproducible); atomic via a temp file"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + '.tmp.mp4')
     H, W = frames[0].shape[:2]
     try:
@@ -539,25 +797,36 @@ def write_video(path, frames, crf=23, fps=25):
             st.width, st.height, st.pix_fmt = W, H, 'yuv420p'
             st.codec_context.thread_count, st.codec_context.thread_type = 1, 'NONE'
             opts = {'crf': str(int(crf)), 'preset': 'veryfast'}
-            if x264_params(): opts['x264-params'] = x264_params()
+            if x264_params():
+                opts['x264-params'] = x264_params()
             st.codec_context.options = opts
             for f in frames:
-                for p in st.encode(yuv_frame(f)): c.mux(p)
-            for p in st.encode(): c.mux(p)
+                for p in st.encode(yuv_frame(f)):
+                    c.mux(p)
+            for p in st.encode():
+                c.mux(p)
         os.replace(tmp, path)
     finally:
-        if tmp.exists(): tmp.unlink()
+        if tmp.exists():
+            tmp.unlink()
 
+# %% ../nbs/01_synth.ipynb #c023d
 def write_json(path, obj):
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
 
+# %% ../nbs/01_synth.ipynb #c023e
 def write_npz(path, **arrays):
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + '.tmp.npz')
-    np.savez_compressed(tmp, **arrays); os.replace(tmp, path)
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
 
+# %% ../nbs/01_synth.ipynb #c023f
 def boxes_of(lms):
     "Per-frame face boxes (x0, y0, x1, y1) around all 81 landmarks"
     L = np.asarray(lms)
@@ -565,90 +834,204 @@ def boxes_of(lms):
 
 # %% ../nbs/01_synth.ipynb #c026
 PRESETS = {
- 'tiny':   dict(size=128, frames=6,  ffpp_ids=8,   cdf_ids=4,  cdf_clips=1, cdf_fakes=1, cdf_youtube=2,  dfdc_actors=6,   dfdc_fakes=1),
- 'small':  dict(size=128, frames=16, ffpp_ids=200, cdf_ids=40, cdf_clips=2, cdf_fakes=2, cdf_youtube=16, dfdc_actors=60,  dfdc_fakes=2),
- 'medium': dict(size=192, frames=32, ffpp_ids=400, cdf_ids=59, cdf_clips=4, cdf_fakes=2, cdf_youtube=40, dfdc_actors=150, dfdc_fakes=3),
+    'tiny': dict(
+        size=128, frames=6, ffpp_ids=8, cdf_ids=4, cdf_clips=1, cdf_fakes=1, cdf_youtube=2, dfdc_actors=6, dfdc_fakes=1
+    ),
+    'small': dict(
+        size=128,
+        frames=16,
+        ffpp_ids=200,
+        cdf_ids=40,
+        cdf_clips=2,
+        cdf_fakes=2,
+        cdf_youtube=16,
+        dfdc_actors=60,
+        dfdc_fakes=2,
+    ),
+    'medium': dict(
+        size=192,
+        frames=32,
+        ffpp_ids=400,
+        cdf_ids=59,
+        cdf_clips=4,
+        cdf_fakes=2,
+        cdf_youtube=40,
+        dfdc_actors=150,
+        dfdc_fakes=3,
+    ),
 }
 
 FF_METHODS = ('Deepfakes', 'Face2Face', 'FaceSwap', 'NeuralTextures')
 
 FF_CRF = {'c23': 23, 'c40': 40}
 
+
 def make_identity(seed, world, key):
     r = rng(seed, world, 'identity', key)
     ident = dict(geom=sample_geometry(r), app=sample_appearance(r, POPS[world]))
     return ident, identity_texture(ident['app']['tex_seed'], ident['app']['tex_strength'])
 
+# %% ../nbs/01_synth.ipynb #c026b
 def make_clip(seed, world, ident_key, clip_key, T, H):
     "Render one real clip of an identity: deterministic in (seed, world, keys)"
     W = frame_width(H)
     ident, tex = make_identity(seed, world, ident_key)
     r = rng(seed, world, 'clip', clip_key)
-    scene = make_scene(r, H, W, CAPTURE[world]); poses, exprs = clip_dynamics(r, T, H, W, CAPTURE[world])
+    scene = make_scene(r, H, W, CAPTURE[world])
+    poses, exprs = clip_dynamics(r, T, H, W, CAPTURE[world])
     frames, lms = render_clip(ident, tex, scene, poses, exprs, int(r.integers(2**62)))
-    return dict(ident=ident, tex=tex, scene=scene, poses=poses, exprs=exprs, frames=frames, lms=lms, identity=f'{world}/{ident_key}')
+    return dict(
+        ident=ident,
+        tex=tex,
+        scene=scene,
+        poses=poses,
+        exprs=exprs,
+        frames=frames,
+        lms=lms,
+        identity=f'{world}/{ident_key}',
+    )
 
-def _truth(relvideo): return 'truth/' + str(Path(relvideo).with_suffix(''))
+# %% ../nbs/01_synth.ipynb #c026c
+def _truth(relvideo):
+    return 'truth/' + str(Path(relvideo).with_suffix(''))
 
+# %% ../nbs/01_synth.ipynb #c026d
 def ffpp_layout(cfg, seed):
     "FF++ identity pairs and the official-format split (lists of [target, source] pairs, identity-disjoint)"
-    n = cfg['ffpp_ids']; ids = [f'{i:03d}' for i in rng(seed, 'ffpp', 'pairs').permutation(n)]
-    pairs = [sorted(ids[i:i + 2]) for i in range(0, n - 1, 2)]
-    nv = max(1, round(0.14 * len(pairs))); nt = max(1, round(0.14 * len(pairs)))
-    return dict(train=pairs[:len(pairs) - nv - nt], val=pairs[len(pairs) - nv - nt:len(pairs) - nt], test=pairs[len(pairs) - nt:])
+    n = cfg['ffpp_ids']
+    ids = [f'{i:03d}' for i in rng(seed, 'ffpp', 'pairs').permutation(n)]
+    pairs = [sorted(ids[i : i + 2]) for i in range(0, n - 1, 2)]
+    nv = max(1, round(0.14 * len(pairs)))
+    nt = max(1, round(0.14 * len(pairs)))
+    return dict(
+        train=pairs[: len(pairs) - nv - nt],
+        val=pairs[len(pairs) - nv - nt : len(pairs) - nt],
+        test=pairs[len(pairs) - nt :],
+    )
 
+# %% ../nbs/01_synth.ipynb #c026e
 def ffpp_outputs(t, s):
     "Every file one target t (with source s) owns: two compressions of the real and of each fake, masks, sidecars"
-    out = [f'original_sequences/youtube/{c}/videos/{t}.mp4' for c in FF_CRF] + [_truth(f'original_sequences/youtube/{t}.mp4') + '.json']
+    out = [f'original_sequences/youtube/{c}/videos/{t}.mp4' for c in FF_CRF] + [
+        _truth(f'original_sequences/youtube/{t}.mp4') + '.json'
+    ]
     for m in FF_METHODS:
         out += [f'manipulated_sequences/{m}/{c}/videos/{t}_{s}.mp4' for c in FF_CRF]
-        out += [f'manipulated_sequences/{m}/masks/videos/{t}_{s}.mp4', _truth(f'manipulated_sequences/{m}/{t}_{s}.mp4') + '.json']
+        out += [
+            f'manipulated_sequences/{m}/masks/videos/{t}_{s}.mp4',
+            _truth(f'manipulated_sequences/{m}/{t}_{s}.mp4') + '.json',
+        ]
     return out
 
+# %% ../nbs/01_synth.ipynb #c026f
 def _save(root, rel_videos, frames, lms, masks, meta, mask_video=None):
     "Write the videos that are missing, then the sidecar (json last: it marks the video set complete)"
     n = 0
     for rel, crf in rel_videos:
-        if not (root / rel).exists(): write_video(root / rel, frames, crf); n += 1
-    if mask_video and not (root / mask_video).exists(): write_video(root / mask_video, masks, 18); n += 1
+        if not (root / rel).exists():
+            write_video(root / rel, frames, crf)
+            n += 1
+    if mask_video and not (root / mask_video).exists():
+        write_video(root / mask_video, masks, 18)
+        n += 1
     tr = root / meta['truth']
     if not tr.with_suffix('.json').exists():
         arr = dict(landmarks=np.asarray(lms, np.float32), boxes=boxes_of(lms))
-        if masks is not None: arr['masks'] = np.asarray(masks, np.uint8)
+        if masks is not None:
+            arr['masks'] = np.asarray(masks, np.uint8)
         write_npz(tr.with_suffix('.npz'), **arr)
         write_json(tr.with_suffix('.json'), meta)
     return n
 
+# %% ../nbs/01_synth.ipynb #c026g
 def _meta(world, label, method, videos, clip, T, H, W, seed, **kw):
-    return dict(dataset=world, label=label, method=method, videos=[v for v, _ in videos], crf=[c for _, c in videos],
-                frames=T, fps=25, height=H, width=W, seed=seed, target_identity=clip['identity'], **kw)
+    return dict(
+        dataset=world,
+        label=label,
+        method=method,
+        videos=[v for v, _ in videos],
+        crf=[c for _, c in videos],
+        frames=T,
+        fps=25,
+        height=H,
+        width=W,
+        seed=seed,
+        target_identity=clip['identity'],
+        **kw,
+    )
 
+# %% ../nbs/01_synth.ipynb #c026h
 def task_ffpp_pair(root, cfg, seed, a, b):
     T, H = cfg['frames'], cfg['size']
     clips = {x: make_clip(seed, 'ffpp', x, x, T, H) for x in (a, b)}
     n = 0
     for t, s in ((a, b), (b, a)):
-        tgt, src = clips[t], clips[s]; W = tgt['frames'][0].shape[1]
+        tgt, src = clips[t], clips[s]
+        W = tgt['frames'][0].shape[1]
         vids = [(f'original_sequences/youtube/{c}/videos/{t}.mp4', crf) for c, crf in FF_CRF.items()]
-        n += _save(root, vids, tgt['frames'], tgt['lms'], None, _meta('ffpp', 0, 'real', vids, tgt, T, H, W, seed,
-                   truth=_truth(f'original_sequences/youtube/{t}.mp4'), scene={k: v for k, v in tgt['scene'].items() if k != 'bg'},
-                   geometry=dict(zip(GEOM_NAMES, map(float, tgt['ident']['geom']))), appearance=tgt['ident']['app']))
+        n += _save(
+            root,
+            vids,
+            tgt['frames'],
+            tgt['lms'],
+            None,
+            _meta(
+                'ffpp',
+                0,
+                'real',
+                vids,
+                tgt,
+                T,
+                H,
+                W,
+                seed,
+                truth=_truth(f'original_sequences/youtube/{t}.mp4'),
+                scene={k: v for k, v in tgt['scene'].items() if k != 'bg'},
+                geometry=dict(zip(GEOM_NAMES, map(float, tgt['ident']['geom']))),
+                appearance=tgt['ident']['app'],
+            ),
+        )
         for m in FF_METHODS:
             rel = f'manipulated_sequences/{m}/%s/videos/{t}_{s}.mp4'
-            if all((root / p).exists() for p in ffpp_outputs(t, s) if f'/{m}/' in p): continue
+            if all((root / p).exists() for p in ffpp_outputs(t, s) if f'/{m}/' in p):
+                continue
             k = sample_knobs(m, rng(seed, 'ffpp', 'knobs', m, t, s))
             fr, lm, mk = fake_clip(m, tgt, src, k, derive_seed(seed, 'ffpp', 'fake', m, t, s))
             vids = [(rel % c, crf) for c, crf in FF_CRF.items()]
-            n += _save(root, vids, fr, lm, mk, _meta('ffpp', 1, m, vids, tgt, T, H, W, seed, truth=_truth(rel.replace('/%s/videos', '')),
-                       source_identity=src['identity'], original_video=f'original_sequences/youtube/c23/videos/{t}.mp4', donor_video=f'original_sequences/youtube/c23/videos/{s}.mp4',
-                       mask_video=rel % 'masks', knobs=k), mask_video=rel % 'masks')
+            n += _save(
+                root,
+                vids,
+                fr,
+                lm,
+                mk,
+                _meta(
+                    'ffpp',
+                    1,
+                    m,
+                    vids,
+                    tgt,
+                    T,
+                    H,
+                    W,
+                    seed,
+                    truth=_truth(rel.replace('/%s/videos', '')),
+                    source_identity=src['identity'],
+                    original_video=f'original_sequences/youtube/c23/videos/{t}.mp4',
+                    donor_video=f'original_sequences/youtube/c23/videos/{s}.mp4',
+                    mask_video=rel % 'masks',
+                    knobs=k,
+                ),
+                mask_video=rel % 'masks',
+            )
     return n
 
 # %% ../nbs/01_synth.ipynb #c027
 def cdf_layout(cfg, seed):
-    "Celeb-DF: celebrities with real clips, fakes id{target}_id{source}_{clip}, YouTube reals; a test subset of identities"
-    n = cfg['cdf_ids']; r = rng(seed, 'cdf', 'layout')
-    test_ids = set(r.permutation(n)[:max(1, int(round(0.5 * n)))].tolist())
+    """Celeb-DF: celebrities with real clips, fakes id{target}_id{source}_{clip}, YouTube reals; a test subset of
+    identities"""
+    n = cfg['cdf_ids']
+    r = rng(seed, 'cdf', 'layout')
+    test_ids = set(r.permutation(n)[: max(1, int(round(0.5 * n)))].tolist())
     fakes = {}
     for i in range(n):
         for j in range(cfg['cdf_clips']):
@@ -657,68 +1040,146 @@ def cdf_layout(cfg, seed):
     yt_test = set(range(0, cfg['cdf_youtube'], 2))
     return dict(test_ids=test_ids, fakes=fakes, yt_test=yt_test)
 
+# %% ../nbs/01_synth.ipynb #c027b
 CDF_CRF = 18
+
 
 def task_cdf_clip(root, cfg, seed, i, j, sources):
     T, H = cfg['frames'], cfg['size']
-    tgt = make_clip(seed, 'cdf', f'id{i}', f'id{i}_{j:04d}', T, H); W = tgt['frames'][0].shape[1]
+    tgt = make_clip(seed, 'cdf', f'id{i}', f'id{i}_{j:04d}', T, H)
+    W = tgt['frames'][0].shape[1]
     vids = [(f'Celeb-real/id{i}_{j:04d}.mp4', CDF_CRF)]
-    n = _save(root, vids, tgt['frames'], tgt['lms'], None, _meta('cdf', 0, 'real', vids, tgt, T, H, W, seed, truth=_truth(vids[0][0])))
+    n = _save(
+        root,
+        vids,
+        tgt['frames'],
+        tgt['lms'],
+        None,
+        _meta('cdf', 0, 'real', vids, tgt, T, H, W, seed, truth=_truth(vids[0][0])),
+    )
     for s in sources:
         rel = f'Celeb-synthesis/id{i}_id{s}_{j:04d}.mp4'
-        if (root / rel).exists() and (root / _truth(rel)).with_suffix('.json').exists(): continue
+        if (root / rel).exists() and (root / _truth(rel)).with_suffix('.json').exists():
+            continue
         ident, tex = make_identity(seed, 'cdf', f'id{s}')
         k = sample_knobs('CelebDF', rng(seed, 'cdf', 'knobs', rel))
         fr, lm, mk = fake_clip('CelebDF', tgt, dict(ident=ident, tex=tex), k, derive_seed(seed, 'cdf', 'fake', rel))
         v = [(rel, CDF_CRF)]
-        n += _save(root, v, fr, lm, mk, _meta('cdf', 1, 'CelebDF', v, tgt, T, H, W, seed, truth=_truth(rel), source_identity=f'cdf/id{s}',
-                   original_video=f'Celeb-real/id{i}_{j:04d}.mp4', knobs=k))
+        n += _save(
+            root,
+            v,
+            fr,
+            lm,
+            mk,
+            _meta(
+                'cdf',
+                1,
+                'CelebDF',
+                v,
+                tgt,
+                T,
+                H,
+                W,
+                seed,
+                truth=_truth(rel),
+                source_identity=f'cdf/id{s}',
+                original_video=f'Celeb-real/id{i}_{j:04d}.mp4',
+                knobs=k,
+            ),
+        )
     return n
 
+# %% ../nbs/01_synth.ipynb #c027c
 def task_cdf_youtube(root, cfg, seed, k):
     T, H = cfg['frames'], cfg['size']
     c = make_clip(seed, 'cdf', f'yt{k}', f'yt{k}', T, H)
     vids = [(f'YouTube-real/{k:05d}.mp4', CDF_CRF)]
-    return _save(root, vids, c['frames'], c['lms'], None, _meta('cdf', 0, 'real', vids, c, T, H, c['frames'][0].shape[1], seed, truth=_truth(vids[0][0])))
+    return _save(
+        root,
+        vids,
+        c['frames'],
+        c['lms'],
+        None,
+        _meta('cdf', 0, 'real', vids, c, T, H, c['frames'][0].shape[1], seed, truth=_truth(vids[0][0])),
+    )
 
 # %% ../nbs/01_synth.ipynb #c028
 DFDC_METHODS = ('Deepfakes', 'CelebDF', 'FaceSwap', 'Face2Face', 'NeuralTextures')
 
 DFDC_P = (0.35, 0.3, 0.15, 0.1, 0.1)
 
+
 def _dfdc_name(seed, *key):
     r = rng(seed, 'dfdc', 'name', *key)
     return ''.join(r.choice(list(string.ascii_lowercase), 10)) + '.mp4'
 
+# %% ../nbs/01_synth.ipynb #c028b
 def dfdc_layout(cfg, seed):
     "DFDC: actors split train/test; each real clip has fakes with random 10-letter names, method and quality mixed"
-    n = cfg['dfdc_actors']; r = rng(seed, 'dfdc', 'layout')
-    test = set(r.permutation(n)[:max(1, int(round(0.3 * n)))].tolist())
+    n = cfg['dfdc_actors']
+    r = rng(seed, 'dfdc', 'layout')
+    test = set(r.permutation(n)[: max(1, int(round(0.3 * n)))].tolist())
     vids = {}
     for i in range(n):
         fakes = []
         for f in range(cfg['dfdc_fakes']):
-            m = str(r.choice(DFDC_METHODS, p=DFDC_P)); s = int(r.choice([x for x in range(n) if x != i]))
+            m = str(r.choice(DFDC_METHODS, p=DFDC_P))
+            s = int(r.choice([x for x in range(n) if x != i]))
             fakes.append((_dfdc_name(seed, i, f), m, s))
         vids[i] = dict(real=_dfdc_name(seed, i, 'real'), fakes=fakes, split='test' if i in test else 'train')
     return vids
 
-def _dfdc_dir(split): return 'test/videos' if split == 'test' else 'dfdc_train_part_0'
+# %% ../nbs/01_synth.ipynb #c028c
+def _dfdc_dir(split):
+    return 'test/videos' if split == 'test' else 'dfdc_train_part_0'
 
+# %% ../nbs/01_synth.ipynb #c028d
 def task_dfdc_actor(root, cfg, seed, i, real, fakes, split):
-    T, H = cfg['frames'], cfg['size']; d = _dfdc_dir(split)
-    tgt = make_clip(seed, 'dfdc', f'a{i}', f'a{i}', T, H); W = tgt['frames'][0].shape[1]
+    T, H = cfg['frames'], cfg['size']
+    d = _dfdc_dir(split)
+    tgt = make_clip(seed, 'dfdc', f'a{i}', f'a{i}', T, H)
+    W = tgt['frames'][0].shape[1]
+
     def out(rel, frames, lms, masks, method, **kw):
-        if (root / rel).exists() and (root / _truth(rel)).with_suffix('.json').exists(): return 0
+        if (root / rel).exists() and (root / _truth(rel)).with_suffix('.json').exists():
+            return 0
         r = rng(seed, 'dfdc', 'capture', rel)
-        fr, pk = perturb(frames, r); crf = int(r.integers(20, 37))
+        fr, pk = perturb(frames, r)
+        crf = int(r.integers(20, 37))
         v = [(rel, crf)]
-        return _save(root, v, fr, lms, masks, _meta('dfdc', int(method != 'real'), method, v, tgt, T, H, W, seed, truth=_truth(rel), split=split, perturb=pk, **kw))
+        return _save(
+            root,
+            v,
+            fr,
+            lms,
+            masks,
+            _meta(
+                'dfdc',
+                int(method != 'real'),
+                method,
+                v,
+                tgt,
+                T,
+                H,
+                W,
+                seed,
+                truth=_truth(rel),
+                split=split,
+                perturb=pk,
+                **kw,
+            ),
+        )
+
     n = out(f'{d}/{real}', tgt['frames'], tgt['lms'], None, 'real')
     for name, m, s in fakes:
         rel = f'{d}/{name}'
-        if (root / rel).exists() and (root / _truth(rel)).with_suffix('.json').exists(): continue
-        src = make_clip(seed, 'dfdc', f'a{s}', f'a{s}', T, H) if m in ('FaceSwap', 'Face2Face', 'NeuralTextures') else dict(zip(('ident', 'tex'), make_identity(seed, 'dfdc', f'a{s}')), identity=f'dfdc/a{s}')
+        if (root / rel).exists() and (root / _truth(rel)).with_suffix('.json').exists():
+            continue
+        src = (
+            make_clip(seed, 'dfdc', f'a{s}', f'a{s}', T, H)
+            if m in ('FaceSwap', 'Face2Face', 'NeuralTextures')
+            else dict(zip(('ident', 'tex'), make_identity(seed, 'dfdc', f'a{s}')), identity=f'dfdc/a{s}')
+        )
         k = sample_knobs(m, rng(seed, 'dfdc', 'knobs', rel))
         fr, lm, mk = fake_clip(m, tgt, src, k, derive_seed(seed, 'dfdc', 'fake', rel))
         n += out(rel, fr, lm, mk, m, source_identity=src['identity'], original_video=f'{d}/{real}', knobs=k)
@@ -730,74 +1191,111 @@ def plan(cfg, seed, worlds=('ffpp', 'cdf', 'dfdc')):
     tasks = []
     if 'ffpp' in worlds:
         for split, pairs in ffpp_layout(cfg, seed).items():
-            for a, b in pairs: tasks.append(('ffpp', 'task_ffpp_pair', (a, b), ffpp_outputs(a, b) + ffpp_outputs(b, a)))
+            for a, b in pairs:
+                tasks.append(('ffpp', 'task_ffpp_pair', (a, b), ffpp_outputs(a, b) + ffpp_outputs(b, a)))
     if 'cdf' in worlds:
         L = cdf_layout(cfg, seed)
         for (i, j), srcs in L['fakes'].items():
             rels = [f'Celeb-real/id{i}_{j:04d}.mp4'] + [f'Celeb-synthesis/id{i}_id{s}_{j:04d}.mp4' for s in srcs]
             tasks.append(('cdf', 'task_cdf_clip', (i, j, srcs), rels + [_truth(r) + '.json' for r in rels]))
         for k in range(cfg['cdf_youtube']):
-            rel = f'YouTube-real/{k:05d}.mp4'; tasks.append(('cdf', 'task_cdf_youtube', (k,), [rel, _truth(rel) + '.json']))
+            rel = f'YouTube-real/{k:05d}.mp4'
+            tasks.append(('cdf', 'task_cdf_youtube', (k,), [rel, _truth(rel) + '.json']))
     if 'dfdc' in worlds:
         for i, v in dfdc_layout(cfg, seed).items():
             rels = [f"{_dfdc_dir(v['split'])}/{x}" for x in [v['real']] + [f[0] for f in v['fakes']]]
-            tasks.append(('dfdc', 'task_dfdc_actor', (i, v['real'], v['fakes'], v['split']), rels + [_truth(r) + '.json' for r in rels]))
+            tasks.append(
+                (
+                    'dfdc',
+                    'task_dfdc_actor',
+                    (i, v['real'], v['fakes'], v['split']),
+                    rels + [_truth(r) + '.json' for r in rels],
+                )
+            )
     return tasks
 
+# %% ../nbs/01_synth.ipynb #c030b
 def write_indexes(root, cfg, seed, worlds):
     "The datasets' own index files, written once every video of the world exists"
     if 'ffpp' in worlds:
-        for split, pairs in ffpp_layout(cfg, seed).items(): write_json(root / 'ffpp/splits' / f'{split}.json', pairs)
+        for split, pairs in ffpp_layout(cfg, seed).items():
+            write_json(root / 'ffpp/splits' / f'{split}.json', pairs)
     if 'cdf' in worlds:
-        L = cdf_layout(cfg, seed); lines = []
+        L = cdf_layout(cfg, seed)
+        lines = []
         for (i, j), srcs in L['fakes'].items():
             if i in L['test_ids']:
-                lines.append(f'1 Celeb-real/id{i}_{j:04d}.mp4'); lines += [f'0 Celeb-synthesis/id{i}_id{s}_{j:04d}.mp4' for s in srcs]
+                lines.append(f'1 Celeb-real/id{i}_{j:04d}.mp4')
+                lines += [f'0 Celeb-synthesis/id{i}_id{s}_{j:04d}.mp4' for s in srcs]
         lines += [f'1 YouTube-real/{k:05d}.mp4' for k in sorted(L['yt_test'])]
-        p = root / 'cdf/List_of_testing_videos.txt'; tmp = p.with_name(p.name + '.tmp'); tmp.write_text('\n'.join(lines) + '\n'); os.replace(tmp, p)
+        p = root / 'cdf/List_of_testing_videos.txt'
+        tmp = p.with_name(p.name + '.tmp')
+        tmp.write_text('\n'.join(lines) + '\n')
+        os.replace(tmp, p)
     if 'dfdc' in worlds:
         meta = {'train': {}, 'test': {}}
         for i, v in dfdc_layout(cfg, seed).items():
             meta[v['split']][v['real']] = dict(label='REAL', split=v['split'], original=None)
-            for name, m, s in v['fakes']: meta[v['split']][name] = dict(label='FAKE', split=v['split'], original=v['real'])
+            for name, m, s in v['fakes']:
+                meta[v['split']][name] = dict(label='FAKE', split=v['split'], original=v['real'])
         write_json(root / 'dfdc/dfdc_train_part_0/metadata.json', meta['train'])
         write_json(root / 'dfdc/test/metadata.json', meta['test'])
-        p = root / 'dfdc/test/labels.csv'; tmp = p.with_name(p.name + '.tmp')
-        tmp.write_text('filename,label\n' + ''.join(f'{k},{int(v["label"] == "FAKE")}\n' for k, v in sorted(meta['test'].items()))); os.replace(tmp, p)
+        p = root / 'dfdc/test/labels.csv'
+        tmp = p.with_name(p.name + '.tmp')
+        tmp.write_text(
+            'filename,label\n' + ''.join(f'{k},{int(v["label"] == "FAKE")}\n' for k, v in sorted(meta['test'].items()))
+        )
+        os.replace(tmp, p)
 
+# %% ../nbs/01_synth.ipynb #c030c
 def _run_task(args):
     root, cfg, seed, world, fn, targs = args
     cv2.setNumThreads(1)
-    try: return globals()[fn](Path(root) / world, cfg, seed, *targs)
+    try:
+        return globals()[fn](Path(root) / world, cfg, seed, *targs)
     except OSError as e:
         import errno
-        if e.errno == errno.ENOSPC: raise OSError(e.errno, f'disk full while writing the {world} world under {root}: free space and rerun (finished videos are kept)') from e
+
+        if e.errno == errno.ENOSPC:
+            raise OSError(
+                e.errno,
+                f'disk full while writing the {world} world under {root}: free space and rerun (finished videos are '
+                'kept)',
+            ) from e
         raise
 
+# %% ../nbs/01_synth.ipynb #c030d
 def synthesize(out, preset='tiny', seed=0, worlds=('ffpp', 'cdf', 'dfdc'), workers=None, progress=True, **overrides):
     "Write the synthetic worlds under `out`; resumable (finished videos are skipped). Returns a report dict"
-    if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}: choose one of {list(PRESETS)}')
+    if preset not in PRESETS:
+        raise ValueError(f'unknown preset {preset!r}: choose one of {list(PRESETS)}')
     cfg = {**PRESETS[preset], **overrides}
     if not (isinstance(cfg['frames'], int) and 1 <= cfg['frames'] <= 10000):
         raise ValueError(f"--frames {cfg['frames']!r} is out of range, give a whole number from 1 to 10000")
     if not (isinstance(cfg['size'], int) and 32 <= cfg['size'] <= 4096):
         raise ValueError(f"--size {cfg['size']!r} is out of range, give a multiple of 16 from 32 to 4096")
-    if workers is not None and workers < 1: raise ValueError(f'--workers {workers} must be at least 1')
+    if workers is not None and workers < 1:
+        raise ValueError(f'--workers {workers} must be at least 1')
     t0 = time.time()
     root = Path(out)
     old = root / 'synth_report.json'
-    if old.is_file() and not (root / MARKER).exists():    # written by an older dfnb: the same worlds, or refused
+    if old.is_file() and not (root / MARKER).exists():  # written by an older dfnb: the same worlds, or refused
         r = json.loads(old.read_text())
         if (r.get('preset'), r.get('seed'), r.get('config')) != (preset, seed, json.loads(json.dumps(cfg))):
-            raise ValueError(f"{root} holds worlds of preset {r.get('preset')} seed {r.get('seed')} with other settings: "
-                             f'choose another --out')
+            raise ValueError(
+                f"{root} holds worlds of preset {r.get('preset')} seed {r.get('seed')} with other settings: "
+                f'choose another --out'
+            )
     claim_dir(root, 'synth', legacy=('synth_report.json',), preset=preset, seed=seed, config=cfg)
-    with DirLock(root, 'dfnb synth'): return _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0)
+    with DirLock(root, 'dfnb synth'):
+        return _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0)
 
+# %% ../nbs/01_synth.ipynb #c030e
 def _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0):
     "The body of `synthesize`, in a folder this process holds"
     for w in worlds:
-        for tmp in (root / w).rglob('*.tmp*') if (root / w).exists() else []: tmp.unlink()
+        for tmp in (root / w).rglob('*.tmp*') if (root / w).exists() else []:
+            tmp.unlink()
     tasks = plan(cfg, seed, worlds)
     todo = [t for t in tasks if not all((root / t[0] / p).exists() for p in t[3])]
     skipped = len(tasks) - len(todo)
@@ -807,21 +1305,36 @@ def _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0):
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(tasks), initial=skipped, desc=f'synth {preset}', unit='task')
     if workers > 1 and len(args) > 1:
-        from dfnb.synth import _run_task as task   # by its module name, so that a fresh worker can import it (also from this notebook)
+        from dfnb.synth import (
+            _run_task as task,
+        )  # by its module name, so that a fresh worker can import it (also from this notebook)
+
         with worker_pool(workers) as ex:
             for n in ex.map(task, args, chunksize=1):
                 written += n
-                if bar: bar.update(1)
+                if bar:
+                    bar.update(1)
     else:
         for a in args:
             written += _run_task(a)
-            if bar: bar.update(1)
-    if bar: bar.close()
+            if bar:
+                bar.update(1)
+    if bar:
+        bar.close()
     write_indexes(root, cfg, seed, worlds)
-    rep = dict(preset=preset, seed=seed, config=cfg, worlds=list(worlds), tasks=len(tasks), tasks_skipped=skipped,
-               videos_written=written, seconds=round(time.time() - t0, 2))
+    rep = dict(
+        preset=preset,
+        seed=seed,
+        config=cfg,
+        worlds=list(worlds),
+        tasks=len(tasks),
+        tasks_skipped=skipped,
+        videos_written=written,
+        seconds=round(time.time() - t0, 2),
+    )
     write_json(root / 'synth_report.json', rep)
     return rep
 
@@ -829,11 +1342,24 @@ def _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0):
 def truth_index(root):
     "One row per video file of a world, from its truth sidecars"
     import pandas as pd
-    root = Path(root); rows = []
+
+    root = Path(root)
+    rows = []
     for j in sorted((root / 'truth').rglob('*.json')):
         m = json.loads(j.read_text())
         for v, crf in zip(m['videos'], m['crf']):
-            rows.append(dict(dataset=m['dataset'], video=v, truth=str(j.relative_to(root).with_suffix('')), label=m['label'], method=m['method'],
-                             crf=crf, identity=m['target_identity'], source_identity=m.get('source_identity'), original_video=m.get('original_video'),
-                             frames=m['frames']))
+            rows.append(
+                dict(
+                    dataset=m['dataset'],
+                    video=v,
+                    truth=str(j.relative_to(root).with_suffix('')),
+                    label=m['label'],
+                    method=m['method'],
+                    crf=crf,
+                    identity=m['target_identity'],
+                    source_identity=m.get('source_identity'),
+                    original_video=m.get('original_video'),
+                    frames=m['frames'],
+                )
+            )
     return pd.DataFrame(rows)

@@ -14,7 +14,16 @@ import numpy as np, torch, torch.nn as nn
 from dataclasses import dataclass, field
 from typing import Literal, Union
 from pathlib import Path
-from .core import load_config, save_config, to_dict, seed_everything, set_threads, pick_device, autocast, channels_last
+from dfnb.core import (
+    load_config,
+    save_config,
+    to_dict,
+    seed_everything,
+    set_threads,
+    pick_device,
+    autocast,
+    channels_last,
+)
 from .core import amp_dtype, detector_names, parse_value, read_yaml, data_root, claim_dir, DirLock
 from .detectors.base import preset_of, create_detector
 from .data import make_loader, load_manifest, resume
@@ -24,127 +33,177 @@ from .metrics import evaluate_scores
 @dataclass
 class TrainConfig:
     "Everything a training run depends on; saved as `config.yaml` in the run folder"
-    method: str = 'bce'          # registered detector name
-    preset: str = ''             # a named preset of the method (e.g. paper): its model and training values, under explicit ones
-    data: str = ''               # a `dfnb prep` folder holding the training (and by default the val) split
-    methods: list = field(default_factory=list)  # fake methods to train and select on (e.g. FF++'s four classic ones); []: all
-    val_data: str = ''           # a `dfnb prep` folder for selection (default: `data`)
-    out: str = ''                # the run folder (default: <data root>/runs/<method>-<seed>)
-    steps: int = 1000            # optimiser updates
-    batch_size: int = 32         # images per update, summed over processes
-    lr: float = 1e-3             # peak learning rate
-    weight_decay: float = 1e-4   # AdamW's decoupled weight decay
-    schedule: str = 'onecycle'   # onecycle (warm-up + cosine), cosine, constant, piecewise
-    milestones: list = field(default_factory=list)  # piecewise: [[fraction of steps, lr factor], ...] (e.g. CADDM's steps)
-    warmup: float = 0.1          # fraction of the steps spent warming up (onecycle)
-    clip: float = 0.0            # gradient-norm clipping (0: off)
-    clip_value: float = 0.0      # gradient clipping by value at ±clip_value (0: off)
-    val_every: int = 200         # steps between validations (and checkpoints)
-    select: str = 'val'          # checkpoint selection split: val (default) or test (DeepfakeBench-compatible, labelled)
-    metric: str = 'frame_auc'    # selection metric: frame_auc or video_auc
-    log_every: int = 20          # steps between log rows
-    seed: int = 0                # seeds the model, the data order and the augmentations
-    workers: int = 0             # DataLoader worker processes
-    threads: str = 'auto'        # torch intra-op threads per process
-    amp: Union[bool, Literal['auto', 'bf16', 'fp16']] = 'auto'  # autocast: auto (bf16 where the device has it), bf16, fp16, true, false (fp32)
-    device: str = 'auto'         # auto, cpu, cuda, cuda:1
-    model: dict = field(default_factory=dict)   # method settings (backbone, size, ...)
+
+    method: str = 'bce'  # registered detector name
+    preset: str = ''  # a named preset of the method (e.g. paper): its model and training values, under explicit ones
+    data: str = ''  # a `dfnb prep` folder holding the training (and by default the val) split
+    methods: list = field(
+        default_factory=list
+    )  # fake methods to train and select on (e.g. FF++'s four classic ones); []: all
+    val_data: str = ''  # a `dfnb prep` folder for selection (default: `data`)
+    out: str = ''  # the run folder (default: <data root>/runs/<method>-<seed>)
+    steps: int = 1000  # optimiser updates
+    batch_size: int = 32  # images per update, summed over processes
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-4  # AdamW's decoupled weight decay
+    schedule: str = 'onecycle'  # onecycle (warm-up + cosine), cosine, constant, piecewise
+    milestones: list = field(
+        default_factory=list
+    )  # piecewise: [[fraction of steps, lr factor], ...] (e.g. CADDM's steps)
+    warmup: float = 0.1  # fraction of the steps spent warming up (onecycle)
+    clip: float = 0.0  # gradient-norm clipping (0: off)
+    clip_value: float = 0.0  # gradient clipping by value at ±clip_value (0: off)
+    val_every: int = 200  # steps between validations (and checkpoints)
+    select: str = 'val'  # checkpoint selection split: val (default) or test (DeepfakeBench-compatible, labelled)
+    metric: str = 'frame_auc'  # selection metric: frame_auc or video_auc
+    log_every: int = 20  # steps between log rows
+    seed: int = 0  # seeds the model, the data order and the augmentations
+    workers: int = 0  # DataLoader worker processes
+    threads: str = 'auto'  # torch intra-op threads per process
+    amp: Union[bool, Literal['auto', 'bf16', 'fp16']] = (
+        'auto'  # autocast: auto (bf16 where the device has it), bf16, fp16, true, false (fp32)
+    )
+    device: str = 'auto'  # auto, cpu, cuda, cuda:1
+    model: dict = field(default_factory=dict)  # method settings (backbone, size, ...)
 
 # %% ../nbs/08_train.ipynb #c006
-def train_config(path=None,     # YAML file with the values that differ from the defaults
-                 overrides=()): # `key=value` strings; `model.<setting>=value` sets a method setting
-    "A TrainConfig from a method preset (if named), a file and overrides, in rising priority; method settings are checked by the method"
-    if isinstance(overrides, str): overrides = [overrides]
+def train_config(
+    path=None,  # YAML file with the values that differ from the defaults
+    overrides=(),  # `key=value` strings; `model.<setting>=value` sets a method setting
+):
+    """A TrainConfig from a method preset (if named), a file and overrides, in rising priority; method settings are
+    checked by the method"""
+    if isinstance(overrides, str):
+        overrides = [overrides]
     model = {}
     for o in overrides:
-        if '=' not in o: raise ValueError(f'override {o!r} must look like key=value')
-        if o.startswith('model.'): k, v = o[6:].split('=', 1); model[k] = parse_value(v)
+        if '=' not in o:
+            raise ValueError(f'override {o!r} must look like key=value')
+        if o.startswith('model.'):
+            k, v = o[6:].split('=', 1)
+            model[k] = parse_value(v)
     plain = [o for o in overrides if not o.startswith('model.')]
     cfg = load_config(TrainConfig, path, plain)
     if cfg.preset:
         P = preset_of(cfg.method, cfg.preset)
         y = (read_yaml(path) or {}) if path else {}
         explicit = set(y) | {o.split('=', 1)[0] for o in plain}
-        cfg = load_config(TrainConfig, path, [f'{k}={json.dumps(v)}' for k, v in P['train'].items() if k not in explicit] + plain)
+        cfg = load_config(
+            TrainConfig, path, [f'{k}={json.dumps(v)}' for k, v in P['train'].items() if k not in explicit] + plain
+        )
         cfg.model = {**P['model'], **cfg.model}
-    cfg.model = {**cfg.model, **model}; return cfg
+    cfg.model = {**cfg.model, **model}
+    return cfg
 
 # %% ../nbs/08_train.ipynb #c009
-def lr_factor(step,                # current step (0-based)
-              steps,               # total steps
-              schedule='onecycle', # onecycle, cosine, constant, piecewise
-              warmup=0.1,          # warm-up fraction (onecycle)
-              milestones=()):      # piecewise: (fraction of steps, factor) pairs; the last one passed applies
+def lr_factor(
+    step,  # current step (0-based)
+    steps,  # total steps
+    schedule='onecycle',  # onecycle, cosine, constant, piecewise
+    warmup=0.1,  # warm-up fraction (onecycle)
+    milestones=(),  # piecewise: (fraction of steps, factor) pairs; the last one passed applies
+):
     "The learning-rate multiplier at `step`"
-    if schedule == 'constant': return 1.0
+    if schedule == 'constant':
+        return 1.0
     if schedule == 'piecewise':
         f = 1.0
         for at, fac in sorted(map(tuple, milestones)):
-            if step >= at * steps: f = float(fac)
+            if step >= at * steps:
+                f = float(fac)
         return f
     w = int(warmup * steps) if schedule == 'onecycle' else 0
-    if step < w: return 0.04 + 0.96 * step / max(w, 1)
-    if schedule not in ('onecycle', 'cosine'): raise ValueError(f'unknown schedule {schedule!r}: choose onecycle, cosine, constant or piecewise')
+    if step < w:
+        return 0.04 + 0.96 * step / max(w, 1)
+    if schedule not in ('onecycle', 'cosine'):
+        raise ValueError(f'unknown schedule {schedule!r}: choose onecycle, cosine, constant or piecewise')
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(steps - w, 1))))
 
+# %% ../nbs/08_train.ipynb #c009b
 def make_optimizer(model, cfg):  # a detector; a TrainConfig
     "AdamW over the detector's parameter groups, with the schedule as a LambdaLR"
     opt = torch.optim.AdamW(model.param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.schedule, cfg.warmup, cfg.milestones))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, cfg.steps, cfg.schedule, cfg.warmup, cfg.milestones)
+    )
     return opt, sched
 
 # %% ../nbs/08_train.ipynb #c012
 def rng_state():
     "Every global RNG state, as tensors and lists (loadable with weights_only=True)"
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    st = dict(torch=torch.get_rng_state(), numpy=[kind, keys.tolist(), pos, has_gauss, cached], python=list(random.getstate()[1]))
-    if torch.cuda.is_available(): st['cuda'] = torch.cuda.get_rng_state_all()
+    st = dict(
+        torch=torch.get_rng_state(),
+        numpy=[kind, keys.tolist(), pos, has_gauss, cached],
+        python=list(random.getstate()[1]),
+    )
+    if torch.cuda.is_available():
+        st['cuda'] = torch.cuda.get_rng_state_all()
     return st
 
+# %% ../nbs/08_train.ipynb #c012b
 def set_rng_state(st):  # from `rng_state`
     "Restore the global RNG states saved by `rng_state`"
     torch.set_rng_state(st['torch'])
-    kind, keys, pos, has_gauss, cached = st['numpy']; np.random.set_state((kind, np.array(keys, np.uint32), pos, has_gauss, cached))
+    kind, keys, pos, has_gauss, cached = st['numpy']
+    np.random.set_state((kind, np.array(keys, np.uint32), pos, has_gauss, cached))
     random.setstate((3, tuple(st['python']), None))
-    if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
+    if 'cuda' in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st['cuda'])
 
+# %% ../nbs/08_train.ipynb #c012c
 def save_checkpoint(path, **state):  # destination; what to save (tensors, dicts, numbers, strings)
-    "torch.save to a temporary file, then rename: a kill never leaves a half-written checkpoint; a full disk is said plainly"
+    """torch.save to a temporary file, then rename: a kill never leaves a half-written checkpoint; a full disk is said
+    plainly"""
     import errno
+
     path = Path(path)
     tmp = path.with_name(path.name + '.tmp')
-    try: torch.save(state, tmp)
-    except (RuntimeError, OSError) as e:   # torch reports a full disk as 'enforce fail ... unexpected pos'
+    try:
+        torch.save(state, tmp)
+    except (RuntimeError, OSError) as e:  # torch reports a full disk as 'enforce fail ... unexpected pos'
         full = getattr(e, 'errno', None) == errno.ENOSPC or 'unexpected pos' in str(e) or 'No space left' in str(e)
         full = full or shutil.disk_usage(path.parent).free < 2**20
         tmp.unlink(missing_ok=True)
-        if full: raise OSError(errno.ENOSPC, 'No space left on device while writing a checkpoint', str(path)) from None
+        if full:
+            raise OSError(errno.ENOSPC, 'No space left on device while writing a checkpoint', str(path)) from None
         raise
     os.replace(tmp, path)
 
+# %% ../nbs/08_train.ipynb #c012d
 def load_checkpoint(path):  # a checkpoint written by `save_checkpoint`
     "Load a checkpoint safely (weights_only=True); a file that cannot be loaded so is refused, naming it"
     import pickle, zipfile
+
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'{path} does not exist or is not a file, give a checkpoint written by dfnb')
+    if not path.is_file():
+        raise FileNotFoundError(f'{path} does not exist or is not a file, give a checkpoint written by dfnb')
     if not zipfile.is_zipfile(path):
-        raise ValueError(f'{path} is not a readable PyTorch checkpoint (not in the zip format torch.save writes): it may be '
-                         f'truncated or another kind of file, use a checkpoint written by dfnb')
-    try: return torch.load(path, map_location='cpu', weights_only=True)
+        raise ValueError(
+            f'{path} is not a readable PyTorch checkpoint (not in the zip format torch.save writes): it may be '
+            f'truncated or another kind of file, use a checkpoint written by dfnb'
+        )
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError:
-        raise ValueError(f'{path} holds Python objects besides tensors and plain values, and loading those could run code '
-                         f'from the file, so dfnb refuses it: use a checkpoint written by dfnb, or save the weights alone '
-                         f'with torch.save(model.state_dict(), file)') from None
+        raise ValueError(
+            f'{path} holds Python objects besides tensors and plain values, and loading those could run code '
+            f'from the file, so dfnb refuses it: use a checkpoint written by dfnb, or save the weights alone '
+            f'with torch.save(model.state_dict(), file)'
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, ValueError) as e:
         why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise ValueError(f'{path} is not a readable PyTorch checkpoint ({why}): it may be truncated or another kind of '
-                         f'file, use a checkpoint written by dfnb') from None
+        raise ValueError(
+            f'{path} is not a readable PyTorch checkpoint ({why}): it may be truncated or another kind of '
+            f'file, use a checkpoint written by dfnb'
+        ) from None
 
 # %% ../nbs/08_train.ipynb #c015
 def dist_info():
     "(rank, world size, local rank) from torchrun's environment; (0, 1, 0) for a plain run"
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
 
+# %% ../nbs/08_train.ipynb #c015b
 def init_distributed(device):  # the torch.device this process trains on
     "Join the process group when launched by torchrun; returns (rank, world size)"
     rank, world, local = dist_info()
@@ -156,116 +215,180 @@ def init_distributed(device):  # the torch.device this process trains on
 class FeaturesMissing(ValueError):
     "A detector whose `forward` returns no `feat`: the analyses that need features skip its runs and say why"
 
-def score_loader(model,      # a detector (unwrapped)
-                 loader,     # an evaluation loader (every frame once)
-                 device,     # torch.device
-                 amp='auto', # autocast policy
-                 feats=False): # also keep the `feat` output (for figures; memory grows with the data)
+# %% ../nbs/08_train.ipynb #c017b
+def score_loader(
+    model,  # a detector (unwrapped)
+    loader,  # an evaluation loader (every frame once)
+    device,  # torch.device
+    amp='auto',  # autocast policy
+    feats=False,  # also keep the `feat` output (for figures; memory grows with the data)
+):
     "Frame predictions as a DataFrame (video_id, frame_idx, label, domain, prob), optionally with features"
     import pandas as pd
-    was = model.training; model.eval(); rows, F = [], []
+
+    was = model.training
+    model.eval()
+    rows, F = [], []
     with torch.no_grad():
         for b in loader:
             x = b['image'].to(device)
-            with autocast(device, amp): out = model({**b, 'image': channels_last(x, amp)})
+            with autocast(device, amp):
+                out = model({**b, 'image': channels_last(x, amp)})
             p = out['prob'].float().cpu().numpy()
-            rows.append(pd.DataFrame(dict(video_id=list(b['video_id']), frame_idx=b['frame_idx'].numpy(), label=b['label'].numpy(), prob=p)))
+            rows.append(
+                pd.DataFrame(
+                    dict(
+                        video_id=list(b['video_id']), frame_idx=b['frame_idx'].numpy(), label=b['label'].numpy(), prob=p
+                    )
+                )
+            )
             if feats and 'feat' not in out:
                 model.train(was)
-                raise FeaturesMissing(f'{type(model).__name__} returns no feat output (N×C pooled features), so '
-                                      'identity and feature analyses cannot use it: add feat to the dict its forward returns')
-            if feats: F.append(out['feat'].float().cpu().numpy())
+                raise FeaturesMissing(
+                    f'{type(model).__name__} returns no feat output (N×C pooled features), so '
+                    'identity and feature analyses cannot use it: add feat to the dict its forward returns'
+                )
+            if feats:
+                F.append(out['feat'].float().cpu().numpy())
     model.train(was)
-    df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=['video_id', 'frame_idx', 'label', 'prob'])
+    df = (
+        pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=['video_id', 'frame_idx', 'label', 'prob'])
+    )
     return (df, np.concatenate(F)) if feats else df
 
 # %% ../nbs/08_train.ipynb #c019
 class Logger:
     "CSV rows (rank 0 only), echoed every time, and TensorBoard scalars when tensorboard is installed"
+
     def __init__(self, out, enabled=True, echo=print):
         self.out, self.enabled, self.echo, self.tb = Path(out), enabled, echo, None
         if enabled:
             try:
-                from torch.utils.tensorboard import SummaryWriter; self.tb = SummaryWriter(str(self.out / 'tb'))
-            except (ImportError, ModuleNotFoundError): self.tb = None
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(self.out / 'tb'))
+            except (ImportError, ModuleNotFoundError):
+                self.tb = None
+
     def row(self, name, step, **vals):
-        if not self.enabled: return
-        f = self.out / f'{name}.csv'; new = not f.exists()
+        if not self.enabled:
+            return
+        f = self.out / f'{name}.csv'
+        new = not f.exists()
         with open(f, 'a', newline='') as fh:
-            w = csv.DictWriter(fh, fieldnames=['step', *vals]); new and w.writeheader(); w.writerow(dict(step=step, **vals))
+            w = csv.DictWriter(fh, fieldnames=['step', *vals])
+            new and w.writeheader()
+            w.writerow(dict(step=step, **vals))
         if self.tb:
             for k, v in vals.items():
-                if isinstance(v, (int, float)): self.tb.add_scalar(f'{name}/{k}', v, step)
-    def close(self):
-        if self.tb: self.tb.close()
+                if isinstance(v, (int, float)):
+                    self.tb.add_scalar(f'{name}/{k}', v, step)
 
+    def close(self):
+        if self.tb:
+            self.tb.close()
+
+# %% ../nbs/08_train.ipynb #c019b
 def _finite(losses, step, cfg, saved):  # loss terms; step; the run's TrainConfig; step of the last checkpoint (or None)
     "Stop the run with a message that names the step, the terms, what is kept and how to rerun"
     bad = {k: float(v) for k, v in losses.items() if not torch.isfinite(v.detach()).all()}
-    if not bad: return
-    kept = (f'the checkpoint of step {saved} is kept in {cfg.out}/last.pt' if saved else
-            f'no checkpoint was written yet (the first comes at step {min(cfg.val_every, cfg.steps)})')
-    raise FloatingPointError(f'loss became non-finite at step {step} ({bad}); {kept}. Rerun with a lower lr (now {cfg.lr}) '
-                             f'or clip=1.0 and a new --out (a run folder keeps its settings), or check the data for '
-                             f'broken crops')
+    if not bad:
+        return
+    kept = (
+        f'the checkpoint of step {saved} is kept in {cfg.out}/last.pt'
+        if saved
+        else f'no checkpoint was written yet (the first comes at step {min(cfg.val_every, cfg.steps)})'
+    )
+    raise FloatingPointError(
+        f'loss became non-finite at step {step} ({bad}); {kept}. Rerun with a lower lr (now {cfg.lr}) '
+        f'or clip=1.0 and a new --out (a run folder keeps its settings), or check the data for '
+        f'broken crops'
+    )
 
+# %% ../nbs/08_train.ipynb #c019c
 def _to(b, device):
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in b.items()}
 
+# %% ../nbs/08_train.ipynb #c019d
 def _truncate_logs(out, step):
     "Drop log rows written after the checkpoint a run restarts from (all of them when it starts afresh)"
     for name in ('train', 'val'):
         f = Path(out) / f'{name}.csv'
         if f.exists():
             lines = f.read_text().splitlines(True)
-            if step == 0: f.unlink()
-            else: f.write_text(''.join(lines[:1] + [l for l in lines[1:] if int(l.split(',', 1)[0]) <= step]))
+            if step == 0:
+                f.unlink()
+            else:
+                f.write_text(''.join(lines[:1] + [l for l in lines[1:] if int(l.split(',', 1)[0]) <= step]))
 
 # %% ../nbs/08_train.ipynb #c020
 def same_run(saved, cfg):  # a run's saved settings (its config.yaml); the TrainConfig that would resume it
     "Settings that must not change when a run is resumed (steps may be extended)"
     keep = lambda d: {k: v for k, v in d.items() if k not in ('steps', 'workers', 'threads', 'device', 'out')}
-    return keep({**to_dict(TrainConfig()), **saved}) == keep(to_dict(cfg))   # keys added since the run default
+    return keep({**to_dict(TrainConfig()), **saved}) == keep(to_dict(cfg))  # keys added since the run default
 
+# %% ../nbs/08_train.ipynb #c020b
 def check_config(cfg):  # a TrainConfig
     "Refuse values a run cannot honour, naming the key and what fits"
     for k in ('steps', 'batch_size', 'val_every', 'log_every'):
-        if getattr(cfg, k) < 1: raise ValueError(f'{k}={getattr(cfg, k)} must be at least 1, give {k}=N with N >= 1')
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0): raise ValueError(f'lr={cfg.lr} must be a positive number, e.g. lr=1e-3')
-    if not 0 <= cfg.warmup < 1: raise ValueError(f'warmup={cfg.warmup} is a fraction of the steps, give 0 <= warmup < 1')
-    if cfg.workers < 0: raise ValueError(f'workers={cfg.workers} must be 0 (load in this process) or more')
-    if cfg.select not in ('val', 'test'): raise ValueError(f"select must be 'val' or 'test', got {cfg.select!r}")
-    if cfg.metric not in ('frame_auc', 'video_auc'): raise ValueError(f"metric must be frame_auc or video_auc, got {cfg.metric!r}")
+        if getattr(cfg, k) < 1:
+            raise ValueError(f'{k}={getattr(cfg, k)} must be at least 1, give {k}=N with N >= 1')
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ValueError(f'lr={cfg.lr} must be a positive number, e.g. lr=1e-3')
+    if not 0 <= cfg.warmup < 1:
+        raise ValueError(f'warmup={cfg.warmup} is a fraction of the steps, give 0 <= warmup < 1')
+    if cfg.workers < 0:
+        raise ValueError(f'workers={cfg.workers} must be 0 (load in this process) or more')
+    if cfg.select not in ('val', 'test'):
+        raise ValueError(f"select must be 'val' or 'test', got {cfg.select!r}")
+    if cfg.metric not in ('frame_auc', 'video_auc'):
+        raise ValueError(f"metric must be frame_auc or video_auc, got {cfg.metric!r}")
 
+# %% ../nbs/08_train.ipynb #c020c
 def prep_settings(data):  # a `dfnb prep` folder
-    "How the faces of a prepared folder were found and cropped (its prep report), for inference on raw files; None if unknown"
+    """How the faces of a prepared folder were found and cropped (its prep report), for inference on raw files; None if
+    unknown"""
     f = Path(data) / 'prep_report.json'
-    if not f.is_file(): return None
-    try: s = json.loads(f.read_text()).get('settings', {})
+    if not f.is_file():
+        return None
+    try:
+        s = json.loads(f.read_text()).get('settings', {})
     except (ValueError, UnicodeDecodeError, AttributeError):
-        raise ValueError(f'{f} is not a prep report dfnb can read: rerun `dfnb prep` into that folder to rewrite it') from None
+        raise ValueError(
+            f'{f} is not a prep report dfnb can read: rerun `dfnb prep` into that folder to rewrite it'
+        ) from None
     keys = ('size', 'margin', 'template', 'backend', 'faces', 'frames')
     return {k: s.get(k) for k in keys} if all(k in s for k in keys[:3]) else None
 
-def train(cfg,            # a TrainConfig (or the overrides for one, as a list of key=value strings)
-          log=print,      # where progress lines go (rank 0)
-          progress=False): # a tqdm progress bar over the steps (rank 0)
+# %% ../nbs/08_train.ipynb #c020d
+def train(
+    cfg,  # a TrainConfig (or the overrides for one, as a list of key=value strings)
+    log=print,  # where progress lines go (rank 0)
+    progress=False,  # a tqdm progress bar over the steps (rank 0)
+):
     "Train a detector; resumes from `<out>/last.pt` when present. Returns the run summary (also `summary.json`)"
-    if not isinstance(cfg, TrainConfig): cfg = train_config(overrides=cfg)
-    if not cfg.data: raise ValueError('no training data: pass --data <a dfnb prep folder>')
+    if not isinstance(cfg, TrainConfig):
+        cfg = train_config(overrides=cfg)
+    if not cfg.data:
+        raise ValueError('no training data: pass --data <a dfnb prep folder>')
     check_config(cfg)
     device = pick_device(cfg.device)
     rank, world = init_distributed(device)
-    if cfg.batch_size % world: raise ValueError(f'batch_size {cfg.batch_size} must divide by the {world} processes')
+    if cfg.batch_size % world:
+        raise ValueError(f'batch_size {cfg.batch_size} must divide by the {world} processes')
     out = Path(cfg.out or data_root() / 'runs' / f'{cfg.method}-{cfg.seed}')
     cfg.out = str(out)
-    if rank != 0: return _train(cfg, out, device, rank, world, log, progress)
+    if rank != 0:
+        return _train(cfg, out, device, rank, world, log, progress)
     claim_dir(out, 'run', legacy=[('config.yaml', 'last.pt'), ('config.yaml', 'summary.json')])
-    with DirLock(out, 'dfnb train'): return _train(cfg, out, device, rank, world, log, progress)
+    with DirLock(out, 'dfnb train'):
+        return _train(cfg, out, device, rank, world, log, progress)
 
+# %% ../nbs/08_train.ipynb #c020e
 def _train(cfg, out, device, rank, world, log, progress):
     "The body of `train`, in a run folder this process holds"
     import yaml
+
     set_threads(cfg.threads if cfg.threads == 'auto' else int(cfg.threads))
     seed_everything(cfg.seed + rank)
     model = create_detector(cfg.method, cfg.preset or None, **cfg.model).to(device)
@@ -276,50 +399,80 @@ def _train(cfg, out, device, rank, world, log, progress):
     keep = ['real', *cfg.methods] if cfg.methods else None
     data = load_manifest(cfg.data, methods=keep)
     vdata = data if not cfg.val_data else load_manifest(cfg.val_data, methods=keep)
-    train_dl = make_loader(data, 'train', needs=model.needs, size=size, batch_size=cfg.batch_size // world, train=True,
-                           seed=cfg.seed, workers=cfg.workers, rank=rank, world_size=world, **model.data_options())
-    val_dl = make_loader(vdata, cfg.select, size=size, batch_size=max(cfg.batch_size, 64), train=False, workers=cfg.workers)
+    train_dl = make_loader(
+        data,
+        'train',
+        needs=model.needs,
+        size=size,
+        batch_size=cfg.batch_size // world,
+        train=True,
+        seed=cfg.seed,
+        workers=cfg.workers,
+        rank=rank,
+        world_size=world,
+        **model.data_options(),
+    )
+    val_dl = make_loader(
+        vdata, cfg.select, size=size, batch_size=max(cfg.batch_size, 64), train=False, workers=cfg.workers
+    )
     prep = prep_settings(cfg.data)
     opt, sched = make_optimizer(model, cfg)
     start, best, best_step, saved_step = 0, -1.0, None, None
     if (out / 'last.pt').exists():
         saved = yaml.safe_load((out / 'config.yaml').read_text()) if (out / 'config.yaml').exists() else {}
         if not same_run(saved, cfg):
-            raise ValueError(f'{out} holds a run with other settings (see its config.yaml): choose a new --out, or rerun '
-                             f'with the same settings to resume')
+            raise ValueError(
+                f'{out} holds a run with other settings (see its config.yaml): choose a new --out, or rerun '
+                f'with the same settings to resume'
+            )
         ck = load_checkpoint(out / 'last.pt')
         model.load_state_dict(ck['model'])
         opt.load_state_dict(ck['optimizer'])
         sched.load_state_dict(ck['scheduler'])
         start, best, best_step = ck['step'], ck['best'], ck['best_step']
         saved_step = start
-        if rank == 0: set_rng_state(ck['rng'])   # other ranks keep their seed: the data order itself depends only on (seed, step)
+        if rank == 0:
+            set_rng_state(ck['rng'])  # other ranks keep their seed: the data order itself depends only on (seed, step)
         echo(f'resuming {out} at step {start}')
     if rank == 0:
-        _truncate_logs(out, start)               # rows after the checkpoint (all rows of a run killed before its first)
+        _truncate_logs(out, start)  # rows after the checkpoint (all rows of a run killed before its first)
         save_config(cfg, out / 'config.yaml')
     echo(f'{cfg.method} on {device}, precision {precision} (amp={cfg.amp})')
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    logger = Logger(out, rank == 0, echo); t0 = time.time(); seen = 0; step = start; hist = []
+    logger = Logger(out, rank == 0, echo)
+    t0 = time.time()
+    seen = 0
+    step = start
+    hist = []
     model.train()
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=cfg.steps, initial=start, desc=f'train {cfg.method}', unit='step')
     for step, b in iter_batches(train_dl, start, cfg.steps):
-        if bar: bar.update(1)
+        if bar:
+            bar.update(1)
         b = _to(b, device)
         model.set_progress(step, cfg.steps)
         with autocast(device, cfg.amp):
-            o = net({**b, 'image': channels_last(b['image'], cfg.amp)}); L = model.losses(b, o)
+            o = net({**b, 'image': channels_last(b['image'], cfg.amp)})
+            L = model.losses(b, o)
         _finite(L, step, cfg, saved_step)
-        opt.zero_grad(set_to_none=True); L['total'].backward()
-        if cfg.clip: nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        if cfg.clip_value: nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
-        opt.step(); sched.step(); seen += len(b['label']); hist.append({k: float(v.detach()) for k, v in L.items()})
+        opt.zero_grad(set_to_none=True)
+        L['total'].backward()
+        if cfg.clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        if cfg.clip_value:
+            nn.utils.clip_grad_value_(model.parameters(), cfg.clip_value)
+        opt.step()
+        sched.step()
+        seen += len(b['label'])
+        hist.append({k: float(v.detach()) for k, v in L.items()})
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            row = {k: round(float(np.mean([h[k] for h in hist])), 5) for k in hist[0]}; hist = []
+            row = {k: round(float(np.mean([h[k] for h in hist])), 5) for k in hist[0]}
+            hist = []
             ips = seen * world / (time.time() - t0)
             logger.row('train', done, lr=float(sched.get_last_lr()[0]), images_per_s=round(ips, 1), **row)
             echo(f'step {done}/{cfg.steps} ' + ' '.join(f'{k} {v:.4f}' for k, v in row.items()) + f' {ips:.0f} img/s')
@@ -327,103 +480,218 @@ def _train(cfg, out, device, rank, world, log, progress):
             res = evaluate_scores(score_loader(model, val_dl, device, cfg.amp), ci=False)
             score = res['video']['auc'] if cfg.metric == 'video_auc' else res['frame']['auc']
             if rank == 0:
-                logger.row('val', done, frame_auc=round(res['frame']['auc'], 5), video_auc=round(res['video']['auc'], 5),
-                           frame_eer=round(res['frame']['eer'], 5), selected_on=cfg.select)
+                logger.row(
+                    'val',
+                    done,
+                    frame_auc=round(res['frame']['auc'], 5),
+                    video_auc=round(res['video']['auc'], 5),
+                    frame_eer=round(res['frame']['eer'], 5),
+                    selected_on=cfg.select,
+                )
                 if score > best:
                     best, best_step = score, done
-                    save_checkpoint(out / 'best.pt', model=model.state_dict(), step=done, method=cfg.method,
-                                    settings=dict(model.cfg), select=cfg.select, score=score, prep=prep, precision=precision)
+                    save_checkpoint(
+                        out / 'best.pt',
+                        model=model.state_dict(),
+                        step=done,
+                        method=cfg.method,
+                        settings=dict(model.cfg),
+                        select=cfg.select,
+                        score=score,
+                        prep=prep,
+                        precision=precision,
+                    )
                 rngs = rng_state()
-                save_checkpoint(out / 'last.pt', model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                step=done, best=best, best_step=best_step, rng=rngs, prep=prep, precision=precision)
+                save_checkpoint(
+                    out / 'last.pt',
+                    model=model.state_dict(),
+                    optimizer=opt.state_dict(),
+                    scheduler=sched.state_dict(),
+                    step=done,
+                    best=best,
+                    best_step=best_step,
+                    rng=rngs,
+                    prep=prep,
+                    precision=precision,
+                )
                 saved_step = done
-            echo(f'val ({cfg.select}) step {done}: frame AUC {res["frame"]["auc"]:.4f}, video AUC {res["video"]["auc"]:.4f}; best {best:.4f} at {best_step}')
+            echo(
+                f'val ({cfg.select}) step {done}: frame AUC {res["frame"]["auc"]:.4f}, video AUC '
+                f'{res["video"]["auc"]:.4f}; best {best:.4f} at {best_step}'
+            )
     logger.close()
-    if bar: bar.close()
-    summ = dict(method=cfg.method, steps=cfg.steps, best_step=best_step, best=round(best, 5), metric=cfg.metric, selected_on=cfg.select,
-                world_size=world, settings=dict(model.cfg), seconds=round(time.time() - t0, 1), out=str(out), prep=prep,
-                precision=precision)
-    if rank == 0: (out / 'summary.json').write_text(json.dumps(summ, indent=1))
-    if world > 1: torch.distributed.barrier()
+    if bar:
+        bar.close()
+    summ = dict(
+        method=cfg.method,
+        steps=cfg.steps,
+        best_step=best_step,
+        best=round(best, 5),
+        metric=cfg.metric,
+        selected_on=cfg.select,
+        world_size=world,
+        settings=dict(model.cfg),
+        seconds=round(time.time() - t0, 1),
+        out=str(out),
+        prep=prep,
+        precision=precision,
+    )
+    if rank == 0:
+        (out / 'summary.json').write_text(json.dumps(summ, indent=1))
+    if world > 1:
+        torch.distributed.barrier()
     return summ
 
 # %% ../nbs/08_train.ipynb #c022
-def iter_batches(loader, # a training loader from `dfnb.data.make_loader`
-                 start,  # first step
-                 steps): # last step (exclusive)
+def iter_batches(
+    loader,  # a training loader from `dfnb.data.make_loader`
+    start,  # first step
+    steps,  # last step (exclusive)
+):
     "(step, batch) pairs from `start` to `steps`, epoch after epoch, resuming mid-epoch exactly"
-    s = loader.sampler; per = s.per_rank // loader.batch_size
-    if per == 0: raise ValueError(f'the training split has fewer items ({s.per_rank} per process) than one batch ({loader.batch_size}): lower batch_size')
-    epoch, skip = divmod(start, per); step = start
+    s = loader.sampler
+    per = s.per_rank // loader.batch_size
+    if per == 0:
+        raise ValueError(
+            f'the training split has fewer items ({s.per_rank} per process) than one batch ({loader.batch_size}): '
+            'lower batch_size'
+        )
+    epoch, skip = divmod(start, per)
+    step = start
     while step < steps:
         s.set_epoch(epoch)
-        if skip: resume(loader, epoch, skip)
+        if skip:
+            resume(loader, epoch, skip)
         for b in loader:
-            yield step, b; step += 1
-            if step >= steps: return
-        epoch += 1; skip = 0
+            yield step, b
+            step += 1
+            if step >= steps:
+                return
+        epoch += 1
+        skip = 0
 
 # %% ../nbs/08_train.ipynb #c030
 def peak_rss_mb():
     "Peak resident memory of this process so far, in MB"
     import resource
+
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
-def train_speed(size=96,             # input side
-                amp='auto',          # autocast policy (auto: bf16 + channels_last where the CPU supports bf16)
-                batch_size=32,       # images per step
-                steps=20,            # timed steps (after 3 warm-up steps)
-                method='bce',        # detector
-                device='auto',       # torch device
-                batch=None,          # a real training batch (from the method's loader) instead of random images and labels
-                **model_kw):         # method settings (backbone, ...)
+# %% ../nbs/08_train.ipynb #c030b
+def train_speed(
+    size=96,  # input side
+    amp='auto',  # autocast policy (auto: bf16 + channels_last where the CPU supports bf16)
+    batch_size=32,  # images per step
+    steps=20,  # timed steps (after 3 warm-up steps)
+    method='bce',  # detector
+    device='auto',  # torch device
+    batch=None,  # a real training batch (from the method's loader) instead of random images and labels
+    **model_kw,  # method settings (backbone, ...)
+):
     "Training images per second of one detector's step (forward, losses, backward, update), data loading excluded"
-    dev = pick_device(device); m = channels_last(create_detector(method, size=size, **model_kw).to(dev), amp)
+    dev = pick_device(device)
+    m = channels_last(create_detector(method, size=size, **model_kw).to(dev), amp)
     opt = torch.optim.AdamW(m.parameters(), 1e-4)
-    if batch is None: b = dict(image=torch.randn(batch_size, 3, size, size), label=torch.arange(batch_size) % 2)
-    else: b = dict(batch); batch_size = len(b['image'])
-    b = {k: (v.to(dev) if torch.is_tensor(v) else [x.to(dev) for x in v] if isinstance(v, list) and v and torch.is_tensor(v[0]) else v) for k, v in b.items()}
+    if batch is None:
+        b = dict(image=torch.randn(batch_size, 3, size, size), label=torch.arange(batch_size) % 2)
+    else:
+        b = dict(batch)
+        batch_size = len(b['image'])
+    b = {
+        k: (
+            v.to(dev)
+            if torch.is_tensor(v)
+            else [x.to(dev) for x in v]
+            if isinstance(v, list) and v and torch.is_tensor(v[0])
+            else v
+        )
+        for k, v in b.items()
+    }
     b['image'] = channels_last(b['image'], amp)
     for i in range(steps + 3):
-        if i == 3: t0 = time.perf_counter()
-        with autocast(dev, amp): L = m.losses(b, m(b))
-        opt.zero_grad(); L['total'].backward(); opt.step()
-    return dict(size=size, amp=str(amp), images_per_s=round(steps * batch_size / (time.perf_counter() - t0), 1), peak_rss_mb=peak_rss_mb())
+        if i == 3:
+            t0 = time.perf_counter()
+        with autocast(dev, amp):
+            L = m.losses(b, m(b))
+        opt.zero_grad()
+        L['total'].backward()
+        opt.step()
+    return dict(
+        size=size,
+        amp=str(amp),
+        images_per_s=round(steps * batch_size / (time.perf_counter() - t0), 1),
+        peak_rss_mb=peak_rss_mb(),
+    )
 
-def loader_speed(data,        # a dfnb prep folder
-                 size=96,     # input side
-                 batches=20,  # timed batches
-                 batch_size=32, workers=0, needs=frozenset()):
+# %% ../nbs/08_train.ipynb #c030c
+def loader_speed(
+    data,  # a dfnb prep folder
+    size=96,  # input side
+    batches=20,  # timed batches
+    batch_size=32,
+    workers=0,
+    needs=frozenset(),
+):
     "Training-loader images per second"
-    dl = make_loader(data, 'train', needs=needs, size=size, batch_size=batch_size, workers=workers, train=True); it = iter(dl); next(it)
-    t0 = time.perf_counter(); n = 0
-    for _ in range(batches): n += len(next(it)['label'])
+    dl = make_loader(data, 'train', needs=needs, size=size, batch_size=batch_size, workers=workers, train=True)
+    it = iter(dl)
+    next(it)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(batches):
+        n += len(next(it)['label'])
     return dict(size=size, needs=sorted(needs), images_per_s=round(n / (time.perf_counter() - t0), 1))
 
 # %% ../nbs/08_train.ipynb #c031a
-def batch_items(needs,   # a detector's `needs`
-                images): # images per step
-    "Loader items per step that hold `images` images: a ProDet item is a quad (real, SBI, CBI, deepfake) and counts four"
+def batch_items(
+    needs,  # a detector's `needs`
+    images,  # images per step
+):
+    """Loader items per step that hold `images` images: a ProDet item is a quad (real, SBI, CBI, deepfake) and counts
+    four"""
     return max(1, images // (4 if 'quad' in needs else 1))
 
-def method_speeds(data,                 # a dfnb prep folder (each method's own loader draws its real batch from it)
-                  methods=None,         # detectors to compare (None: every registered one, bce first)
-                  size=96,              # input side
-                  images=32,            # images per step (a method whose items hold several images gets fewer items)
-                  steps=10,             # timed steps per measurement
-                  reps=3,               # interleaved repeats: every method sees the same machine load
-                  amp=False,            # autocast policy
-                  device='auto',        # torch device
-                  **model_kw):          # settings shared by every method (backbone, ...)
-    "Training-step images/s of several methods on real batches of their loaders, interleaved; one row per (method, repeat), with `rel` to the first method"
+# %% ../nbs/08_train.ipynb #c031ab
+def method_speeds(
+    data,  # a dfnb prep folder (each method's own loader draws its real batch from it)
+    methods=None,  # detectors to compare (None: every registered one, bce first)
+    size=96,  # input side
+    images=32,  # images per step (a method whose items hold several images gets fewer items)
+    steps=10,  # timed steps per measurement
+    reps=3,  # interleaved repeats: every method sees the same machine load
+    amp=False,  # autocast policy
+    device='auto',  # torch device
+    **model_kw,  # settings shared by every method (backbone, ...)
+):
+    """Training-step images/s of several methods on real batches of their loaders, interleaved; one row per (method,
+    repeat), with `rel` to the first method"""
     import pandas as pd
+
     methods = detector_names() if methods is None else methods
     batches = {}
     for m in methods:
         det = create_detector(m, size=size, **model_kw)
-        dl = make_loader(data, 'train', needs=det.needs, size=size, batch_size=batch_items(det.needs, images), seed=0, **det.data_options())
+        dl = make_loader(
+            data,
+            'train',
+            needs=det.needs,
+            size=size,
+            batch_size=batch_items(det.needs, images),
+            seed=0,
+            **det.data_options(),
+        )
         batches[m] = next(iter(dl))
-    rows = [dict(method=m, rep=r, images_per_s=train_speed(size, amp, steps=steps, method=m, device=device, batch=batches[m], **model_kw)['images_per_s'])
-            for r in range(reps) for m in methods]
-    df = pd.DataFrame(rows); base = df[df.method == methods[0]].images_per_s.median()
+    rows = [
+        dict(
+            method=m,
+            rep=r,
+            images_per_s=train_speed(size, amp, steps=steps, method=m, device=device, batch=batches[m], **model_kw)[
+                'images_per_s'
+            ],
+        )
+        for r in range(reps)
+        for m in methods
+    ]
+    df = pd.DataFrame(rows)
+    base = df[df.method == methods[0]].images_per_s.median()
     return df.assign(rel=(df.images_per_s / base).round(3))

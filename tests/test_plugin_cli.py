@@ -1,5 +1,6 @@
 """A detector of one's own, written in a few lines and benchmarked with `dfnb bench --plugin`: the contract's minimum
 (`logits` and `prob`, no `feat`) is enough for the report, and what needs features says why it has no figures."""
+
 import os, subprocess, sys
 
 PY = sys.executable
@@ -42,6 +43,8 @@ def test_bench_with_a_plugin_detector(tmp_path):
     assert "'toy'" in r.stderr and 'Traceback' not in r.stderr
     bad = tmp_path / 'bad.py'
     bad.write_text('import no_such_module_here\n')
-    r = subprocess.run([*DFNB, '--plugin', str(bad), 'bench', '--help'], capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [*DFNB, '--plugin', str(bad), 'bench', '--help'], capture_output=True, text=True, timeout=300, env=env
+    )
     assert r.returncode == 2 and 'dfnb: error: plugin' in r.stderr and 'no_such_module_here' in r.stderr, r.stderr
     assert 'Traceback' not in r.stderr

@@ -1,4 +1,5 @@
 """`dfnb synth` as a user runs it: in a subprocess, killed midway with SIGKILL, then rerun."""
+
 import hashlib, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -10,13 +11,18 @@ ARGS = ['synth', '--preset', 'tiny', '--frames', '10', '--workers', '1', '--no-p
 
 def files(root):
     "md5 of every file under root, the run report excepted"
-    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(Path(root).rglob('*')) if p.is_file() and p.name != 'synth_report.json'}
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(Path(root).rglob('*'))
+        if p.is_file() and p.name != 'synth_report.json'
+    }
 
 
 def n_frames(p):
-    cap = cv2.VideoCapture(str(p)); n = 0
-    while cap.read()[0]: n += 1
+    cap = cv2.VideoCapture(str(p))
+    n = 0
+    while cap.read()[0]:
+        n += 1
     return n
 
 
@@ -33,20 +39,27 @@ def test_killed_run_resumes_to_the_same_files(tmp_path):
     want = files(clean)
     assert sum(k.endswith('.mp4') for k in want) > 100
 
-    p = subprocess.Popen(DFNB + ARGS + ['--out', str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        DFNB + ARGS + ['--out', str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     t0 = time.time()
-    while len(list(killed.rglob('*.mp4'))) < 25 and time.time() - t0 < 300 and p.poll() is None: time.sleep(0.05)
+    while len(list(killed.rglob('*.mp4'))) < 25 and time.time() - t0 < 300 and p.poll() is None:
+        time.sleep(0.05)
     assert p.poll() is None, 'the run finished before it could be killed: make it longer'
-    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
     before = {f: h for f, h in files(killed).items() if '.tmp' not in f}
     assert 0 < sum(f.endswith('.mp4') for f in before) < sum(k.endswith('.mp4') for k in want)
-    for f in before:                                  # nothing that looks finished is half-written
+    for f in before:  # nothing that looks finished is half-written
         assert before[f] == want[f], f
-        if f.endswith('.mp4'): assert n_frames(killed / f) == 10
+        if f.endswith('.mp4'):
+            assert n_frames(killed / f) == 10
 
     r = subprocess.run(DFNB + ARGS + ['--out', str(killed)], check=True, timeout=600, capture_output=True, text=True)
     assert 'videos written' in r.stdout
-    assert files(killed) == want                      # the rerun completes to exactly the uninterrupted result
+    assert files(killed) == want  # the rerun completes to exactly the uninterrupted result
     written = int(r.stdout.split('dfnb synth: ')[1].split(' videos')[0])
     assert written == sum(k.endswith('.mp4') for k in want) - sum(f.endswith('.mp4') for f in before)

@@ -1,4 +1,5 @@
 """`dfnb train / eval / detect` as a user runs them: SIGKILL and resume, torchrun with 2 CPU processes, NaN handling."""
+
 import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -18,50 +19,135 @@ def run(*args, **kw):
 @pytest.fixture(scope='module')
 def prep(tmp_path_factory):
     d = tmp_path_factory.mktemp('data')
-    assert run(*DFNB, 'synth', '--out', d / 'w', '--preset', 'tiny', '--frames', '4', '--worlds', 'ffpp,cdf', '--no-progress').returncode == 0
+    assert (
+        run(
+            *DFNB,
+            'synth',
+            '--out',
+            d / 'w',
+            '--preset',
+            'tiny',
+            '--frames',
+            '4',
+            '--worlds',
+            'ffpp,cdf',
+            '--no-progress',
+        ).returncode
+        == 0
+    )
     for w in ('ffpp', 'cdf'):
-        r = run(*DFNB, 'prep', '--dataset', w, '--root', d / 'w' / w, '--out', d / 'p' / w, '--frames', '2', '--size', '64', '--no-progress')
+        r = run(
+            *DFNB,
+            'prep',
+            '--dataset',
+            w,
+            '--root',
+            d / 'w' / w,
+            '--out',
+            d / 'p' / w,
+            '--frames',
+            '2',
+            '--size',
+            '64',
+            '--no-progress',
+        )
         assert r.returncode == 0, r.stderr
     return d
 
 
 def args(prep, out, steps=24, *extra):
-    return ['train', '--method', 'bce', '--data', prep / 'p/ffpp', '--out', out, f'steps={steps}', 'val_every=4', 'log_every=4',
-            'batch_size=8', 'model.backbone=resnet10t', 'model.size=64', 'threads=1', *extra]
+    return [
+        'train',
+        '--method',
+        'bce',
+        '--data',
+        prep / 'p/ffpp',
+        '--out',
+        out,
+        f'steps={steps}',
+        'val_every=4',
+        'log_every=4',
+        'batch_size=8',
+        'model.backbone=resnet10t',
+        'model.size=64',
+        'threads=1',
+        *extra,
+    ]
 
 
-def weights(f): return torch.load(f, map_location='cpu', weights_only=True)['model']
+def weights(f):
+    return torch.load(f, map_location='cpu', weights_only=True)['model']
 
 
 def test_killed_training_resumes_to_the_same_result(prep, tmp_path):
     a, b = tmp_path / 'a', tmp_path / 'b'
-    r = run(*DFNB, *args(prep, a)); assert r.returncode == 0, r.stderr
-    p = subprocess.Popen(DFNB + [str(x) for x in args(prep, b)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)
+    r = run(*DFNB, *args(prep, a))
+    assert r.returncode == 0, r.stderr
+    p = subprocess.Popen(
+        DFNB + [str(x) for x in args(prep, b)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+        start_new_session=True,
+    )
     t0 = time.time()
-    while not (b / 'last.pt').exists() and time.time() - t0 < 600 and p.poll() is None: time.sleep(0.02)
+    while not (b / 'last.pt').exists() and time.time() - t0 < 600 and p.poll() is None:
+        time.sleep(0.02)
     assert p.poll() is None, 'the run finished before it could be killed: make it longer'
-    os.killpg(p.pid, signal.SIGKILL); p.wait()
-    step = torch.load(b / 'last.pt', weights_only=True)['step']; assert 0 < step < 24
-    r = run(*DFNB, *args(prep, b)); assert r.returncode == 0, r.stderr
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    step = torch.load(b / 'last.pt', weights_only=True)['step']
+    assert 0 < step < 24
+    r = run(*DFNB, *args(prep, b))
+    assert r.returncode == 0, r.stderr
     assert f'resuming {b} at step' in r.stdout
     pd.testing.assert_frame_equal(pd.read_csv(a / 'val.csv'), pd.read_csv(b / 'val.csv'))
     wa, wb = weights(a / 'last.pt'), weights(b / 'last.pt')
     assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6) for k in wa)
     # the selected run evaluates and detects
-    r = run(*DFNB, 'eval', '--run', b, '--data', prep / 'p/ffpp', prep / 'p/cdf', '--n-boot', '20', '--robustness', '--figures', '--max-videos', '6')
+    r = run(
+        *DFNB,
+        'eval',
+        '--run',
+        b,
+        '--data',
+        prep / 'p/ffpp',
+        prep / 'p/cdf',
+        '--n-boot',
+        '20',
+        '--robustness',
+        '--figures',
+        '--max-videos',
+        '6',
+    )
     assert r.returncode == 0, r.stderr
-    res = json.loads((b / 'eval/results.json').read_text()); assert set(res) == {'ffpp', 'cdf'} and (b / 'eval/eval.png').exists()
-    rb = pd.read_csv(b / 'eval/robustness_cdf.csv'); assert len(rb) == 8 * 6 and rb.level.max() == 5
+    res = json.loads((b / 'eval/results.json').read_text())
+    assert set(res) == {'ffpp', 'cdf'} and (b / 'eval/eval.png').exists()
+    rb = pd.read_csv(b / 'eval/robustness_cdf.csv')
+    assert len(rb) == 8 * 6 and rb.level.max() == 5
     assert all((b / f'eval/{f}_cdf.png').exists() for f in ('robustness', 'tsne', 'gradcam'))
     vid = sorted((prep / 'w/cdf/Celeb-synthesis').glob('*.mp4'))[0]
-    r = run(*DFNB, 'detect', vid, '--run', b, '--frames', '3', '--json', tmp_path / 'd.json'); assert r.returncode == 0, r.stderr
-    d = json.loads((tmp_path / 'd.json').read_text()); assert d['frames_sampled'] == 3 and 0 <= d['prob'] <= 1
+    r = run(*DFNB, 'detect', vid, '--run', b, '--frames', '3', '--json', tmp_path / 'd.json')
+    assert r.returncode == 0, r.stderr
+    d = json.loads((tmp_path / 'd.json').read_text())
+    assert d['frames_sampled'] == 3 and 0 <= d['prob'] <= 1
 
 
 def test_torchrun_two_cpu_processes_match_one(prep, tmp_path):
     one, two = tmp_path / 'one', tmp_path / 'two'
-    r = run(*DFNB, *args(prep, one, 16)); assert r.returncode == 0, r.stderr
-    r = run(PY, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'dfnb.cli', *args(prep, two, 16))
+    r = run(*DFNB, *args(prep, one, 16))
+    assert r.returncode == 0, r.stderr
+    r = run(
+        PY,
+        '-m',
+        'torch.distributed.run',
+        '--standalone',
+        '--nproc_per_node',
+        '2',
+        '-m',
+        'dfnb.cli',
+        *args(prep, two, 16),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     s1, s2 = (json.loads((x / 'summary.json').read_text()) for x in (one, two))
     assert s2['world_size'] == 2 and s1['world_size'] == 1

@@ -15,84 +15,134 @@ from ..core import DETECTORS, BACKBONES
 def read_state_dict(path):  # a .pt / .pth / .bin file holding a state dict (or a dfnb checkpoint)
     "A state dict from `path`, loaded safely (`weights_only=True`: a pickle that would run code is refused)"
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'pretrained file {path} does not exist')
-    try: sd = torch.load(path, map_location='cpu', weights_only=True)
+    if not path.exists():
+        raise FileNotFoundError(f'pretrained file {path} does not exist')
+    try:
+        sd = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise ValueError(f'{path} is not a plain weights file that loads safely (weights_only=True refused it: {type(e).__name__}). '
-                         'Only load files you trust, saved with torch.save(model.state_dict(), path)') from None
-    if isinstance(sd, dict) and isinstance(sd.get('model'), dict): sd = sd['model']
-    if not isinstance(sd, dict): raise ValueError(f'{path} does not hold a state dict')
+        raise ValueError(
+            f'{path} is not a plain weights file that loads safely (weights_only=True refused it: {type(e).__name__}). '
+            'Only load files you trust, saved with torch.save(model.state_dict(), path)'
+        ) from None
+    if isinstance(sd, dict) and isinstance(sd.get('model'), dict):
+        sd = sd['model']
+    if not isinstance(sd, dict):
+        raise ValueError(f'{path} does not hold a state dict')
     return {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}
 
-def load_weights(model,          # the module to fill
-                 path,           # weights file
-                 prefix='',      # keep only keys starting with this prefix, with it removed (e.g. 'backbone.')
-                 strict=False):  # require every key to match
+# %% ../../nbs/07_detectors.base.ipynb #c006b
+def load_weights(
+    model,  # the module to fill
+    path,  # weights file
+    prefix='',  # keep only keys starting with this prefix, with it removed (e.g. 'backbone.')
+    strict=False,  # require every key to match
+):
     "Load a weights file into `model`; returns the missing and unexpected keys. Nothing matching at all is an error"
     sd = read_state_dict(path)
-    if prefix: sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if prefix:
+        sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     own = model.state_dict()
     bad = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
-    if bad: raise ValueError(f'{path}: shapes differ for {bad[:3]} (e.g. {tuple(sd[bad[0]].shape)} vs {tuple(own[bad[0]].shape)}): a different architecture?')
+    if bad:
+        raise ValueError(
+            f'{path}: shapes differ for {bad[:3]} (e.g. {tuple(sd[bad[0]].shape)} vs {tuple(own[bad[0]].shape)}): a '
+            'different architecture?'
+        )
     res = model.load_state_dict(sd, strict=strict)
-    if len(res.missing_keys) == len(own): raise ValueError(f'{path}: none of its {len(sd)} keys match the model (wrong architecture or prefix?)')
+    if len(res.missing_keys) == len(own):
+        raise ValueError(f'{path}: none of its {len(sd)} keys match the model (wrong architecture or prefix?)')
     return dict(missing=list(res.missing_keys), unexpected=list(res.unexpected_keys))
 
-IMAGENET_HELP = ('warm timm\'s cache once where the internet is reachable (python -c "import timm; '
-                 'timm.create_model(\'{name}\', pretrained=True)") and copy ~/.cache/huggingface here, '
-                 'or pass model.pretrained=<a local weights file>')
+# %% ../../nbs/07_detectors.base.ipynb #c006c
+IMAGENET_HELP = (
+    'warm timm\'s cache once where the internet is reachable (python -c "import timm; '
+    'timm.create_model(\'{name}\', pretrained=True)") and copy ~/.cache/huggingface here, '
+    'or pass model.pretrained=<a local weights file>'
+)
+
 
 def _imagenet(name, args, kw):
     "timm's own ImageNet weights of `name`, through its download and cache"
     import timm
-    try: return timm.create_model(name, pretrained=True, **args, **kw)
-    except RuntimeError as e:
-        if 'No pretrained weights' not in str(e): raise
-        raise ValueError(f'timm has no ImageNet weights for backbone {name!r}: choose one that has them '
-                         f'(timm.list_pretrained()), or pass model.pretrained=<a local weights file>') from None
-    except OSError as e:   # offline: the hub's LocalEntryNotFoundError, a connection error
-        why = type(e).__name__
-        raise ConnectionError(f'could not fetch the ImageNet weights of backbone {name!r} through timm ({why}; offline?): '
-                              + IMAGENET_HELP.format(name=name)) from None
 
+    try:
+        return timm.create_model(name, pretrained=True, **args, **kw)
+    except RuntimeError as e:
+        if 'No pretrained weights' not in str(e):
+            raise
+        raise ValueError(
+            f'timm has no ImageNet weights for backbone {name!r}: choose one that has them '
+            f'(timm.list_pretrained()), or pass model.pretrained=<a local weights file>'
+        ) from None
+    except OSError as e:  # offline: the hub's LocalEntryNotFoundError, a connection error
+        why = type(e).__name__
+        raise ConnectionError(
+            f'could not fetch the ImageNet weights of backbone {name!r} through timm ({why}; offline?): '
+            + IMAGENET_HELP.format(name=name)
+        ) from None
+
+# %% ../../nbs/07_detectors.base.ipynb #c006d
 def _from_file(name, path, args, kw):
     "A timm backbone filled from a local weights file (timm's format, or a dfnb checkpoint), checked to fit"
     import timm
-    if path.is_dir():   # a `dfnb pretrain` folder
+
+    if path.is_dir():  # a `dfnb pretrain` folder
         if not (path / 'backbone.pt').is_file():
-            raise FileNotFoundError(f'{path} is a folder without backbone.pt: give a `dfnb pretrain` folder or a weights file')
+            raise FileNotFoundError(
+                f'{path} is a folder without backbone.pt: give a `dfnb pretrain` folder or a weights file'
+            )
         path = path / 'backbone.pt'
     sd = read_state_dict(path)
-    if any(k.startswith('backbone.') for k in sd):   # a dfnb detector's checkpoint: its backbone
-        sd = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
+    if any(k.startswith('backbone.') for k in sd):  # a dfnb detector's checkpoint: its backbone
+        sd = {k[len('backbone.') :]: v for k, v in sd.items() if k.startswith('backbone.')}
     own = timm.create_model(name, pretrained=False, num_classes=0).state_dict()
     bad = [k for k in own if k in sd and sd[k].shape != own[k].shape]
-    if bad: raise ValueError(f'{path}: shapes differ for {bad[:3]} (e.g. {tuple(sd[bad[0]].shape)} vs '
-                             f'{tuple(own[bad[0]].shape)}): weights of another architecture than {name}?')
+    if bad:
+        raise ValueError(
+            f'{path}: shapes differ for {bad[:3]} (e.g. {tuple(sd[bad[0]].shape)} vs '
+            f'{tuple(own[bad[0]].shape)}): weights of another architecture than {name}?'
+        )
     missing = [k for k in own if k not in sd and not k.endswith('num_batches_tracked')]
-    if missing: raise ValueError(f'{path} lacks {len(missing)} of the {len(own)} weights of backbone {name} '
-                                 f'(e.g. {missing[0]}): weights of another architecture?')
+    if missing:
+        raise ValueError(
+            f'{path} lacks {len(missing)} of the {len(own)} weights of backbone {name} '
+            f'(e.g. {missing[0]}): weights of another architecture?'
+        )
     return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(state_dict=sd), **args, **kw)
 
-def create_backbone(name='resnet18',  # any timm model name
-                    pretrained=None,  # None (from scratch), 'imagenet' (timm's weights, downloaded once), or a local file
-                    pooled=True,      # N×C pooled features; False: a features_only pyramid
-                    out_indices=None, # pyramid levels when not pooled
-                    **kw):            # passed to timm.create_model (drop_rate, in_chans, ...)
+# %% ../../nbs/07_detectors.base.ipynb #c006e
+def create_backbone(
+    name='resnet18',  # any timm model name
+    pretrained=None,  # None (from scratch), 'imagenet' (timm's weights, downloaded once), or a local file
+    pooled=True,  # N×C pooled features; False: a features_only pyramid
+    out_indices=None,  # pyramid levels when not pooled
+    **kw,  # passed to timm.create_model (drop_rate, in_chans, ...)
+):
     "A timm backbone: from scratch, from timm's ImageNet weights, or from a local weights file (loaded safely)"
     import timm
+
     if name in BACKBONES:
         m = BACKBONES.create(name, **kw)
-        if pretrained: load_weights(m, pretrained)
+        if pretrained:
+            load_weights(m, pretrained)
         return m
-    args = dict(num_classes=0) if pooled else dict(features_only=True, **({'out_indices': out_indices} if out_indices else {}))
-    if not pretrained: return timm.create_model(name, pretrained=False, **args, **kw)
-    if str(pretrained) == 'imagenet': return _imagenet(name, args, kw)
+    args = (
+        dict(num_classes=0)
+        if pooled
+        else dict(features_only=True, **({'out_indices': out_indices} if out_indices else {}))
+    )
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **args, **kw)
+    if str(pretrained) == 'imagenet':
+        return _imagenet(name, args, kw)
     return _from_file(name, Path(pretrained), args, kw)
 
+# %% ../../nbs/07_detectors.base.ipynb #c006f
 def num_features(m):  # a backbone from `create_backbone`
     "Channels of a backbone's output (pooled) or of each pyramid level"
-    return m.feature_info.channels() if hasattr(m, 'feature_info') and not hasattr(m, 'num_features') else m.num_features
+    return (
+        m.feature_info.channels() if hasattr(m, 'feature_info') and not hasattr(m, 'num_features') else m.num_features
+    )
 
 # %% ../../nbs/07_detectors.base.ipynb #c011
 NEEDS = {
@@ -107,70 +157,113 @@ NEEDS = {
     'identity': 'the identity label of each frame (`identity`)',
 }
 
+
 class Detector(nn.Module):
     "The contract: `defaults`, `needs`, `forward` → dict(logits, prob[, feat]), `losses` → dict(total, ...)"
+
     defaults = dict(backbone='resnet18', size=96, pretrained=None)
     needs = frozenset()
-    presets = {}      # name → dict(model={settings}, train={TrainConfig fields}): e.g. the paper's setting
-    paper = ''        # the method's paper and official code, one line
-    ablations = {}    # variant suffix → [`dfnb train` overrides]: the switches its paper ablates
-    claims = ()       # (claim, run that should score higher, run it is compared with): run names, e.g. 'caddm-global'
-    progress = 0.0    # fraction of training done, set by the trainer before every step (schedules inside a method)
+    presets = {}  # name → dict(model={settings}, train={TrainConfig fields}): e.g. the paper's setting
+    paper = ''  # the method's paper and official code, one line
+    ablations = {}  # variant suffix → [`dfnb train` overrides]: the switches its paper ablates
+    claims = ()  # (claim, run that should score higher, run it is compared with): run names, e.g. 'caddm-global'
+    progress = 0.0  # fraction of training done, set by the trainer before every step (schedules inside a method)
+
     def __init__(self, **cfg):  # settings overriding `defaults`
         super().__init__()
         unknown = set(cfg) - set(self.defaults)
-        if unknown: raise KeyError(f'{type(self).__name__}: unknown setting(s) {sorted(unknown)}; known: {sorted(self.defaults)}')
+        if unknown:
+            raise KeyError(
+                f'{type(self).__name__}: unknown setting(s) {sorted(unknown)}; known: {sorted(self.defaults)}'
+            )
         bad = set(self.needs) - set(NEEDS)
-        if bad: raise ValueError(f'{type(self).__name__}.needs has unknown entries {sorted(bad)}; known: {sorted(NEEDS)}')
+        if bad:
+            raise ValueError(f'{type(self).__name__}.needs has unknown entries {sorted(bad)}; known: {sorted(NEEDS)}')
         self.cfg = {**self.defaults, **cfg}
-    def forward(self, batch): raise NotImplementedError(f'{type(self).__name__} must define forward(batch) -> dict(logits=..., prob=...)')
-    def losses(self, batch, out): raise NotImplementedError(f'{type(self).__name__} must define losses(batch, out) -> dict(total=..., ...)')
-    def param_groups(self, lr,                # base learning rate
-                     weight_decay=1e-4):      # decoupled weight decay (biases and norms get none)
+
+    def forward(self, batch):
+        raise NotImplementedError(f'{type(self).__name__} must define forward(batch) -> dict(logits=..., prob=...)')
+
+    def losses(self, batch, out):
+        raise NotImplementedError(f'{type(self).__name__} must define losses(batch, out) -> dict(total=..., ...)')
+
+    def param_groups(
+        self,
+        lr,  # base learning rate
+        weight_decay=1e-4,  # decoupled weight decay (biases and norms get none)
+    ):
         "Parameter groups for the optimiser: one learning rate, no weight decay on biases and normalisation weights"
         decay, no = [], []
         for n, p in self.named_parameters():
-            if p.requires_grad: (no if p.ndim <= 1 else decay).append(p)
+            if p.requires_grad:
+                (no if p.ndim <= 1 else decay).append(p)
         return [dict(params=decay, lr=lr, weight_decay=weight_decay), dict(params=no, lr=lr, weight_decay=0.0)]
+
     def data_options(self):
-        "Extra `make_loader` options for the training loader: blend options (`sbi`, `cbi`, `mfs`), `aug` overrides, a `photometric` function"
+        """Extra `make_loader` options for the training loader: blend options (`sbi`, `cbi`, `mfs`), `aug` overrides,
+        a `photometric` function"""
         return {}
+
     def set_progress(self, step, steps):  # current step; total steps
         "Called by the trainer before each step"
         self.progress = step / max(steps, 1)
+
     @torch.no_grad()
     def predict(self, image):  # N×3×S×S normalised tensor
         "P(fake) for each image (eval mode is the caller's business)"
         return self({'image': image})['prob']
-    def extra_repr(self): return f"needs={sorted(self.needs)}, cfg={self.cfg}"
 
-def preset_of(name,     # registered detector name
-              preset):  # one of its `presets` (e.g. 'paper'); '' or None: none
+    def extra_repr(self):
+        return f"needs={sorted(self.needs)}, cfg={self.cfg}"
+
+# %% ../../nbs/07_detectors.base.ipynb #c011b
+def preset_of(
+    name,  # registered detector name
+    preset,  # one of its `presets` (e.g. 'paper'); '' or None: none
+):
     "The `dict(model=..., train=...)` of a method's preset (empty dicts for no preset)"
-    if not preset: return dict(model={}, train={})
-    cls = DETECTORS.get(name); P = getattr(cls, 'presets', {})
-    if preset not in P: raise KeyError(f"{name} has no preset {preset!r}; it has {sorted(P) or 'none'}")
+    if not preset:
+        return dict(model={}, train={})
+    cls = DETECTORS.get(name)
+    P = getattr(cls, 'presets', {})
+    if preset not in P:
+        raise KeyError(f"{name} has no preset {preset!r}; it has {sorted(P) or 'none'}")
     return dict(model=dict(P[preset].get('model', {})), train=dict(P[preset].get('train', {})))
 
-def create_detector(name,         # registered short name: bce, caddm, exposing, did, prodet, pdp
-                    preset=None,  # a named preset of the method (its `presets`), under the overrides
-                    **overrides): # method settings
-    "Build a registered detector from its name, an optional preset and setting overrides (timm's `create_model`, for detectors)"
+# %% ../../nbs/07_detectors.base.ipynb #c011c
+def create_detector(
+    name,  # registered short name: bce, caddm, exposing, did, prodet, pdp
+    preset=None,  # a named preset of the method (its `presets`), under the overrides
+    **overrides,  # method settings
+):
+    """Build a registered detector from its name, an optional preset and setting overrides (timm's `create_model`,
+    for detectors)"""
     return DETECTORS.create(name, **{**preset_of(name, preset)['model'], **overrides})
 
 # %% ../../nbs/07_detectors.base.ipynb #c013
 @DETECTORS.register('bce')
 class BCEDetector(Detector):
-    "Backbone → pooled features → dropout → one logit; binary cross-entropy"
-    defaults = dict(Detector.defaults, drop=0.0)
+    """Backbone → pooled features → dropout → one logit; binary cross-entropy. With `fakes='sbi'` its fakes are
+    self-blended images of the training split's reals (SBI's recipe; the deepfakes are never seen)"""
+
+    defaults = dict(Detector.defaults, drop=0.0, fakes='deepfakes')
+    FAKES = dict(deepfakes=frozenset(), sbi=frozenset({'sbi'}))  # what the loader must make for each kind of fake
+
     def __init__(self, **cfg):
         super().__init__(**cfg)
+        if self.cfg['fakes'] not in self.FAKES:
+            raise ValueError(f"bce: fakes={self.cfg['fakes']!r} is not one of {sorted(self.FAKES)}")
+        self.needs = self.FAKES[self.cfg['fakes']]
         self.backbone = create_backbone(self.cfg['backbone'], self.cfg['pretrained'])
-        self.drop = nn.Dropout(self.cfg['drop']); self.head = nn.Linear(num_features(self.backbone), 1)
+        self.drop = nn.Dropout(self.cfg['drop'])
+        self.head = nn.Linear(num_features(self.backbone), 1)
+
     def forward(self, batch):
         x = batch['image'] if isinstance(batch, dict) else batch
-        feat = self.backbone(x); logits = self.head(self.drop(feat)).squeeze(1)
+        feat = self.backbone(x)
+        logits = self.head(self.drop(feat)).squeeze(1)
         return dict(logits=logits, prob=torch.sigmoid(logits.float()), feat=feat)
+
     def losses(self, batch, out):
         bce = F.binary_cross_entropy_with_logits(out['logits'].float(), batch['label'].float())
         return dict(total=bce, bce=bce)

@@ -14,31 +14,42 @@ from ..data import MEAN, STD
 from ..blend import jpeg
 
 # %% ../../nbs/07a_detectors.caddm.ipynb #c007
-ANCHOR_SIZES = {7: (40, 80), 5: (80, 120), 3: (120, 160)}   # (min, max) anchor sides on a 224 px input, by grid
+ANCHOR_SIZES = {7: (40, 80), 5: (80, 120), 3: (120, 160)}  # (min, max) anchor sides on a 224 px input, by grid
+
 
 def adm_grids(fm):  # side of the backbone's last feature map
     "Sides of the ADM's levels: the map itself, then 2 less per stage while above 3, then 1"
-    if fm < 1: raise ValueError(f'the feature map must be at least 1×1, got {fm}: use a larger input')
+    if fm < 1:
+        raise ValueError(f'the feature map must be at least 1×1, got {fm}: use a larger input')
     g = [int(fm)]
-    while g[-1] > 3: g.append(g[-1] - 2)
+    while g[-1] > 3:
+        g.append(g[-1] - 2)
     return g + [1]
 
-def level_sizes(g,     # grid side of the level
-                size): # input side S in px
+# %% ../../nbs/07a_detectors.caddm.ipynb #c007b
+def level_sizes(
+    g,  # grid side of the level
+    size,  # input side S in px
+):
     "(min, max) anchor sides in px of a level with grid g"
-    if g == 1: return (float(size), float(size))
+    if g == 1:
+        return (float(size), float(size))
     k = min(ANCHOR_SIZES, key=lambda p: (abs(p - g), -p))
     return tuple(v * size / 224 for v in ANCHOR_SIZES[k])
 
-def make_anchors(grids, # level sides from `adm_grids`
-                 size): # input side S in px
+# %% ../../nbs/07a_detectors.caddm.ipynb #c007c
+def make_anchors(
+    grids,  # level sides from `adm_grids`
+    size,  # input side S in px
+):
     "Anchors (A, 4) as normalised (cx, cy, w, h): level by level, cells row by row, two per cell"
     out = []
     for g in grids:
-        step = round(size / g); lo, hi = level_sizes(g, size)
+        step = round(size / g)
+        lo, hi = level_sizes(g, size)
         for i in range(g):
             for j in range(g):
-                cx, cy = (j + .5) * step / size, (i + .5) * step / size
+                cx, cy = (j + 0.5) * step / size, (i + 0.5) * step / size
                 out += [[cx, cy, lo / size, hi / size], [cx, cy, hi / size, lo / size]]
     return torch.tensor(out, dtype=torch.float32).clamp(0, 1)
 
@@ -46,29 +57,46 @@ def make_anchors(grids, # level sides from `adm_grids`
 def _conv(c, k, pad, bn=True):
     return [nn.Conv2d(c, c, k, padding=pad, bias=not bn)] + ([nn.BatchNorm2d(c)] if bn else [])
 
+# %% ../../nbs/07a_detectors.caddm.ipynb #c010b
 class ADMStage(nn.Module):
-    "One residual stage of the ADM: 'keep' (same side), 'reduce' (side − 2) or 'end' (k×k → 1×1, no BN); ReLU after the sum"
-    def __init__(self, c,        # channels (kept)
-                 kind,           # keep, reduce or end
-                 k=3):           # end stage: kernel = the side it reduces to 1
-        super().__init__(); self.kind = kind
+    """One residual stage of the ADM: 'keep' (same side), 'reduce' (side − 2) or 'end' (k×k → 1×1, no BN); ReLU after
+    the sum"""
+
+    def __init__(
+        self,
+        c,  # channels (kept)
+        kind,  # keep, reduce or end
+        k=3,  # end stage: kernel = the side it reduces to 1
+    ):
+        super().__init__()
+        self.kind = kind
         if kind == 'keep':
-            self.body = nn.Sequential(*_conv(c, 1, 0), nn.ReLU(inplace=True), *_conv(c, 3, 1)); self.short = nn.Sequential(*_conv(c, 1, 0))
+            self.body = nn.Sequential(*_conv(c, 1, 0), nn.ReLU(inplace=True), *_conv(c, 3, 1))
+            self.short = nn.Sequential(*_conv(c, 1, 0))
         elif kind == 'reduce':
-            self.body = nn.Sequential(*_conv(c, 3, 0), nn.ReLU(inplace=True), *_conv(c, 3, 1)); self.short = nn.Sequential(*_conv(c, 3, 0))
+            self.body = nn.Sequential(*_conv(c, 3, 0), nn.ReLU(inplace=True), *_conv(c, 3, 1))
+            self.short = nn.Sequential(*_conv(c, 3, 0))
         elif kind == 'end':
-            self.body = nn.Sequential(*_conv(c, k, 0, False), nn.ReLU(inplace=True), *_conv(c, 1, 0, False)); self.short = nn.Sequential(*_conv(c, k, 0, False))
-        else: raise ValueError(f'unknown ADM stage {kind!r}')
+            self.body = nn.Sequential(*_conv(c, k, 0, False), nn.ReLU(inplace=True), *_conv(c, 1, 0, False))
+            self.short = nn.Sequential(*_conv(c, k, 0, False))
+        else:
+            raise ValueError(f'unknown ADM stage {kind!r}')
+
     def forward(self, x):
         y = self.body(x) + self.short(x)
-        return F.relu(y)                 # every stage, the end stage too (official backbones/adm.py, lines 74–75)
+        return F.relu(y)  # every stage, the end stage too (official backbones/adm.py, lines 74–75)
 
+# %% ../../nbs/07a_detectors.caddm.ipynb #c010c
 class ADM(nn.Module):
     "Artifact detection module: residual stages on the backbone map, per-level box classifier and regressor"
-    def __init__(self, c,          # channels of the backbone's last map
-                 fm,               # side of that map
-                 size,             # input side S (for the anchors)
-                 n_anchor=2):      # anchors per cell
+
+    def __init__(
+        self,
+        c,  # channels of the backbone's last map
+        fm,  # side of that map
+        size,  # input side S (for the anchors)
+        n_anchor=2,  # anchors per cell
+    ):
         super().__init__()
         self.grids = adm_grids(fm)
         kinds = ['keep'] + ['reduce'] * (len(self.grids) - 2)
@@ -77,12 +105,16 @@ class ADM(nn.Module):
         self.cls = nn.ModuleList([nn.Conv2d(c, n_anchor * 2, k, padding=k // 2) for k in ks])
         self.reg = nn.ModuleList([nn.Conv2d(c, n_anchor * 4, k, padding=k // 2) for k in ks])
         self.register_buffer('anchors', make_anchors(self.grids, size), persistent=False)
+
     def forward(self, x):  # (B, C, f, f)
         "(loc (B, A, 4), conf (B, A, 2), end feature (B, C), the level maps)"
         maps, locs, confs = [], [], []
         for st, cl, rg in zip(self.stages, self.cls, self.reg):
-            x = st(x); maps.append(x); B = x.shape[0]
-            confs.append(cl(x).permute(0, 2, 3, 1).reshape(B, -1, 2)); locs.append(rg(x).permute(0, 2, 3, 1).reshape(B, -1, 4))
+            x = st(x)
+            maps.append(x)
+            B = x.shape[0]
+            confs.append(cl(x).permute(0, 2, 3, 1).reshape(B, -1, 2))
+            locs.append(rg(x).permute(0, 2, 3, 1).reshape(B, -1, 4))
         return torch.cat(locs, 1), torch.cat(confs, 1), x.flatten(1), maps
 
 # %% ../../nbs/07a_detectors.caddm.ipynb #c014
@@ -90,38 +122,62 @@ def corners(a):  # (A, 4) (cx, cy, w, h)
     "(cx, cy, w, h) → (x0, y0, x1, y1)"
     return torch.cat([a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2], 1)
 
+# %% ../../nbs/07a_detectors.caddm.ipynb #c014b
 def box_iou(a, b):  # (n, 4) and (m, 4) corner boxes
     "IoU matrix (n, m)"
-    lt = torch.max(a[:, None, :2], b[None, :, :2]); rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).clamp_min(0).prod(2)
     area = lambda x: (x[:, 2:] - x[:, :2]).clamp_min(0).prod(1)
     return inter / (area(a)[:, None] + area(b)[None] - inter).clamp_min(1e-12)
 
-def encode(boxes,              # (A, 4) matched corner boxes
-           anchors,            # (A, 4) (cx, cy, w, h)
-           var=(0.1, 0.2)):    # SSD variances
+# %% ../../nbs/07a_detectors.caddm.ipynb #c014c
+def encode(
+    boxes,  # (A, 4) matched corner boxes
+    anchors,  # (A, 4) (cx, cy, w, h)
+    var=(0.1, 0.2),  # SSD variances
+):
     "SSD regression targets of each anchor for its matched box"
     wh = (boxes[:, 2:] - boxes[:, :2]).clamp_min(1e-6)
-    return torch.cat([((boxes[:, :2] + boxes[:, 2:]) / 2 - anchors[:, :2]) / (var[0] * anchors[:, 2:]),
-                      torch.log(wh / anchors[:, 2:]) / var[1]], 1)
+    return torch.cat(
+        [
+            ((boxes[:, :2] + boxes[:, 2:]) / 2 - anchors[:, :2]) / (var[0] * anchors[:, 2:]),
+            torch.log(wh / anchors[:, 2:]) / var[1],
+        ],
+        1,
+    )
 
-def match(truths,      # (n, 4) normalised corner boxes of one image (n may be 0)
-          anchors,     # (A, 4) (cx, cy, w, h)
-          thr=0.5):    # IoU for a positive
+# %% ../../nbs/07a_detectors.caddm.ipynb #c014d
+def match(
+    truths,  # (n, 4) normalised corner boxes of one image (n may be 0)
+    anchors,  # (A, 4) (cx, cy, w, h)
+    thr=0.5,  # IoU for a positive
+):
     "(loc targets (A, 4), classes (A,): 1 artifact, 0 background); each box forces its best anchor positive"
-    A = len(anchors); truths = truths.to(anchors)
-    if not len(truths): return torch.zeros(A, 4, device=anchors.device), torch.zeros(A, dtype=torch.long, device=anchors.device)
+    A = len(anchors)
+    truths = truths.to(anchors)
+    if not len(truths):
+        return torch.zeros(A, 4, device=anchors.device), torch.zeros(A, dtype=torch.long, device=anchors.device)
     ov = box_iou(truths, corners(anchors))
-    best_anchor = ov.argmax(1); best_ov, best_gt = ov.max(0)
+    best_anchor = ov.argmax(1)
+    best_ov, best_gt = ov.max(0)
     best_ov[best_anchor] = 2.0
-    for j, a in enumerate(best_anchor.tolist()): best_gt[a] = j
+    for j, a in enumerate(best_anchor.tolist()):
+        best_gt[a] = j
     return encode(truths[best_gt], anchors), (best_ov >= thr).long()
 
-def multibox_loss(loc, conf,        # predictions (B, A, 4) and (B, A, 2)
-                  loc_t, conf_t,    # targets from `match`, stacked: (B, A, 4) and (B, A)
-                  neg_pos=2):       # hard negatives per positive
+# %% ../../nbs/07a_detectors.caddm.ipynb #c014e
+def multibox_loss(
+    loc,
+    conf,  # predictions (B, A, 4) and (B, A, 2)
+    loc_t,
+    conf_t,  # targets from `match`, stacked: (B, A, 4) and (B, A)
+    neg_pos=2,  # hard negatives per positive
+):
     "(L_loc, L_conf): smooth-L1 over positives, CE over positives and hard negatives, both over the batch's positives"
-    B, A = conf_t.shape; pos = conf_t > 0; npos = pos.sum(1, keepdim=True)
+    B, A = conf_t.shape
+    pos = conf_t > 0
+    npos = pos.sum(1, keepdim=True)
     l_loc = F.smooth_l1_loss(loc[pos].float(), loc_t[pos].float(), reduction='sum', beta=1.0)
     ce = F.cross_entropy(conf.reshape(-1, 2).float(), conf_t.reshape(-1), reduction='none').view(B, A)
     rank_src = ce.detach().masked_fill(pos, 0)
@@ -132,27 +188,36 @@ def multibox_loss(loc, conf,        # predictions (B, A, 4) and (B, A, 2)
 
 # %% ../../nbs/07a_detectors.caddm.ipynb #c018
 def _motion_kernel(length, angle):  # px; degrees, 0–360
-    "A one-sided line from the kernel's centre, `length` px at `angle`, normalised (the official `get_linear_motion_kernel`)"
+    """A one-sided line from the kernel's centre, `length` px at `angle`, normalised (the official
+    `get_linear_motion_kernel`)"""
     rad = np.deg2rad(angle)
     dx, dy = np.cos(rad), np.sin(rad)
     a = int(max(abs(dx), abs(dy)) * length * 2)
-    if a <= 0: return None
+    if a <= 0:
+        return None
     k = np.zeros((a, a), np.float32)
     c = a // 2
     cv2.line(k, (c, c), (int(dx * length + c), int(dy * length + c)), 1.0)
-    if k.sum() == 0: k[c, c] = 1.0
+    if k.sum() == 0:
+        k[c, c] = 1.0
     return k / k.sum()
 
+# %% ../../nbs/07a_detectors.caddm.ipynb #c018b
 def _hsv_scale(x, r):  # float RGB in 0–255; generator
     "Saturation × U[0.5, 1] or U[1, 1.15], value × U[1, 2] or U[0.5, 1], each with p 0.5"
     hsv = cv2.cvtColor(np.clip(x, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
-    if r.random() < 0.5: hsv[..., 1] *= r.uniform(0.5, 1.0) if r.random() < 0.5 else r.uniform(1.0, 1.15)
-    if r.random() < 0.5: hsv[..., 2] *= r.uniform(1.0, 2.0) if r.random() < 0.5 else r.uniform(0.5, 1.0)
+    if r.random() < 0.5:
+        hsv[..., 1] *= r.uniform(0.5, 1.0) if r.random() < 0.5 else r.uniform(1.0, 1.15)
+    if r.random() < 0.5:
+        hsv[..., 2] *= r.uniform(1.0, 2.0) if r.random() < 0.5 else r.uniform(0.5, 1.0)
     return cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
 
-def caddm_noise(img,      # uint8 RGB crop
-                r,        # np.random.Generator
-                ref=224): # the crop side the official draws are made for; a smaller crop is augmented at it (None: as is)
+# %% ../../nbs/07a_detectors.caddm.ipynb #c018c
+def caddm_noise(
+    img,  # uint8 RGB crop
+    r,  # np.random.Generator
+    ref=224,  # the crop side the official draws are made for; a smaller crop is augmented at it (None: as is)
+):
     "CADDM's photometric training augmentation (the official `add_noise`), one draw, as strong as on `ref` px crops"
     H, W = img.shape[:2]
     if ref and H < ref:
@@ -160,73 +225,108 @@ def caddm_noise(img,      # uint8 RGB crop
         return cv2.resize(caddm_noise(big, r, ref), (W, H), interpolation=cv2.INTER_AREA)
     s = H / ref if ref else 1.0
     x = img
-    if r.random() < 0.3: x = jpeg(x, int(r.integers(15, 80)))
+    if r.random() < 0.3:
+        x = jpeg(x, int(r.integers(15, 80)))
     x = x.astype(np.float32)
-    if r.random() < 0.5: x = (x - x.min()) / (x.max() - x.min() + 1) * 255                   # min–max renormalise
-    if r.random() < 0.5:                                                                       # quantisation noise, one map
+    if r.random() < 0.5:
+        x = (x - x.min()) / (x.max() - x.min() + 1) * 255  # min–max renormalise
+    if r.random() < 0.5:  # quantisation noise, one map
         h, w = max(H // 4, 1), max(W // 4, 1)
         noise = cv2.resize(r.normal(0, 2, (h, w)).astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
         x = np.clip(x + noise[..., None], 0, 255)
-    if r.random() < 0.25: x = _hsv_scale(x, r)                                                 # saturation and value
-    g = r.uniform(0.6, 1.4)                                                                    # gamma, always: x^(1/γ)
+    if r.random() < 0.25:
+        x = _hsv_scale(x, r)  # saturation and value
+    g = r.uniform(0.6, 1.4)  # gamma, always: x^(1/γ)
     x = np.clip(np.rint(255 * (np.clip(x, 0, 255) / 255) ** (1 / g)), 0, 255)
-    if r.random() < 0.3:                                                                       # motion blur, one-sided
+    if r.random() < 0.3:  # motion blur, one-sided
         k = _motion_kernel(max(1, int(round((int(r.integers(1, 11))) * s))), float(r.integers(0, 360)))
-        if k is not None: x = cv2.filter2D(x, -1, k)
-    if r.random() < 0.3: x = cv2.GaussianBlur(x, (3, 3), int(r.integers(0, 3)))
+        if k is not None:
+            x = cv2.filter2D(x, -1, k)
+    if r.random() < 0.3:
+        x = cv2.GaussianBlur(x, (3, 3), int(r.integers(0, 3)))
     if r.random() < 0.3:
         sigma = int(r.integers(15, 22)) if r.random() < 0.5 else int(r.integers(0, 5))
         x = np.clip(x + r.normal(0, 1, x.shape) * sigma, 0, 255)
-    if r.random() < 0.3:                                                                       # colour tone
+    if r.random() < 0.3:  # colour tone
         a = r.uniform(0, 0.3)
         x = (1 - a) * x + a * r.uniform(60, 255, 3)
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 # %% ../../nbs/07a_detectors.caddm.ipynb #c020
-_PAPER_TRAIN = dict(batch_size=128, lr=3.6e-4, weight_decay=4e-3, schedule='piecewise', milestones=[[0.2, 0.2778], [0.5, 0.1389]],
-                    clip_value=2.0, steps=18000, val_every=900)
+_PAPER_TRAIN = dict(
+    batch_size=128,
+    lr=3.6e-4,
+    weight_decay=4e-3,
+    schedule='piecewise',
+    milestones=[[0.2, 0.2778], [0.5, 0.1389]],
+    clip_value=2.0,
+    steps=18000,
+    val_every=900,
+)
+
 
 @DETECTORS.register('caddm')
 class CADDMDetector(Detector):
     "Backbone map → ADM (artifact boxes, training only) and a global real/fake head on pooled + end features"
-    defaults = dict(Detector.defaults,
-                    drop=None,         # dropout on the pooled feature (None: 0.3 for EfficientNet-B3, 0.4 for -B4, else 0)
-                    det_weight=0.1,    # weight of the detection loss (loc + conf)
-                    neg_pos=2,         # hard negatives per positive anchor
-                    iou=0.5,           # IoU of a positive anchor
-                    p_partial=0.2,     # MFS: probability of a partial swap (0: global swaps only)
-                    p_down=0.3,        # MFS: probability of the half-resolution jitter (real and fake alike)
-                    p_fake_bg=0.5,     # MFS: share of global swaps that paste the pristine face on the fake frame
-                    noise=True,        # the paper's photometric augmentation (`caddm_noise`)
-                    end_norm=False,    # batch-normalise the ADM's end feature before it joins the pooled one (a from-scratch aid; False: the paper)
-                    faithful=False)    # the official code's quirks: BGR 0–255 input, transposed boxes, no-op flip
+
+    defaults = dict(
+        Detector.defaults,
+        drop=None,  # dropout on the pooled feature (None: 0.3 for EfficientNet-B3, 0.4 for -B4, else 0)
+        det_weight=0.1,  # weight of the detection loss (loc + conf)
+        neg_pos=2,  # hard negatives per positive anchor
+        iou=0.5,  # IoU of a positive anchor
+        p_partial=0.2,  # MFS: probability of a partial swap (0: global swaps only)
+        p_down=0.3,  # MFS: probability of the half-resolution jitter (real and fake alike)
+        p_fake_bg=0.5,  # MFS: share of global swaps that paste the pristine face on the fake frame
+        noise=True,  # the paper's photometric augmentation (`caddm_noise`)
+        end_norm=False,  # batch-normalise the ADM's end feature before it joins the pooled one (False: the paper)
+        faithful=False,
+    )  # the official code's quirks: BGR 0–255 input, transposed boxes, no-op flip
     needs = frozenset({'mfs'})
-    paper = ("Dong et al., Implicit Identity Leakage: The Stumbling Block to Improving Deepfake Detection "
-             "Generalization, CVPR 2023 (arXiv 2210.14457); code: github.com/megvii-research/CADDM")
+    paper = (
+        "Dong et al., Implicit Identity Leakage: The Stumbling Block to Improving Deepfake Detection "
+        "Generalization, CVPR 2023 (arXiv 2210.14457); code: github.com/megvii-research/CADDM"
+    )
     ablations = {'global': ['model.p_partial=0.0']}
-    claims = (('CADDM (MFS + ADM) generalises better than the plain detector', 'caddm', 'bce'),
-              ('multi-scale partial swaps help, against global swaps only', 'caddm', 'caddm-global'))
-    presets = dict(   # the official recipes: ImageNet weights through timm
+    claims = (
+        ('CADDM (MFS + ADM) generalises better than the plain detector', 'caddm', 'bce'),
+        ('multi-scale partial swaps help, against global swaps only', 'caddm', 'caddm-global'),
+    )
+    presets = dict(  # the official recipes: ImageNet weights through timm
         paper=dict(model=dict(backbone='tf_efficientnet_b4', size=224, pretrained='imagenet'), train=_PAPER_TRAIN),
         paper_r34=dict(model=dict(backbone='resnet34', size=224, pretrained='imagenet'), train=_PAPER_TRAIN),
-        faithful=dict(model=dict(backbone='tf_efficientnet_b4', size=224, pretrained='imagenet', faithful=True),
-                      train=_PAPER_TRAIN))
+        faithful=dict(
+            model=dict(backbone='tf_efficientnet_b4', size=224, pretrained='imagenet', faithful=True),
+            train=_PAPER_TRAIN,
+        ),
+    )
 
     def __init__(self, **cfg):
-        super().__init__(**cfg); c = self.cfg
+        super().__init__(**cfg)
+        c = self.cfg
         self.backbone = create_backbone(c['backbone'], c['pretrained'])
-        C = num_features(self.backbone); fm = self._map_side(c['size'])
-        drop = c['drop'] if c['drop'] is not None else (0.3 if 'efficientnet_b3' in c['backbone'] else 0.4 if 'efficientnet_b4' in c['backbone'] else 0.0)
-        self.drop = nn.Dropout(drop); self.adm = ADM(C, fm, c['size']); self.head = nn.Linear(C, 2)
+        C = num_features(self.backbone)
+        fm = self._map_side(c['size'])
+        drop = (
+            c['drop']
+            if c['drop'] is not None
+            else (0.3 if 'efficientnet_b3' in c['backbone'] else 0.4 if 'efficientnet_b4' in c['backbone'] else 0.0)
+        )
+        self.drop = nn.Dropout(drop)
+        self.adm = ADM(C, fm, c['size'])
+        self.head = nn.Linear(C, 2)
         self.end_norm = nn.BatchNorm1d(C) if c['end_norm'] else nn.Identity()
         self.register_buffer('mean', torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
 
     @torch.no_grad()
     def _map_side(self, size):
-        was = self.backbone.training; self.backbone.eval()
-        f = self.backbone.forward_features(torch.zeros(1, 3, size, size)); self.backbone.train(was)
-        if f.shape[-1] != f.shape[-2]: raise ValueError(f'{self.cfg["backbone"]} gives a {tuple(f.shape[-2:])} map: CADDM needs a square one')
+        was = self.backbone.training
+        self.backbone.eval()
+        f = self.backbone.forward_features(torch.zeros(1, 3, size, size))
+        self.backbone.train(was)
+        if f.shape[-1] != f.shape[-2]:
+            raise ValueError(f'{self.cfg["backbone"]} gives a {tuple(f.shape[-2:])} map: CADDM needs a square one')
         return f.shape[-1]
 
     def _input(self, x):
@@ -249,11 +349,18 @@ class CADDMDetector(Detector):
 
     def losses(self, batch, out):
         ce = F.cross_entropy(out['logits2'], batch['label'].long())
-        if 'boxes' not in batch: return dict(total=ce, ce=ce)
+        if 'boxes' not in batch:
+            return dict(total=ce, ce=ce)
         l_loc, l_conf = multibox_loss(out['loc'], out['conf'], *self.targets(batch['boxes']), self.cfg['neg_pos'])
         return dict(total=ce + self.cfg['det_weight'] * (l_loc + l_conf), ce=ce, loc=l_loc, conf=l_conf)
 
     def data_options(self):
         c = self.cfg
-        return dict(p_partial=c['p_partial'], p_down=c['p_down'], p_fake_bg=c['p_fake_bg'], faithful=c['faithful'], photometric=caddm_noise if c['noise'] else None,
-                    aug=dict(p_flip=0.0 if c['faithful'] else 0.5, p_rgb=0, p_hsv=0, p_bc=0, p_jpeg=0))
+        return dict(
+            p_partial=c['p_partial'],
+            p_down=c['p_down'],
+            p_fake_bg=c['p_fake_bg'],
+            faithful=c['faithful'],
+            photometric=caddm_noise if c['noise'] else None,
+            aug=dict(p_flip=0.0 if c['faithful'] else 0.5, p_rgb=0, p_hsv=0, p_bc=0, p_jpeg=0),
+        )

@@ -17,6 +17,7 @@ _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
+
 def to_gray(x):  # N×3×S×S ImageNet-normalised RGB
     "The images in grey (BT.601 luma) on all three channels, ImageNet-normalised again"
     m, s, w = (t.to(x.device, x.dtype) for t in (_MEAN, _STD, _LUMA))
@@ -26,139 +27,246 @@ def to_gray(x):  # N×3×S×S ImageNet-normalised RGB
 # %% ../../nbs/07c_detectors.did.ipynb #c008
 class ChannelAttention(nn.Module):
     "Channel weights a_c (N×C×1×1) from GAP, GMP and S-ADP (depthwise conv + PReLU, summed over positions)"
-    def __init__(self, c,             # feature channels
-                 reduction=16,        # hidden channels = max(c // reduction, 8)
-                 adp_kernel=3):       # S-ADP's depthwise kernel
+
+    def __init__(
+        self,
+        c,  # feature channels
+        reduction=16,  # hidden channels = max(c // reduction, 8)
+        adp_kernel=3,  # S-ADP's depthwise kernel
+    ):
         super().__init__()
         self.adp = nn.Sequential(nn.Conv2d(c, c, adp_kernel, padding=adp_kernel // 2, groups=c), nn.PReLU(c))
         h = max(c // reduction, 8)
         self.mlp = nn.Sequential(nn.Conv2d(3 * c, h, 1), nn.PReLU(h), nn.Conv2d(h, c, 1))
+
     def forward(self, f):
-        d = torch.cat([f.mean((2, 3), keepdim=True), f.amax((2, 3), keepdim=True), self.adp(f).sum((2, 3), keepdim=True)], 1)
+        d = torch.cat(
+            [f.mean((2, 3), keepdim=True), f.amax((2, 3), keepdim=True), self.adp(f).sum((2, 3), keepdim=True)], 1
+        )
         return torch.sigmoid(self.mlp(d))
 
+# %% ../../nbs/07c_detectors.did.ipynb #c008b
 class SpatialAttention(nn.Module):
     "Spatial weights a_s (N×1×H×W) from the channel mean, channel max and C-ADP (1×1 conv C→1 + PReLU)"
-    def __init__(self, c,             # feature channels
-                 kernel=7):           # the spatial conv's kernel
+
+    def __init__(
+        self,
+        c,  # feature channels
+        kernel=7,  # the spatial conv's kernel
+    ):
         super().__init__()
         self.adp = nn.Sequential(nn.Conv2d(c, 1, 1), nn.PReLU(1))
         self.conv = nn.Conv2d(3, 1, kernel, padding=kernel // 2)
+
     def forward(self, f):
         return torch.sigmoid(self.conv(torch.cat([f.mean(1, keepdim=True), f.amax(1, keepdim=True), self.adp(f)], 1)))
 
+# %% ../../nbs/07c_detectors.did.ipynb #c008c
 class DecompositionAttention(nn.Module):
     "A_df / A_dom: channel then spatial attention; returns the map M = a_c ⊗ a_s (N×C×H×W), a_c and a_s"
-    def __init__(self, c, reduction=16, adp_kernel=3, spatial_kernel=7):  # channels; see ChannelAttention, SpatialAttention
+
+    def __init__(
+        self, c, reduction=16, adp_kernel=3, spatial_kernel=7
+    ):  # channels; see ChannelAttention, SpatialAttention
         super().__init__()
         self.ca, self.sa = ChannelAttention(c, reduction, adp_kernel), SpatialAttention(c, spatial_kernel)
+
     def forward(self, f):  # N×C×H×W feature map
-        ac = self.ca(f); sa = self.sa(ac * f)
+        ac = self.ca(f)
+        sa = self.sa(ac * f)
         return ac * sa, ac, sa
 
 # %% ../../nbs/07c_detectors.did.ipynb #c012
-def grl_beta(p,          # training progress in [0, 1]
-             gamma=5.):  # steepness (the paper: 5)
+def grl_beta(
+    p,  # training progress in [0, 1]
+    gamma=5.0,  # steepness (the paper: 5)
+):
     "The reversal weight β = 2 / (1 + exp(−γ p)) − 1: 0 at the start, approaching 1"
-    return 2. / (1. + math.exp(-gamma * float(p))) - 1.
+    return 2.0 / (1.0 + math.exp(-gamma * float(p))) - 1.0
 
+# %% ../../nbs/07c_detectors.did.ipynb #c012b
 class GradReverse(torch.autograd.Function):
     "The identity forward; the gradient times −β backward"
-    @staticmethod
-    def forward(ctx, x, beta): ctx.beta = beta; return x.view_as(x)
-    @staticmethod
-    def backward(ctx, g): return -ctx.beta * g, None
 
-def grl(x,     # any tensor
-        beta): # the reversal weight β ≥ 0
+    @staticmethod
+    def forward(ctx, x, beta):
+        ctx.beta = beta
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -ctx.beta * g, None
+
+# %% ../../nbs/07c_detectors.did.ipynb #c012c
+def grl(
+    x,  # any tensor
+    beta,  # the reversal weight β ≥ 0
+):
     "Gradient reversal layer: x forward, −β·grad backward"
     return GradReverse.apply(x, float(beta))
 
 # %% ../../nbs/07c_detectors.did.ipynb #c014
-def jsd_mi(t_joint,  # T on joint pairs (N,)
-           t_marg):  # T on marginal pairs (M,)
-    "Jensen–Shannon MI estimate Î = E_joint[−sp(−T)] − E_marg[sp(T)]; always ≤ 0, −log 4 when T cannot tell the pairs apart"
+def jsd_mi(
+    t_joint,  # T on joint pairs (N,)
+    t_marg,  # T on marginal pairs (M,)
+):
+    """Jensen–Shannon MI estimate Î = E_joint[−sp(−T)] − E_marg[sp(T)]; always ≤ 0, −log 4 when T cannot tell the
+    pairs apart"""
     return -F.softplus(-t_joint).mean() - F.softplus(t_marg).mean()
 
-def derangement(n,               # batch size (≥ 2)
-                device=None,     # where the permutation goes
-                generator=None): # a torch.Generator (default: the global one)
+# %% ../../nbs/07c_detectors.did.ipynb #c014b
+def derangement(
+    n,  # batch size (≥ 2)
+    device=None,  # where the permutation goes
+    generator=None,  # a torch.Generator (default: the global one)
+):
     "A uniformly random permutation of range(n) with no fixed point (rejection sampling: about e draws)"
-    if n < 2: raise ValueError(f'a derangement needs at least 2 items, got {n}: the MI estimator needs batches of 2 or more')
+    if n < 2:
+        raise ValueError(f'a derangement needs at least 2 items, got {n}: the MI estimator needs batches of 2 or more')
     ar = torch.arange(n)
     while True:
         p = torch.randperm(n, generator=generator)
-        if not (p == ar).any(): return p.to(device)
+        if not (p == ar).any():
+            return p.to(device)
 
+# %% ../../nbs/07c_detectors.did.ipynb #c014c
 class MINet(nn.Module):
     "T: [u; v] → three convs (1×1, 3×3, 3×3), each with a ReLU → global average pooling → FC → one score per pair"
-    def __init__(self, c_in,                  # channels of u and v together
-                 widths=(512, 256, 128)):     # the three convs' widths
+
+    def __init__(
+        self,
+        c_in,  # channels of u and v together
+        widths=(512, 256, 128),  # the three convs' widths
+    ):
         super().__init__()
         a, b, c = widths
-        self.body = nn.Sequential(nn.Conv2d(c_in, a, 1), nn.ReLU(), nn.Conv2d(a, b, 3, padding=1), nn.ReLU(),
-                                  nn.Conv2d(b, c, 3, padding=1), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, a, 1),
+            nn.ReLU(),
+            nn.Conv2d(a, b, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(b, c, 3, padding=1),
+            nn.ReLU(),
+        )
         self.fc = nn.Linear(c, 1)
+
     def forward(self, u, v):  # two N×C×H×W maps
         return self.fc(self.body(torch.cat([u, v], 1)).mean((2, 3))).squeeze(1)
 
 # %% ../../nbs/07c_detectors.did.ipynb #c020
-def auc_loss(s,            # P(fake) scores (N,)
-             y,            # labels (N,), 1 = fake
-             gamma=0.15,   # the margin γ
-             p=2.):        # the power p > 1
-    "WMW AUC surrogate: mean over fake–real pairs (i, j) of (γ − (s_i − s_j))^p where s_i − s_j < γ; 0 when a class is missing"
-    s = s.float(); y = y.bool()
+def auc_loss(
+    s,  # P(fake) scores (N,)
+    y,  # labels (N,), 1 = fake
+    gamma=0.15,  # the margin γ
+    p=2.0,  # the power p > 1
+):
+    """WMW AUC surrogate: mean over fake–real pairs (i, j) of (γ − (s_i − s_j))^p where s_i − s_j < γ; 0 when a class
+    is missing"""
+    s = s.float()
+    y = y.bool()
     fk, rl = s[y], s[~y]
-    if not len(fk) or not len(rl): return s.sum() * 0.
+    if not len(fk) or not len(rl):
+        return s.sum() * 0.0
     return (torch.clamp(gamma - (fk[:, None] - rl[None, :]), min=0) ** p).mean()
 
 # %% ../../nbs/07c_detectors.did.ipynb #c023
-def mlp(c_in,        # input features
-        c_out,       # outputs
-        hidden=256): # hidden width (0: a single linear layer)
+def mlp(
+    c_in,  # input features
+    c_out,  # outputs
+    hidden=256,  # hidden width (0: a single linear layer)
+):
     "The classifiers C and C̄: Linear → ReLU → Linear"
-    return nn.Sequential(nn.Linear(c_in, hidden), nn.ReLU(), nn.Linear(hidden, c_out)) if hidden else nn.Linear(c_in, c_out)
+    return (
+        nn.Sequential(nn.Linear(c_in, hidden), nn.ReLU(), nn.Linear(hidden, c_out))
+        if hidden
+        else nn.Linear(c_in, c_out)
+    )
 
-def domain_targets(batch,      # a training batch with 'domain'
-                   n_domains): # the domain classifier's classes
+# %% ../../nbs/07c_detectors.did.ipynb #c023b
+def domain_targets(
+    batch,  # a training batch with 'domain'
+    n_domains,  # the domain classifier's classes
+):
     "batch['domain'] as int64 targets, checked against the classifier's width"
     if 'domain' not in batch:
-        raise KeyError("DID needs batch['domain'] (0 = real, 1..k = forgery method): train it with the 'domain' need (dfnb train does)")
+        raise KeyError(
+            "DID needs batch['domain'] (0 = real, 1..k = forgery method): train it with the 'domain' need (dfnb train "
+            "does)"
+        )
     d = batch['domain'].long()
     if ((d < 0) | (d >= n_domains)).any():
         bad = sorted(set(d[(d < 0) | (d >= n_domains)].tolist()))
-        raise ValueError(f'batch holds domain index {bad} but the domain classifier has n_domains={n_domains} classes (0..{n_domains - 1}): '
-                         f'set model.n_domains to the number of domains in the training data (real + one per forgery method, '
-                         f'len(dfnb.data.domain_names(manifest))), e.g. model.n_domains={max(max(bad) + 1, n_domains)}')
+        raise ValueError(
+            f'batch holds domain index {bad} but the domain classifier has n_domains={n_domains} classes '
+            f'(0..{n_domains - 1}): '
+            f'set model.n_domains to the number of domains in the training data (real + one per forgery method, '
+            f'len(dfnb.data.domain_names(manifest))), e.g. model.n_domains={max(max(bad) + 1, n_domains)}'
+        )
     return d
 
 # %% ../../nbs/07c_detectors.did.ipynb #c026
 @DETECTORS.register('did')
 class DIDDetector(Detector):
-    "Deep Information Decomposition: backbone → A_df (deepfake) / A_dom (domain) attention → C on I_df, C̄ on I_dom, T decorrelating I_df and I_os"
-    defaults = dict(Detector.defaults, gray=False, n_domains=5, reduction=16, adp_kernel=3, spatial_kernel=7, head_hidden=256,
-                    t_widths=[512, 256, 128], alpha=0.5, auc_gamma=0.15, auc_p=2.0, lambda_cls=1.0, lambda_dom=1.0, lambda_dec=0.01,
-                    grl_gamma=5.0, head_lr_mult=10.0, use_dom=True, use_T=True, mi_pair='os')
+    """Deep Information Decomposition: backbone → A_df (deepfake) / A_dom (domain) attention → C on I_df, C̄ on
+    I_dom, T decorrelating I_df and I_os"""
+
+    defaults = dict(
+        Detector.defaults,
+        gray=False,
+        n_domains=5,
+        reduction=16,
+        adp_kernel=3,
+        spatial_kernel=7,
+        head_hidden=256,
+        t_widths=[512, 256, 128],
+        alpha=0.5,
+        auc_gamma=0.15,
+        auc_p=2.0,
+        lambda_cls=1.0,
+        lambda_dom=1.0,
+        lambda_dec=0.01,
+        grl_gamma=5.0,
+        head_lr_mult=10.0,
+        use_dom=True,
+        use_T=True,
+        mi_pair='os',
+    )
     needs = frozenset({'domain'})
-    paper = ("Yang et al., CrossDF: Improving Cross-Domain Deepfake Detection with Deep Information Decomposition "
-             "(the DID framework), arXiv 2310.00359, Front. Big Data 2025; no public code")
+    paper = (
+        "Yang et al., CrossDF: Improving Cross-Domain Deepfake Detection with Deep Information Decomposition "
+        "(the DID framework), arXiv 2310.00359, Front. Big Data 2025; no public code"
+    )
     ablations = {'noDom': ['model.use_dom=false'], 'noT': ['model.use_T=false']}
-    claims = (('DID generalises better than the plain detector', 'did', 'bce'),
-              ('the domain attention A_dom helps', 'did', 'did-noDom'),
-              ('decorrelation through T helps', 'did', 'did-noT'))
-    presets = dict(paper=dict(model=dict(backbone='tf_efficientnetv2_l', size=224, gray=True, pretrained='imagenet'),
-                              train=dict(lr=1e-5, weight_decay=5e-4, batch_size=15, steps=60000, schedule='constant',
-                                         clip=0.0, clip_value=0.0)))
+    claims = (
+        ('DID generalises better than the plain detector', 'did', 'bce'),
+        ('the domain attention A_dom helps', 'did', 'did-noDom'),
+        ('decorrelation through T helps', 'did', 'did-noT'),
+    )
+    presets = dict(
+        paper=dict(
+            model=dict(backbone='tf_efficientnetv2_l', size=224, gray=True, pretrained='imagenet'),
+            train=dict(
+                lr=1e-5, weight_decay=5e-4, batch_size=15, steps=60000, schedule='constant', clip=0.0, clip_value=0.0
+            ),
+        )
+    )
 
     def __init__(self, **cfg):
-        super().__init__(**cfg); c = self.cfg
-        if c['mi_pair'] not in ('os', 'dom'): raise ValueError(f"mi_pair must be 'os' (I_df vs I_os, the paper) or 'dom' (I_df vs I_dom), got {c['mi_pair']!r}")
-        if not 0 <= c['alpha'] <= 1: raise ValueError(f"alpha must lie in [0, 1], got {c['alpha']}")
-        if int(c['n_domains']) < 2: raise ValueError(f"n_domains must be at least 2 (real + one forgery method), got {c['n_domains']}")
-        if len(c['t_widths']) != 3: raise ValueError(f"t_widths lists the widths of T's three convs, got {c['t_widths']}")
+        super().__init__(**cfg)
+        c = self.cfg
+        if c['mi_pair'] not in ('os', 'dom'):
+            raise ValueError(
+                f"mi_pair must be 'os' (I_df vs I_os, the paper) or 'dom' (I_df vs I_dom), got {c['mi_pair']!r}"
+            )
+        if not 0 <= c['alpha'] <= 1:
+            raise ValueError(f"alpha must lie in [0, 1], got {c['alpha']}")
+        if int(c['n_domains']) < 2:
+            raise ValueError(f"n_domains must be at least 2 (real + one forgery method), got {c['n_domains']}")
+        if len(c['t_widths']) != 3:
+            raise ValueError(f"t_widths lists the widths of T's three convs, got {c['t_widths']}")
         self.backbone = create_backbone(c['backbone'], c['pretrained'], global_pool='')
-        ch = num_features(self.backbone); att = dict(reduction=c['reduction'], adp_kernel=c['adp_kernel'], spatial_kernel=c['spatial_kernel'])
+        ch = num_features(self.backbone)
+        att = dict(reduction=c['reduction'], adp_kernel=c['adp_kernel'], spatial_kernel=c['spatial_kernel'])
         self.att_df = DecompositionAttention(ch, **att)
         dom_used = c['lambda_dom'] > 0 or (c['use_T'] and c['mi_pair'] == 'dom')
         self.att_dom = DecompositionAttention(ch, **att) if c['use_dom'] and dom_used else None
@@ -166,57 +274,91 @@ class DIDDetector(Detector):
         self.dom_cls = mlp(ch, int(c['n_domains']), c['head_hidden']) if c['lambda_dom'] > 0 else None
         self.T = MINet(2 * ch, tuple(c['t_widths'])) if c['use_T'] else None
 
-    def decompose(self, x,       # N×3×S×S normalised images
-                  full=True):    # also I_os and the domain branch
+    def decompose(
+        self,
+        x,  # N×3×S×S normalised images
+        full=True,  # also I_os and the domain branch
+    ):
         "The backbone map I_X ('f'), M_df with its channel / spatial weights, I_df, and with `full` I_os, M_dom, I_dom"
-        if self.cfg['gray']: x = to_gray(x)
+        if self.cfg['gray']:
+            x = to_gray(x)
         f = self.backbone(x)
-        if f.ndim != 4: raise ValueError(f"backbone {self.cfg['backbone']!r} returns {tuple(f.shape)}: DID needs a feature map (N×C×H×W)")
-        M, ac, sa = self.att_df(f); r = dict(f=f, M_df=M, ca_df=ac, sa_df=sa, I_df=M * f)
+        if f.ndim != 4:
+            raise ValueError(
+                f"backbone {self.cfg['backbone']!r} returns {tuple(f.shape)}: DID needs a feature map (N×C×H×W)"
+            )
+        M, ac, sa = self.att_df(f)
+        r = dict(f=f, M_df=M, ca_df=ac, sa_df=sa, I_df=M * f)
         if full:
-            ios = (1 - M) * f; r['I_os'] = ios
+            ios = (1 - M) * f
+            r['I_os'] = ios
             if self.att_dom is not None:
-                Md, acd, sad = self.att_dom(ios); r.update(M_dom=Md, ca_dom=acd, sa_dom=sad, I_dom=Md * ios)
-            else: r['I_dom'] = ios
+                Md, acd, sad = self.att_dom(ios)
+                r.update(M_dom=Md, ca_dom=acd, sa_dom=sad, I_dom=Md * ios)
+            else:
+                r['I_dom'] = ios
         return r
 
     def forward(self, batch):
         x = batch['image'] if isinstance(batch, dict) else batch
         r = self.decompose(x, full=self.training)
-        z = r['I_df'].mean((2, 3)); logits = self.cls(z).squeeze(1)
+        z = r['I_df'].mean((2, 3))
+        logits = self.cls(z).squeeze(1)
         out = dict(logits=logits, prob=torch.sigmoid(logits.float()), feat=z)
-        if not self.training: return out
-        if self.dom_cls is not None: out['dom_logits'] = self.dom_cls(r['I_dom'].mean((2, 3)))
+        if not self.training:
+            return out
+        if self.dom_cls is not None:
+            out['dom_logits'] = self.dom_cls(r['I_dom'].mean((2, 3)))
         if self.T is not None:
             beta = grl_beta(self.progress, self.cfg['grl_gamma'])
-            u = grl(r['I_df'], beta); v = grl(r['I_os' if self.cfg['mi_pair'] == 'os' else 'I_dom'], beta)
+            u = grl(r['I_df'], beta)
+            v = grl(r['I_os' if self.cfg['mi_pair'] == 'os' else 'I_dom'], beta)
             t = self.T(torch.cat([u, u]), torch.cat([v, v[derangement(len(u), u.device)]]))
-            out.update(t_joint=t[:len(u)], t_marg=t[len(u):], beta=beta)
+            out.update(t_joint=t[: len(u)], t_marg=t[len(u) :], beta=beta)
         return out
 
     def losses(self, batch, out):
-        c = self.cfg; y = batch['label']; z = out['logits'].float()
+        c = self.cfg
+        y = batch['label']
+        z = out['logits'].float()
         if (self.dom_cls is not None and 'dom_logits' not in out) or (self.T is not None and 't_joint' not in out):
-            raise ValueError('DID losses need the training outputs (domain logits, T scores): call the model in train mode (model.train())')
+            raise ValueError(
+                'DID losses need the training outputs (domain logits, T scores): call the model in train mode '
+                '(model.train())'
+            )
         bce = F.binary_cross_entropy_with_logits(z, y.float())
         auc = auc_loss(torch.sigmoid(z), y, c['auc_gamma'], c['auc_p'])
         cls = c['alpha'] * bce + (1 - c['alpha']) * auc
-        L = dict(cls=cls, bce=bce, auc=auc); total = c['lambda_cls'] * cls
+        L = dict(cls=cls, bce=bce, auc=auc)
+        total = c['lambda_cls'] * cls
         if self.dom_cls is not None:
             dom = F.cross_entropy(out['dom_logits'].float(), domain_targets(batch, int(c['n_domains'])))
-            L['dom'] = dom; total = total + c['lambda_dom'] * dom
+            L['dom'] = dom
+            total = total + c['lambda_dom'] * dom
         if self.T is not None:
             mi = jsd_mi(out['t_joint'].float(), out['t_marg'].float())
-            L['mi'] = mi; L['beta'] = torch.tensor(float(out['beta']), device=z.device); total = total - c['lambda_dec'] * mi
+            L['mi'] = mi
+            L['beta'] = torch.tensor(float(out['beta']), device=z.device)
+            total = total - c['lambda_dec'] * mi
         return dict(total=total, **L)
 
-    def param_groups(self, lr,              # the backbone's learning rate
-                     weight_decay=1e-4):    # decoupled weight decay (none on biases, norms and PReLU slopes)
+    def param_groups(
+        self,
+        lr,  # the backbone's learning rate
+        weight_decay=1e-4,  # decoupled weight decay (none on biases, norms and PReLU slopes)
+    ):
         "Backbone at lr; attention networks, T, C and C̄ at head_lr_mult × lr"
         groups = []
         for part, mult in (('backbone', 1.0), ('heads', float(self.cfg['head_lr_mult']))):
-            ps = [p for n, p in self.named_parameters() if p.requires_grad and n.startswith('backbone.') == (part == 'backbone')]
+            ps = [
+                p
+                for n, p in self.named_parameters()
+                if p.requires_grad and n.startswith('backbone.') == (part == 'backbone')
+            ]
             for wd, sel in ((weight_decay, lambda p: p.ndim > 1), (0.0, lambda p: p.ndim <= 1)):
                 g = [p for p in ps if sel(p)]
-                if g: groups.append(dict(params=g, lr=lr * mult, weight_decay=wd, name=f"{part}{'' if wd else '_no_decay'}"))
+                if g:
+                    groups.append(
+                        dict(params=g, lr=lr * mult, weight_decay=wd, name=f"{part}{'' if wd else '_no_decay'}")
+                    )
         return groups

@@ -15,71 +15,102 @@ from .base import Detector, create_backbone, num_features
 from ..data import MEAN, STD
 
 # %% ../../nbs/07b_detectors.exposing.ipynb #c006
-def kl_bar(p,                 # N×C logits of the distribution that moves (the gradient flows here)
-           q,                 # N×C logits of the reference distribution (stop-gradient)
-           T=1.5,             # softmax temperature
-           reduction='mean'): # 'mean' (÷ N·C, torch's KLDivLoss default, the official code), 'batchmean' (÷ N) or 'sum'
-    "KL̄(σ_T(p) ‖ sg σ_T(q)) = Σ σ_T(p)·(log σ_T(p) − log σ_T(q)), reduced: the official `KLDivLoss()(σ_T(q).log(), σ_T(p))`"
-    lp = F.log_softmax(p.float() / T, 1); lq = F.log_softmax(q.detach().float() / T, 1)
+def kl_bar(
+    p,  # N×C logits of the distribution that moves (the gradient flows here)
+    q,  # N×C logits of the reference distribution (stop-gradient)
+    T=1.5,  # softmax temperature
+    reduction='mean',  # 'mean' (÷ N·C, torch's KLDivLoss default, the official code), 'batchmean' (÷ N) or 'sum'
+):
+    """KL̄(σ_T(p) ‖ sg σ_T(q)) = Σ σ_T(p)·(log σ_T(p) − log σ_T(q)), reduced: the official `KLDivLoss()(σ_T(q).log(),
+    σ_T(p))`"""
+    lp = F.log_softmax(p.float() / T, 1)
+    lq = F.log_softmax(q.detach().float() / T, 1)
     kl = (lp.exp() * (lp - lq)).sum()
-    if reduction == 'mean': return kl / lp.numel()
-    if reduction == 'batchmean': return kl / lp.shape[0]
-    if reduction == 'sum': return kl
+    if reduction == 'mean':
+        return kl / lp.numel()
+    if reduction == 'batchmean':
+        return kl / lp.shape[0]
+    if reduction == 'sum':
+        return kl
     raise ValueError(f"unknown KL reduction {reduction!r}: choose 'mean', 'batchmean' or 'sum'")
 
 # %% ../../nbs/07b_detectors.exposing.ipynb #c010
-def mixup(x,          # N×... batch (images)
-          alpha=0.5): # λ ~ Beta(α, α); α ≤ 0: no mixing (λ = 1)
+def mixup(
+    x,  # N×... batch (images)
+    alpha=0.5,  # λ ~ Beta(α, α); α ≤ 0: no mixing (λ = 1)
+):
     "(λ·x + (1−λ)·x[π], λ, π): mixup with λ and the permutation π drawn from torch's global RNG"
     perm = torch.randperm(len(x)).to(x.device)
-    if alpha <= 0: return x, 1.0, perm
+    if alpha <= 0:
+        return x, 1.0, perm
     a = torch.tensor(float(alpha))
     lam = float(torch.distributions.Beta(a, a).sample())
     return lam * x + (1 - lam) * x[perm], lam, perm
 
-def exposing_terms(g,                 # N×2 logits of the fused head p(y|G)
-                   z,                 # N×2 logits of the all-feature head p(y|Z)
-                   loo,               # the n leave-one-out logits p(y|Z∖z_i), each N×2
-                   y,                 # N labels (1 fake)
-                   T=1.5,             # temperature of the KL terms
-                   reduction='mean',  # KL reduction (see `kl_bar`)
-                   gil=True,          # global information loss
-                   lil=True,          # local information loss
-                   y_b=None,          # mixup: the labels of the mixed-in images
-                   lam=1.0,           # mixup: the weight of `y`
-                   z_ce=None):        # train the all-feature head with CE (default: when gil or lil uses it)
+# %% ../../nbs/07b_detectors.exposing.ipynb #c010b
+def exposing_terms(
+    g,  # N×2 logits of the fused head p(y|G)
+    z,  # N×2 logits of the all-feature head p(y|Z)
+    loo,  # the n leave-one-out logits p(y|Z∖z_i), each N×2
+    y,  # N labels (1 fake)
+    T=1.5,  # temperature of the KL terms
+    reduction='mean',  # KL reduction (see `kl_bar`)
+    gil=True,  # global information loss
+    lil=True,  # local information loss
+    y_b=None,  # mixup: the labels of the mixed-in images
+    lam=1.0,  # mixup: the weight of `y`
+    z_ce=None,  # train the all-feature head with CE (default: when gil or lil uses it)
+):
     "The loss terms `cls` (its fused-head part `ce_g`), `gil` and `lil`; mixup mixes the cross-entropies only"
+
     def ce(l):
         l = l.float()
-        return F.cross_entropy(l, y) if y_b is None else lam * F.cross_entropy(l, y) + (1 - lam) * F.cross_entropy(l, y_b)
-    out = dict(ce_g=ce(g)); cls = out['ce_g']
-    if (gil or lil) if z_ce is None else z_ce: cls = cls + ce(z)
-    if lil: cls = cls + sum(ce(l) for l in loo)
+        return (
+            F.cross_entropy(l, y) if y_b is None else lam * F.cross_entropy(l, y) + (1 - lam) * F.cross_entropy(l, y_b)
+        )
+
+    out = dict(ce_g=ce(g))
+    cls = out['ce_g']
+    if (gil or lil) if z_ce is None else z_ce:
+        cls = cls + ce(z)
+    if lil:
+        cls = cls + sum(ce(l) for l in loo)
     out['cls'] = cls
-    if gil: out['gil'] = kl_bar(g, z, T, reduction)
-    if lil: out['lil'] = torch.exp(-sum(kl_bar(l, z, T, reduction) for l in loo))
+    if gil:
+        out['gil'] = kl_bar(g, z, T, reduction)
+    if lil:
+        out['lil'] = torch.exp(-sum(kl_bar(l, z, T, reduction) for l in loo))
     return out
 
 # %% ../../nbs/07b_detectors.exposing.ipynb #c015
 TERMS = ('cls', 'gil', 'lil')
 
-def term_slots(terms,             # the loss terms (a dict holding 'cls' and maybe 'gil', 'lil')
-               positional=False): # index by position among the active terms (the official code) instead of by name
+
+def term_slots(
+    terms,  # the loss terms (a dict holding 'cls' and maybe 'gil', 'lil')
+    positional=False,  # index by position among the active terms (the official code) instead of by name
+):
     "{term: index of its σ / scale}"
     active = [k for k in TERMS if k in terms]
     return {k: (j if positional else TERMS.index(k)) for j, k in enumerate(active)}
 
-def balance(terms,              # the loss terms
-            weighting='auto',   # 'auto': learned uncertainty weights; 'fixed': `scales`
-            sigma=None,         # the three learned σ (auto)
-            scales=(1, 2, 10),  # fixed weights of cls, gil, lil
-            positional=False):  # see `term_slots`
+# %% ../../nbs/07b_detectors.exposing.ipynb #c015b
+def balance(
+    terms,  # the loss terms
+    weighting='auto',  # 'auto': learned uncertainty weights; 'fixed': `scales`
+    sigma=None,  # the three learned σ (auto)
+    scales=(1, 2, 10),  # fixed weights of cls, gil, lil
+    positional=False,  # see `term_slots`
+):
     "The total loss, Σ_k L_k/(2σ_k²) + log(1 + σ_k²) or Σ_k s_k·L_k"
-    if weighting not in ('auto', 'fixed'): raise ValueError(f"unknown weighting {weighting!r}: choose 'auto' or 'fixed'")
+    if weighting not in ('auto', 'fixed'):
+        raise ValueError(f"unknown weighting {weighting!r}: choose 'auto' or 'fixed'")
     total = 0.0
     for k, i in term_slots(terms, positional).items():
-        if weighting == 'auto': total = total + terms[k] / (2 * sigma[i] ** 2) + torch.log1p(sigma[i] ** 2)
-        else: total = total + float(scales[i]) * terms[k]
+        if weighting == 'auto':
+            total = total + terms[k] / (2 * sigma[i] ** 2) + torch.log1p(sigma[i] ** 2)
+        else:
+            total = total + float(scales[i]) * terms[k]
     return total
 
 # %% ../../nbs/07b_detectors.exposing.ipynb #c018
@@ -87,89 +118,150 @@ def chain(m):  # a pooled timm backbone (num_classes=0)
     "Its top-level children in call order as (name, module) pairs, `nn.Sequential` children opened one level"
     out = []
     for n, c in m.named_children():
-        if isinstance(c, nn.Sequential) and len(c): out += [(f'{n}.{k}', cc) for k, cc in c.named_children()]
-        else: out.append((n, c))
+        if isinstance(c, nn.Sequential) and len(c):
+            out += [(f'{n}.{k}', cc) for k, cc in c.named_children()]
+        else:
+            out.append((n, c))
     return out
 
-def split_backbone(m,        # a pooled timm backbone
-                   stages):  # how many of its feature levels (timm `feature_info`) go into the first part
+# %% ../../nbs/07b_detectors.exposing.ipynb #c018b
+def split_backbone(
+    m,  # a pooled timm backbone
+    stages,  # how many of its feature levels (timm `feature_info`) go into the first part
+):
     "(head, tail): two `nn.Sequential` whose composition computes `m`; the tail starts at feature level `stages`"
     levels = [f['module'] for f in getattr(m, 'feature_info', [])]
     if not 1 <= stages < len(levels):
-        raise ValueError(f'shared_stem must lie in 0..{len(levels) - 1} for this backbone (feature levels {levels}), got {stages}')
-    ch = chain(m); first = levels[stages]
+        raise ValueError(
+            f'shared_stem must lie in 0..{len(levels) - 1} for this backbone (feature levels {levels}), got {stages}'
+        )
+    ch = chain(m)
+    first = levels[stages]
     cut = next(i for i, (n, _) in enumerate(ch) if n == first or n.startswith(first + '.'))
     seq = lambda part: nn.Sequential(OrderedDict((n.replace('.', '_'), c) for n, c in part))
     return seq(ch[:cut]), seq(ch[cut:])
 
+# %% ../../nbs/07b_detectors.exposing.ipynb #c018c
 class LocalBlocks(nn.Module):
-    "n backbones that each see the whole image; with `shared_stem` = s their first s feature levels are one shared trunk"
-    def __init__(self, backbone='resnet18', # timm name of each block
-                 n=4,                       # number of blocks
-                 shared_stem=0,             # feature levels shared by all blocks (0: independent blocks)
-                 pretrained=None,           # local weights file for every block (all blocks then start equal)
-                 size=96):                  # input side (for the check of the split)
+    """n backbones that each see the whole image; with `shared_stem` = s their first s feature levels are one shared
+    trunk"""
+
+    def __init__(
+        self,
+        backbone='resnet18',  # timm name of each block
+        n=4,  # number of blocks
+        shared_stem=0,  # feature levels shared by all blocks (0: independent blocks)
+        pretrained=None,  # local weights file for every block (all blocks then start equal)
+        size=96,  # input side (for the check of the split)
+    ):
         super().__init__()
         bbs = [create_backbone(backbone, pretrained) for _ in range(n)]
         self.dim, self.shared = num_features(bbs[0]), int(shared_stem)
-        if not self.shared: self.stem, self.blocks = nn.Identity(), nn.ModuleList(bbs); return
+        if not self.shared:
+            self.stem, self.blocks = nn.Identity(), nn.ModuleList(bbs)
+            return
         parts = [split_backbone(b, self.shared) for b in bbs]
         self.stem, self.blocks = parts[0][0], nn.ModuleList([t for _, t in parts])
         with torch.no_grad():
-            x = torch.randn(1, 3, size, size); bbs[0].eval(); self.eval()
+            x = torch.randn(1, 3, size, size)
+            bbs[0].eval()
+            self.eval()
             ok = torch.allclose(self.blocks[0](self.stem(x)), bbs[0](x), atol=1e-4, rtol=1e-3)
         self.train()
-        if not ok: raise ValueError(f'{backbone} does not compute as a chain of its children: use shared_stem=0 with it')
+        if not ok:
+            raise ValueError(f'{backbone} does not compute as a chain of its children: use shared_stem=0 with it')
+
     def forward(self, x):  # N×3×S×S
         "The n pooled features, a list of N×C"
         h = self.stem(x)
         return [b(h) for b in self.blocks]
+
     def pool_modules(self):
         "Each block's global pooling (its input is the block's last feature map)"
         return [b.global_pool for b in self.blocks]
 
 # %% ../../nbs/07b_detectors.exposing.ipynb #c022
 class BatchNorm1d(nn.BatchNorm1d):
-    "torch's BatchNorm1d, except that a training batch of one is normalised with the running statistics (and leaves them unchanged)"
+    """torch's BatchNorm1d, except that a training batch of one is normalised with the running statistics (and leaves
+    them unchanged)"""
+
     def forward(self, x):
         if self.training and x.shape[0] == 1:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         return super().forward(x)
 
-def fusion_mlp(d_in,                # input width (n·C)
-               dims=(1000, 500, 512), # hidden widths, then the width of G
-               drop=0.5):           # dropout after each hidden layer
+# %% ../../nbs/07b_detectors.exposing.ipynb #c022b
+def fusion_mlp(
+    d_in,  # input width (n·C)
+    dims=(1000, 500, 512),  # hidden widths, then the width of G
+    drop=0.5,  # dropout after each hidden layer
+):
     "Linear → BN → ReLU → Dropout per hidden width, then Linear to G (the official `ChannelCompress`)"
     layers, d = [], d_in
-    for h in dims[:-1]: layers += [nn.Linear(d, h), BatchNorm1d(h), nn.ReLU(), nn.Dropout(drop)]; d = h
+    for h in dims[:-1]:
+        layers += [nn.Linear(d, h), BatchNorm1d(h), nn.ReLU(), nn.Dropout(drop)]
+        d = h
     return nn.Sequential(*layers, nn.Linear(d, dims[-1]))
 
 # %% ../../nbs/07b_detectors.exposing.ipynb #c025
 def bgr_input(x):  # N×3×S×S ImageNet-normalised RGB
     "The same images as the official code sees them: channels in BGR order, normalised with the RGB statistics"
-    m = torch.as_tensor(MEAN, dtype=x.dtype, device=x.device)[:, None, None]; s = torch.as_tensor(STD, dtype=x.dtype, device=x.device)[:, None, None]
+    m = torch.as_tensor(MEAN, dtype=x.dtype, device=x.device)[:, None, None]
+    s = torch.as_tensor(STD, dtype=x.dtype, device=x.device)[:, None, None]
     return ((x * s + m).flip(1) - m) / s
 
+# %% ../../nbs/07b_detectors.exposing.ipynb #c025b
 @DETECTORS.register('exposing')
 class ExposingDetector(Detector):
-    "n local information blocks, all-feature and leave-one-out heads, a fusion MLP and classifier; CE + GIL + LIL, balanced"
-    defaults = dict(Detector.defaults, n_blocks=4, shared_stem=0, fusion=(1000, 500, 512), drop=0.5, temperature=1.5,
-                    kl_reduction='mean', weighting='auto', scales=(1, 2, 10), gil=True, lil=True, mixup=True,
-                    mixup_alpha=0.5, faithful=False)
-    paper = ("Ba et al., Exposing the Deception: Uncovering More Forgery Clues for Deepfake Detection, AAAI 2024; "
-             "code: github.com/QingyuLiu/Exposing-the-Deception")
+    """n local information blocks, all-feature and leave-one-out heads, a fusion MLP and classifier; CE + GIL + LIL,
+    balanced"""
+
+    defaults = dict(
+        Detector.defaults,
+        n_blocks=4,
+        shared_stem=0,
+        fusion=(1000, 500, 512),
+        drop=0.5,
+        temperature=1.5,
+        kl_reduction='mean',
+        weighting='auto',
+        scales=(1, 2, 10),
+        gil=True,
+        lil=True,
+        mixup=True,
+        mixup_alpha=0.5,
+        faithful=False,
+    )
+    paper = (
+        "Ba et al., Exposing the Deception: Uncovering More Forgery Clues for Deepfake Detection, AAAI 2024; "
+        "code: github.com/QingyuLiu/Exposing-the-Deception"
+    )
     ablations = {'noLIL': ['model.lil=false'], 'noGIL': ['model.gil=false']}
-    claims = (('local information blocks + LIL + GIL generalise better than the plain detector', 'exposing', 'bce'),
-              ('the local information loss helps', 'exposing', 'exposing-noLIL'),
-              ('the global information loss helps', 'exposing', 'exposing-noGIL'))
-    presets = dict(paper=dict(model=dict(backbone='resnet34', size=224, pretrained='imagenet'),
-                              train=dict(lr=1e-3, weight_decay=1e-6, batch_size=256, steps=20700, schedule='cosine')))
+    claims = (
+        ('local information blocks + LIL + GIL generalise better than the plain detector', 'exposing', 'bce'),
+        ('the local information loss helps', 'exposing', 'exposing-noLIL'),
+        ('the global information loss helps', 'exposing', 'exposing-noGIL'),
+    )
+    presets = dict(
+        paper=dict(
+            model=dict(backbone='resnet34', size=224, pretrained='imagenet'),
+            train=dict(lr=1e-3, weight_decay=1e-6, batch_size=256, steps=20700, schedule='cosine'),
+        )
+    )
+
     def __init__(self, **cfg):
-        super().__init__(**cfg); c = self.cfg
-        if c['weighting'] not in ('auto', 'fixed'): raise ValueError(f"weighting must be 'auto' or 'fixed', got {c['weighting']!r}")
-        if c['kl_reduction'] not in ('mean', 'batchmean'): raise ValueError(f"kl_reduction must be 'mean' or 'batchmean', got {c['kl_reduction']!r}")
-        if int(c['n_blocks']) < 2: raise ValueError(f"n_blocks must be at least 2 (a leave-one-out head needs another block), got {c['n_blocks']}")
-        if len(c['scales']) != 3: raise ValueError(f"scales needs three weights (cls, gil, lil), got {c['scales']}")
+        super().__init__(**cfg)
+        c = self.cfg
+        if c['weighting'] not in ('auto', 'fixed'):
+            raise ValueError(f"weighting must be 'auto' or 'fixed', got {c['weighting']!r}")
+        if c['kl_reduction'] not in ('mean', 'batchmean'):
+            raise ValueError(f"kl_reduction must be 'mean' or 'batchmean', got {c['kl_reduction']!r}")
+        if int(c['n_blocks']) < 2:
+            raise ValueError(
+                f"n_blocks must be at least 2 (a leave-one-out head needs another block), got {c['n_blocks']}"
+            )
+        if len(c['scales']) != 3:
+            raise ValueError(f"scales needs three weights (cls, gil, lil), got {c['scales']}")
         n = int(c['n_blocks'])
         self.lib = LocalBlocks(c['backbone'], n, int(c['shared_stem']), c['pretrained'], int(c['size']))
         C = self.lib.dim
@@ -178,48 +270,90 @@ class ExposingDetector(Detector):
         self.loo_heads = nn.ModuleList([nn.Linear((n - 1) * C, 2) for _ in range(n)] if c['lil'] else [])
         self.fusion = fusion_mlp(n * C, tuple(c['fusion']), c['drop'])
         self.classifier = nn.Sequential(nn.Dropout(c['drop']), nn.Linear(c['fusion'][-1], 2))
-        self.sigma = nn.Parameter(torch.ones(3), requires_grad=c['weighting'] == 'auto')   # σ of cls, gil, lil
+        self.sigma = nn.Parameter(torch.ones(3), requires_grad=c['weighting'] == 'auto')  # σ of cls, gil, lil
+
     def forward(self, batch):
         x = batch['image'] if isinstance(batch, dict) else batch
-        if self.cfg['faithful']: x = bgr_input(x)
+        if self.cfg['faithful']:
+            x = bgr_input(x)
         out = {}
         if self.training and self.cfg['mixup'] and isinstance(batch, dict) and 'label' in batch:
             x, out['lam'], out['perm'] = mixup(x, self.cfg['mixup_alpha'])
-        f = self.lib(x); Z = torch.cat(f, 1)
-        G = self.fusion(Z); g = self.classifier(G); gf = g.float()
-        out.update(logits=gf[:, 1] - gf[:, 0], prob=gf.softmax(1)[:, 1], feat=G, g_logits=g, block_feats=torch.stack(f, 1))
-        if self.z_head is not None: out['z_logits'] = self.z_head(Z)
-        if len(self.loo_heads): out['loo_logits'] = torch.stack([h(torch.cat(f[:i] + f[i + 1:], 1)) for i, h in enumerate(self.loo_heads)], 1)
+        f = self.lib(x)
+        Z = torch.cat(f, 1)
+        G = self.fusion(Z)
+        g = self.classifier(G)
+        gf = g.float()
+        out.update(
+            logits=gf[:, 1] - gf[:, 0], prob=gf.softmax(1)[:, 1], feat=G, g_logits=g, block_feats=torch.stack(f, 1)
+        )
+        if self.z_head is not None:
+            out['z_logits'] = self.z_head(Z)
+        if len(self.loo_heads):
+            out['loo_logits'] = torch.stack(
+                [h(torch.cat(f[:i] + f[i + 1 :], 1)) for i, h in enumerate(self.loo_heads)], 1
+            )
         return out
+
     def losses(self, batch, out):
         c, y = self.cfg, batch['label']
         loo = out['loo_logits'].unbind(1) if 'loo_logits' in out else []
-        t = exposing_terms(out['g_logits'], out.get('z_logits'), loo, y, c['temperature'], c['kl_reduction'],
-                           c['gil'], c['lil'], y[out['perm']] if 'perm' in out else None, out.get('lam', 1.0),
-                           z_ce=c['gil'] if c['faithful'] else None)
+        t = exposing_terms(
+            out['g_logits'],
+            out.get('z_logits'),
+            loo,
+            y,
+            c['temperature'],
+            c['kl_reduction'],
+            c['gil'],
+            c['lil'],
+            y[out['perm']] if 'perm' in out else None,
+            out.get('lam', 1.0),
+            z_ce=c['gil'] if c['faithful'] else None,
+        )
         res = dict(total=balance(t, c['weighting'], self.sigma, c['scales'], positional=c['faithful']), **t)
-        if c['weighting'] == 'auto': res.update({f'sigma_{k}': self.sigma[i].detach() for k, i in term_slots(t, c['faithful']).items()})
+        if c['weighting'] == 'auto':
+            res.update({f'sigma_{k}': self.sigma[i].detach() for k, i in term_slots(t, c['faithful']).items()})
         return res
-    def param_groups(self, lr,             # base learning rate
-                     weight_decay=1e-4):   # decoupled weight decay
+
+    def param_groups(
+        self,
+        lr,  # base learning rate
+        weight_decay=1e-4,  # decoupled weight decay
+    ):
         "The default groups, and the loss weights σ in their own group (decayed only when faithful)"
-        groups = [dict(g, params=[p for p in g['params'] if p is not self.sigma]) for g in super().param_groups(lr, weight_decay)]
-        if self.sigma.requires_grad: groups.append(dict(params=[self.sigma], lr=lr, weight_decay=weight_decay if self.cfg['faithful'] else 0.0))
+        groups = [
+            dict(g, params=[p for p in g['params'] if p is not self.sigma])
+            for g in super().param_groups(lr, weight_decay)
+        ]
+        if self.sigma.requires_grad:
+            groups.append(dict(params=[self.sigma], lr=lr, weight_decay=weight_decay if self.cfg['faithful'] else 0.0))
         return groups
 
 # %% ../../nbs/07b_detectors.exposing.ipynb #c037
-def cost(model,      # a detector
-         size=None): # input side (default: the detector's `size`)
+def cost(
+    model,  # a detector
+    size=None,  # input side (default: the detector's `size`)
+):
     "Parameters (millions) and GMACs per image of the convolutions and linear layers"
     size, macs = int(size or model.cfg['size']), [0]
+
     def hook(mod, inp, out):
-        k = mod.in_channels // mod.groups * math.prod(mod.kernel_size) if isinstance(mod, nn.Conv2d) else mod.in_features
+        k = (
+            mod.in_channels // mod.groups * math.prod(mod.kernel_size)
+            if isinstance(mod, nn.Conv2d)
+            else mod.in_features
+        )
         macs[0] += out[0].numel() * k
+
     hs = [mm.register_forward_hook(hook) for mm in model.modules() if isinstance(mm, (nn.Conv2d, nn.Linear))]
-    was = model.training; model.eval()
+    was = model.training
+    model.eval()
     try:
-        with torch.no_grad(): model({'image': torch.zeros(1, 3, size, size, device=next(model.parameters()).device)})
+        with torch.no_grad():
+            model({'image': torch.zeros(1, 3, size, size, device=next(model.parameters()).device)})
     finally:
-        for h in hs: h.remove()
+        for h in hs:
+            h.remove()
         model.train(was)
     return dict(params_m=sum(p.numel() for p in model.parameters()) / 1e6, gmacs=macs[0] / 1e9)

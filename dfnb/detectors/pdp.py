@@ -14,92 +14,135 @@ from ..core import DETECTORS
 from .base import Detector, create_backbone, num_features
 
 # %% ../../nbs/07e_detectors.pdp.ipynb #c006
-def conv_mlp(c_in,      # input channels
-             c_hidden,  # hidden channels
-             c_out):    # output channels
+def conv_mlp(
+    c_in,  # input channels
+    c_hidden,  # hidden channels
+    c_out,  # output channels
+):
     "Three 1×1 convs with LeakyReLUs between: the identity and artifact blocks, and the aggregation M"
-    return nn.Sequential(nn.Conv2d(c_in, c_hidden, 1), nn.LeakyReLU(), nn.Conv2d(c_hidden, c_hidden, 1), nn.LeakyReLU(),
-                         nn.Conv2d(c_hidden, c_out, 1))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_hidden, 1),
+        nn.LeakyReLU(),
+        nn.Conv2d(c_hidden, c_hidden, 1),
+        nn.LeakyReLU(),
+        nn.Conv2d(c_hidden, c_out, 1),
+    )
 
+# %% ../../nbs/07e_detectors.pdp.ipynb #c006b
 class Encoder(nn.Module):
     "A timm backbone's last feature map, reduced to `dim` channels by a 1×1 conv"
-    def __init__(self, name='resnet18',  # timm model name
-                 pretrained=None,        # local weights file for the backbone
-                 dim=512):               # output channels
+
+    def __init__(
+        self,
+        name='resnet18',  # timm model name
+        pretrained=None,  # local weights file for the backbone
+        dim=512,  # output channels
+    ):
         super().__init__()
         self.body = create_backbone(name, pretrained, global_pool='')
         self.reduce = nn.Conv2d(num_features(self.body), dim, 1)
+
     def forward(self, x):  # N×3×S×S normalised images
         f = self.body(x)
-        if f.ndim != 4: raise ValueError(f'backbone returns {tuple(f.shape)}: PDP needs a feature map (N×C×H×W)')
+        if f.ndim != 4:
+            raise ValueError(f'backbone returns {tuple(f.shape)}: PDP needs a feature map (N×C×H×W)')
         return self.reduce(f)
 
 # %% ../../nbs/07e_detectors.pdp.ipynb #c009
-def calc_mean_std(x,          # N×C×H×W feature map with at least 2 positions
-                  eps=1e-5):  # added to the variance
+def calc_mean_std(
+    x,  # N×C×H×W feature map with at least 2 positions
+    eps=1e-5,  # added to the variance
+):
     "Per-sample, per-channel spatial mean μ and σ = sqrt(unbiased variance + eps), each N×C×1×1"
-    if x.ndim != 4: raise ValueError(f'expected an N×C×H×W map, got shape {tuple(x.shape)}')
-    N, C = x.shape[:2]; f = x.reshape(N, C, -1)
+    if x.ndim != 4:
+        raise ValueError(f'expected an N×C×H×W map, got shape {tuple(x.shape)}')
+    N, C = x.shape[:2]
+    f = x.reshape(N, C, -1)
     if f.shape[-1] < 2:
-        raise ValueError(f'a {tuple(x.shape[-2:])} feature map has a single position, so its spread is undefined: use a larger input (model.size)')
+        raise ValueError(
+            f'a {tuple(x.shape[-2:])} feature map has a single position, so its spread is undefined: use a larger '
+            'input (model.size)'
+        )
     return f.mean(2).view(N, C, 1, 1), (f.var(2) + eps).sqrt().view(N, C, 1, 1)
 
+# %% ../../nbs/07e_detectors.pdp.ipynb #c009b
 def mean_variance_norm(x):  # N×C×H×W map
     "x normalised per sample and channel to zero mean and unit spread (the decoder's MVN)"
     mu, sd = calc_mean_std(x)
     return (x - mu) / sd
 
-def matched_noise(x,               # N×C×H×W feature map
-                  sample=True,     # draw n = μ + σ·ε; False: its mean, n = μ (deterministic)
-                  generator=None): # a torch.Generator on x's device (default: the global one)
+# %% ../../nbs/07e_detectors.pdp.ipynb #c009c
+def matched_noise(
+    x,  # N×C×H×W feature map
+    sample=True,  # draw n = μ + σ·ε; False: its mean, n = μ (deterministic)
+    generator=None,  # a torch.Generator on x's device (default: the global one)
+):
     "Noise with the map's own per-sample, per-channel mean and spread (not detached)"
     mu, sd = calc_mean_std(x)
-    if not sample: return mu.expand_as(x)
+    if not sample:
+        return mu.expand_as(x)
     return mu + sd * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 # %% ../../nbs/07e_detectors.pdp.ipynb #c013
 class CrossAttention(nn.Module):
     "Multi-head attention over positions: queries from map x, keys and values from map y; back to x's shape"
-    def __init__(self, c_q,      # channels of x
-                 c_kv,           # channels of y
-                 heads=8,        # attention heads
-                 dim=8):         # dimensions per head
+
+    def __init__(
+        self,
+        c_q,  # channels of x
+        c_kv,  # channels of y
+        heads=8,  # attention heads
+        dim=8,  # dimensions per head
+    ):
         super().__init__()
         self.heads, self.dim = heads, dim
         self.q = nn.Linear(c_q, heads * dim, bias=False)
         self.k = nn.Linear(c_kv, heads * dim, bias=False)
         self.v = nn.Linear(c_kv, heads * dim, bias=False)
         self.o = nn.Linear(heads * dim, c_q)
+
     def forward(self, x, y):  # N×C×H×W queries; N×C'×H'×W' keys and values
         N, C, H, W = x.shape
-        split = lambda t: t.view(N, -1, self.heads, self.dim).transpose(1, 2)          # N×heads×L×dim
-        tx, ty = x.flatten(2).transpose(1, 2), y.flatten(2).transpose(1, 2)              # N×L×C tokens
+        split = lambda t: t.view(N, -1, self.heads, self.dim).transpose(1, 2)  # N×heads×L×dim
+        tx, ty = x.flatten(2).transpose(1, 2), y.flatten(2).transpose(1, 2)  # N×L×C tokens
         q, k, v = split(self.q(tx)), split(self.k(ty)), split(self.v(ty))
         a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.dim), -1)
         o = self.o((a @ v).transpose(1, 2).reshape(N, H * W, -1))
         return o.transpose(1, 2).reshape(N, C, H, W)
 
-def purify(x,      # features
-           n,      # matched noise
-           w,      # gate in [0, 1], broadcastable to x
-           conv):  # the shared purifying conv
+# %% ../../nbs/07e_detectors.pdp.ipynb #c013b
+def purify(
+    x,  # features
+    n,  # matched noise
+    w,  # gate in [0, 1], broadcastable to x
+    conv,  # the shared purifying conv
+):
     "conv((1 − w)⊙x + w⊙n): where the gate is 1 the feature is replaced by noise"
     return conv((1 - w) * x + w * n)
 
+# %% ../../nbs/07e_detectors.pdp.ipynb #c013c
 class IACC(nn.Module):
-    "Identity–Artifact Correlation Compression: cross-attention both ways → sigmoid gate → noise replacement → shared conv"
-    def __init__(self, c=256,        # channels of identity and artifact features
-                 heads=8, dim=8,     # cross-attention heads and dimensions per head
-                 share_ca=False):    # True: both directions use one module (the official code)
+    """Identity–Artifact Correlation Compression: cross-attention both ways → sigmoid gate → noise replacement →
+    shared conv"""
+
+    def __init__(
+        self,
+        c=256,  # channels of identity and artifact features
+        heads=8,
+        dim=8,  # cross-attention heads and dimensions per head
+        share_ca=False,  # True: both directions use one module (the official code)
+    ):
         super().__init__()
         self.ca_id = CrossAttention(c, c, heads, dim)
         self.ca_art = None if share_ca else CrossAttention(c, c, heads, dim)
         self.gate = nn.Conv2d(2 * c, c, 1)
         self.conv = nn.Conv2d(c, c, 1)
+
     def weights(self, idf, art):  # identity and artifact maps
         "The gate w = sigmoid(conv([CA(id, art); CA(art, id)]))"
         ca2 = self.ca_id if self.ca_art is None else self.ca_art
         return torch.sigmoid(self.gate(torch.cat([self.ca_id(idf, art), ca2(art, idf)], 1)))
+
     def forward(self, idf, art, n_id, n_art):  # identity, artifacts and their matched noises (N×c×H×W each)
         w = self.weights(idf, art)
         return purify(idf, n_id, w, self.conv), purify(art, n_art, w, self.conv), w
@@ -107,20 +150,28 @@ class IACC(nn.Module):
 # %% ../../nbs/07e_detectors.pdp.ipynb #c018
 class Head(nn.Module):
     "GAP → Linear → LeakyReLU → Linear → logits → Dropout on the logits; returns (logits, pooled feature)"
-    def __init__(self, c,         # input channels
-                 hidden=512,      # hidden width
-                 drop=0.2,        # dropout on the logits (the official code)
-                 n_out=2):        # classes
+
+    def __init__(
+        self,
+        c,  # input channels
+        hidden=512,  # hidden width
+        drop=0.2,  # dropout on the logits (the official code)
+        n_out=2,  # classes
+    ):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(c, hidden), nn.LeakyReLU(), nn.Linear(hidden, n_out))
         self.drop = nn.Dropout(drop)
+
     def forward(self, x):  # N×c×H×W map
         f = x.mean((2, 3))
         return self.drop(self.mlp(f)), f
 
-def shuffle_within_class(x,               # rows to shuffle (N×...)
-                         y,               # their labels (N,)
-                         generator=None): # a CPU torch.Generator (default: the global one)
+# %% ../../nbs/07e_detectors.pdp.ipynb #c018b
+def shuffle_within_class(
+    x,  # rows to shuffle (N×...)
+    y,  # their labels (N,)
+    generator=None,  # a CPU torch.Generator (default: the global one)
+):
     "x with its rows permuted among rows of the same label, and the permutation (so y[perm] == y)"
     perm = torch.arange(len(y), device=y.device)
     for c in y.unique():
@@ -128,96 +179,142 @@ def shuffle_within_class(x,               # rows to shuffle (N×...)
         perm[rows] = rows[torch.randperm(len(rows), generator=generator).to(y.device)]
     return x[perm], perm
 
+# %% ../../nbs/07e_detectors.pdp.ipynb #c018c
 def kaiming_(*mods):  # Conv2d / Linear layers, or Sequentials holding them
-    "Kaiming-normal (fan-in) weights and zero biases, with LeakyReLU gain where a LeakyReLU follows the layer and linear gain otherwise"
+    """Kaiming-normal (fan-in) weights and zero biases, with LeakyReLU gain where a LeakyReLU follows the layer and
+    linear gain otherwise"""
     for mod in mods:
         layers = list(mod) if isinstance(mod, nn.Sequential) else [mod]
         for l, nxt in zip(layers, layers[1:] + [None]):
-            if not isinstance(l, (nn.Conv2d, nn.Linear)): continue
-            if isinstance(nxt, nn.LeakyReLU): nn.init.kaiming_normal_(l.weight, a=nxt.negative_slope, nonlinearity='leaky_relu')
-            else: nn.init.kaiming_normal_(l.weight, nonlinearity='linear')
-            if l.bias is not None: nn.init.zeros_(l.bias)
+            if not isinstance(l, (nn.Conv2d, nn.Linear)):
+                continue
+            if isinstance(nxt, nn.LeakyReLU):
+                nn.init.kaiming_normal_(l.weight, a=nxt.negative_slope, nonlinearity='leaky_relu')
+            else:
+                nn.init.kaiming_normal_(l.weight, nonlinearity='linear')
+            if l.bias is not None:
+                nn.init.zeros_(l.bias)
 
 # %% ../../nbs/07e_detectors.pdp.ipynb #c021
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
+
 def to_unit_range(x):  # N×3×S×S ImageNet-normalised images
     "The images in [−1, 1], the decoder's (tanh) range"
     return 2 * (x * _STD.to(x.device, x.dtype) + _MEAN.to(x.device, x.dtype)) - 1
 
+# %% ../../nbs/07e_detectors.pdp.ipynb #c021b
 class SANet(nn.Module):
     "Style-attentional fusion: content positions attend over style positions; out = conv(H·Sᵀ) + content"
+
     def __init__(self, c):  # channels of content and style
         super().__init__()
         self.f, self.g, self.h, self.out = (nn.Conv2d(c, c, 1) for _ in range(4))
+
     def forward(self, content, style):  # N×c×H×W maps
         N, C, H, W = content.shape
-        Fc = self.f(mean_variance_norm(content)).flatten(2).transpose(1, 2)   # N×Lc×C
-        Gs = self.g(mean_variance_norm(style)).flatten(2)                     # N×C×Ls
-        S = torch.softmax(Fc @ Gs, -1)                                        # over the style positions
+        Fc = self.f(mean_variance_norm(content)).flatten(2).transpose(1, 2)  # N×Lc×C
+        Gs = self.g(mean_variance_norm(style)).flatten(2)  # N×C×Ls
+        S = torch.softmax(Fc @ Gs, -1)  # over the style positions
         O = (self.h(style).flatten(2) @ S.transpose(1, 2)).view(N, C, H, W)
         return self.out(O) + content
 
+# %% ../../nbs/07e_detectors.pdp.ipynb #c021c
 def double_conv(c_in, c_out):  # input and output channels
     "Two 3×3 convs with ReLUs"
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU()
+    )
 
+# %% ../../nbs/07e_detectors.pdp.ipynb #c021d
 class Decoder(nn.Module):
     "D(style = artifacts A, content = identities I) → an image in [−1, 1] at the requested size"
-    def __init__(self, c=512,                # channels of A and I
-                 widths=(256, 128, 64),      # channels after each ×2 up-sampling
-                 drop=0.3):                  # dropout before each up-sampled block
+
+    def __init__(
+        self,
+        c=512,  # channels of A and I
+        widths=(256, 128, 64),  # channels after each ×2 up-sampling
+        drop=0.3,  # dropout before each up-sampled block
+    ):
         super().__init__()
-        self.sa = SANet(c); self.conv1 = nn.Conv2d(c, c, 1)
+        self.sa = SANet(c)
+        self.conv1 = nn.Conv2d(c, c, 1)
         self.merge = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3))
         self.ups = nn.ModuleList(double_conv(a, b) for a, b in zip([c, *widths[:-1]], widths))
-        self.drop = nn.Dropout(drop); self.last = nn.Conv2d(widths[-1], 3, 1)
-    def forward(self, style, content,  # A and I, N×c×h×w each
-                size):                 # output (H, W) or side
-        x = self.sa(content, style); x = self.merge(self.conv1(x) + content)
-        for up in self.ups: x = up(self.drop(F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)))
+        self.drop = nn.Dropout(drop)
+        self.last = nn.Conv2d(widths[-1], 3, 1)
+
+    def forward(
+        self,
+        style,
+        content,  # A and I, N×c×h×w each
+        size,  # output (H, W) or side
+    ):
+        x = self.sa(content, style)
+        x = self.merge(self.conv1(x) + content)
+        for up in self.ups:
+            x = up(self.drop(F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)))
         size = (size, size) if isinstance(size, int) else tuple(size)
         return torch.tanh(F.interpolate(self.last(x), size=size, mode='bilinear', align_corners=True))
 
-def rec_loss(target,  # N×3×S×S images in [−1, 1]
-             rec,     # R×3×S×S reconstructions
-             style,   # (R,) row whose artifacts each reconstruction used
-             content, # (R,) row whose identities it used: the target
-             y):      # (N,) labels
+# %% ../../nbs/07e_detectors.pdp.ipynb #c021e
+def rec_loss(
+    target,  # N×3×S×S images in [−1, 1]
+    rec,  # R×3×S×S reconstructions
+    style,  # (R,) row whose artifacts each reconstruction used
+    content,  # (R,) row whose identities it used: the target
+    y,  # (N,) labels
+):
     "The four-way L1 reconstruction loss: one mean per (style class, content class) group present, summed"
     total = rec.float().sum() * 0
     for ys in (0, 1):
         for yc in (0, 1):
             sel = (y[style] == ys) & (y[content] == yc)
-            if sel.any(): total = total + (target[content[sel]].float() - rec[sel].float()).abs().mean()
+            if sel.any():
+                total = total + (target[content[sel]].float() - rec[sel].float()).abs().mean()
     return total
 
 # %% ../../nbs/07e_detectors.pdp.ipynb #c025
-def con_loss(a,  # N×C pooled aggregated artifacts (after the shuffle)
-             t,  # N×C pooled pure target identities
-             s,  # N×C pooled pure source identities
-             y): # (N,) labels
-    "Identity–artifact separation contrast: (2 − mean c over reals) + mean c over fakes, c = clamp(cos(a,t) + cos(a,s), 0, 2); returns (L, real part, fake part)"
-    c = (F.cosine_similarity(a.float(), t.float(), dim=1) + F.cosine_similarity(a.float(), s.float(), dim=1)).clamp(0, 2)
+def con_loss(
+    a,  # N×C pooled aggregated artifacts (after the shuffle)
+    t,  # N×C pooled pure target identities
+    s,  # N×C pooled pure source identities
+    y,  # (N,) labels
+):
+    """Identity–artifact separation contrast: (2 − mean c over reals) + mean c over fakes, c = clamp(cos(a,t) +
+    cos(a,s), 0, 2); returns (L, real part, fake part)"""
+    c = (F.cosine_similarity(a.float(), t.float(), dim=1) + F.cosine_similarity(a.float(), s.float(), dim=1)).clamp(
+        0, 2
+    )
     zero = c.sum() * 0
     real = 2 - c[y == 0].mean() if (y == 0).any() else zero
     fake = c[y == 1].mean() if (y == 1).any() else zero
     return real + fake, real, fake
 
-def kl_mean(p_logits,  # N×K logits of P
-            q_logits,  # N×K logits of Q
-            T=1.):     # temperature
+# %% ../../nbs/07e_detectors.pdp.ipynb #c025b
+def kl_mean(
+    p_logits,  # N×K logits of P
+    q_logits,  # N×K logits of Q
+    T=1.0,  # temperature
+):
     "KL(P_T ‖ Q_T) with P_T = softmax(z/T) and 1e-8 inside Q's log, averaged over all N×K elements (KLDivLoss 'mean')"
-    logP = torch.log_softmax(p_logits.float() / T, 1); P = logP.exp()          # log P from log_softmax: finite gradients when P underflows
+    logP = torch.log_softmax(p_logits.float() / T, 1)
+    P = logP.exp()  # log P from log_softmax: finite gradients when P underflows
     logQ = torch.log(torch.softmax(q_logits.float() / T, 1) + 1e-8)
     return (P * (logP - logQ)).mean()
 
-def ib_loss(z_id_t, z_id_s,    # logits of the heads on the identities id_t, id_s
-            z_a_t, z_a_s,      # logits of the heads on the raw artifacts a_t, a_s (used detached)
-            z_pa_t, z_pa_s,    # logits of the heads on the pure artifacts pa_t, pa_s
-            t_local=1.5,       # temperature of the local term
-            t_global=0.5):     # temperature of the global term
+# %% ../../nbs/07e_detectors.pdp.ipynb #c025c
+def ib_loss(
+    z_id_t,
+    z_id_s,  # logits of the heads on the identities id_t, id_s
+    z_a_t,
+    z_a_s,  # logits of the heads on the raw artifacts a_t, a_s (used detached)
+    z_pa_t,
+    z_pa_s,  # logits of the heads on the pure artifacts pa_t, pa_s
+    t_local=1.5,  # temperature of the local term
+    t_global=0.5,  # temperature of the global term
+):
     "L_IB = exp(−local) + 0.5·exp(global); returns (L_IB, local, global)"
     ra, rs = z_a_t.detach(), z_a_s.detach()
     local = (kl_mean(z_id_t, ra, t_local) + kl_mean(z_id_s, rs, t_local)).abs()
@@ -227,29 +324,79 @@ def ib_loss(z_id_t, z_id_s,    # logits of the heads on the identities id_t, id_
 # %% ../../nbs/07e_detectors.pdp.ipynb #c029
 @DETECTORS.register('pdp')
 class PDPDetector(Detector):
-    "PDP: two encoders → identity / artifact blocks → IACC purification → classifier on the aggregated pure artifacts; decoder, L_con and L_IB in training"
-    defaults = dict(Detector.defaults, enc_dim=512, head_hidden=512, logit_drop=0.2, ca_heads=8, ca_dim=8,
-                    dec_widths=[256, 128, 64], dec_drop=0.3, shuffle_p=0.7, w_ce=5.0, w_rec=0.1, w_ib=0.5, w_con=0.5,
-                    t_local=1.5, t_global=0.5, iacc=True, con=True, faithful=False, share_ca=None, test_noise=None,
-                    art_probe=None, w_probe=1.0, freeze_encoders=False, init=None)
-    paper = ("Progressive Disentangling and Purifying Blended Identities for Deepfake Detection; "
-             "code: github.com/BigWhiteBearZWJ/PDP-Official-Code")
+    """PDP: two encoders → identity / artifact blocks → IACC purification → classifier on the aggregated pure
+    artifacts; decoder, L_con and L_IB in training"""
+
+    defaults = dict(
+        Detector.defaults,
+        enc_dim=512,
+        head_hidden=512,
+        logit_drop=0.2,
+        ca_heads=8,
+        ca_dim=8,
+        dec_widths=[256, 128, 64],
+        dec_drop=0.3,
+        shuffle_p=0.7,
+        w_ce=5.0,
+        w_rec=0.1,
+        w_ib=0.5,
+        w_con=0.5,
+        t_local=1.5,
+        t_global=0.5,
+        iacc=True,
+        con=True,
+        faithful=False,
+        share_ca=None,
+        test_noise=None,
+        art_probe=None,
+        w_probe=1.0,
+        freeze_encoders=False,
+        init=None,
+    )
+    paper = (
+        "Progressive Disentangling and Purifying Blended Identities for Deepfake Detection; "
+        "code: github.com/BigWhiteBearZWJ/PDP-Official-Code"
+    )
     ablations = {'noIACC': ['model.iacc=false'], 'noCon': ['model.con=false']}
-    claims = (('PDP generalises better than the plain detector', 'pdp', 'bce'),
-              ('IACC purification helps', 'pdp', 'pdp-noIACC'),
-              ('the separation contrast loss helps', 'pdp', 'pdp-noCon'))
-    presets = dict(paper=dict(model=dict(backbone='tf_efficientnet_b4', size=256, pretrained='imagenet'),
-                              train=dict(lr=1e-4, weight_decay=5e-4, batch_size=32, steps=43200, schedule='constant',
-                                         milestones=[], clip=0.0, clip_value=0.0)))
+    claims = (
+        ('PDP generalises better than the plain detector', 'pdp', 'bce'),
+        ('IACC purification helps', 'pdp', 'pdp-noIACC'),
+        ('the separation contrast loss helps', 'pdp', 'pdp-noCon'),
+    )
+    presets = dict(
+        paper=dict(
+            model=dict(backbone='tf_efficientnet_b4', size=256, pretrained='imagenet'),
+            train=dict(
+                lr=1e-4,
+                weight_decay=5e-4,
+                batch_size=32,
+                steps=43200,
+                schedule='constant',
+                milestones=[],
+                clip=0.0,
+                clip_value=0.0,
+            ),
+        )
+    )
 
     def __init__(self, **cfg):
-        super().__init__(**cfg); c = self.cfg
-        if c['enc_dim'] % 2: raise ValueError(f"enc_dim must be even (identity and artifacts get half each), got {c['enc_dim']}")
-        if not 0 <= c['shuffle_p'] <= 1: raise ValueError(f"shuffle_p must lie in [0, 1], got {c['shuffle_p']}")
-        if len(c['dec_widths']) != 3: raise ValueError(f"dec_widths lists the channels after the decoder's three ×2 up-samplings, got {c['dec_widths']}")
-        code_way = lambda k, faithful_value: faithful_value if c[k] is None else bool(c[k])   # None: follow `faithful`
+        super().__init__(**cfg)
+        c = self.cfg
+        if c['enc_dim'] % 2:
+            raise ValueError(f"enc_dim must be even (identity and artifacts get half each), got {c['enc_dim']}")
+        if not 0 <= c['shuffle_p'] <= 1:
+            raise ValueError(f"shuffle_p must lie in [0, 1], got {c['shuffle_p']}")
+        if len(c['dec_widths']) != 3:
+            raise ValueError(
+                f"dec_widths lists the channels after the decoder's three ×2 up-samplings, got {c['dec_widths']}"
+            )
+        code_way = lambda k, faithful_value: faithful_value if c[k] is None else bool(c[k])  # None: follow `faithful`
         fa = bool(c['faithful'])
-        self.share_ca, self.test_noise, self.art_probe = code_way('share_ca', fa), code_way('test_noise', fa), code_way('art_probe', not fa)
+        self.share_ca, self.test_noise, self.art_probe = (
+            code_way('share_ca', fa),
+            code_way('test_noise', fa),
+            code_way('art_probe', not fa),
+        )
         d, h = c['enc_dim'], c['enc_dim'] // 2
         self.enc_t, self.enc_s = (Encoder(c['backbone'], c['pretrained'], d) for _ in range(2))
         self.id_t, self.art_t, self.id_s, self.art_s = (conv_mlp(d, h, h) for _ in range(4))
@@ -257,18 +404,42 @@ class PDPDetector(Detector):
         self.mix = conv_mlp(2 * h, h, h)
         head = lambda: Head(h, c['head_hidden'], c['logit_drop'])
         self.head = head()
-        self.head_id_t, self.head_id_s, self.head_a_t, self.head_a_s, self.head_pa_t, self.head_pa_s = (head() for _ in range(6))
-        if not self.art_probe:                       # the official code: these two heads never train
-            for p in [*self.head_a_t.parameters(), *self.head_a_s.parameters()]: p.requires_grad_(False)
+        self.head_id_t, self.head_id_s, self.head_a_t, self.head_a_s, self.head_pa_t, self.head_pa_s = (
+            head() for _ in range(6)
+        )
+        if not self.art_probe:  # the official code: these two heads never train
+            for p in [*self.head_a_t.parameters(), *self.head_a_s.parameters()]:
+                p.requires_grad_(False)
         self.decoder = Decoder(d, tuple(c['dec_widths']), c['dec_drop']) if c['w_rec'] > 0 else None
         if c['freeze_encoders']:
-            for p in [*self.enc_t.body.parameters(), *self.enc_s.body.parameters()]: p.requires_grad_(False)
+            for p in [*self.enc_t.body.parameters(), *self.enc_s.body.parameters()]:
+                p.requires_grad_(False)
         self.init = c['init'] or ('torch' if fa else 'kaiming')
-        if self.init not in ('kaiming', 'torch'): raise ValueError(f"init must be 'kaiming' or 'torch', got {c['init']!r}")
+        if self.init not in ('kaiming', 'torch'):
+            raise ValueError(f"init must be 'kaiming' or 'torch', got {c['init']!r}")
         if self.init == 'kaiming':
-            kaiming_(self.enc_t.reduce, self.enc_s.reduce, self.id_t, self.art_t, self.id_s, self.art_s, self.mix,
-                     *(h.mlp for h in (self.head, self.head_id_t, self.head_id_s, self.head_a_t, self.head_a_s, self.head_pa_t, self.head_pa_s)),
-                     *([self.iacc.conv] if self.iacc is not None else []))
+            kaiming_(
+                self.enc_t.reduce,
+                self.enc_s.reduce,
+                self.id_t,
+                self.art_t,
+                self.id_s,
+                self.art_s,
+                self.mix,
+                *(
+                    h.mlp
+                    for h in (
+                        self.head,
+                        self.head_id_t,
+                        self.head_id_s,
+                        self.head_a_t,
+                        self.head_a_s,
+                        self.head_pa_t,
+                        self.head_pa_s,
+                    )
+                ),
+                *([self.iacc.conv] if self.iacc is not None else []),
+            )
 
     @property
     def backbone(self):
@@ -277,41 +448,68 @@ class PDPDetector(Detector):
 
     def train(self, mode=True):
         super().train(mode)
-        if self.cfg['freeze_encoders']: self.enc_t.body.eval(); self.enc_s.body.eval()
+        if self.cfg['freeze_encoders']:
+            self.enc_t.body.eval()
+            self.enc_s.body.eval()
         return self
 
-    def disentangle(self, x,        # N×3×S×S normalised images
-                    sample=None):   # sample the IACC noise (default: in training, or with test_noise)
+    def disentangle(
+        self,
+        x,  # N×3×S×S normalised images
+        sample=None,  # sample the IACC noise (default: in training, or with test_noise)
+    ):
         "Every intermediate: encoder maps, id/art of both branches, gates, pure features, A, I and M(A)"
         sample = (self.training or self.test_noise) if sample is None else sample
         ft, fs = self.enc_t(x), self.enc_s(x)
         r = dict(f_t=ft, f_s=fs, id_t=self.id_t(ft), a_t=self.art_t(ft), id_s=self.id_s(fs), a_s=self.art_s(fs))
         for b in 'ts':
             i, a = r[f'id_{b}'], r[f'a_{b}']
-            if self.iacc is None: r[f'pid_{b}'], r[f'pa_{b}'] = i, a
-            else: r[f'pid_{b}'], r[f'pa_{b}'], r[f'w_{b}'] = self.iacc(i, a, matched_noise(i, sample), matched_noise(a, sample))
-        r['A'] = torch.cat([r['pa_t'], r['pa_s']], 1); r['I'] = torch.cat([r['pid_t'], r['pid_s']], 1); r['M'] = self.mix(r['A'])
+            if self.iacc is None:
+                r[f'pid_{b}'], r[f'pa_{b}'] = i, a
+            else:
+                r[f'pid_{b}'], r[f'pa_{b}'], r[f'w_{b}'] = self.iacc(
+                    i, a, matched_noise(i, sample), matched_noise(a, sample)
+                )
+        r['A'] = torch.cat([r['pa_t'], r['pa_s']], 1)
+        r['I'] = torch.cat([r['pid_t'], r['pid_s']], 1)
+        r['M'] = self.mix(r['A'])
         return r
 
     def _raw_art_logits(self, head, a):  # a raw-artifact head; its features
-        if self.art_probe: return head(a.detach())[0]           # a probe: trains the head, sends nothing back
-        with torch.no_grad(): return head(a)[0]                 # the official code: a fixed random projection
+        if self.art_probe:
+            return head(a.detach())[0]  # a probe: trains the head, sends nothing back
+        with torch.no_grad():
+            return head(a)[0]  # the official code: a fixed random projection
 
     def forward(self, batch):
         x = batch['image'] if isinstance(batch, dict) else batch
-        r = self.disentangle(x); M = r['M']
+        r = self.disentangle(x)
+        M = r['M']
         if self.training:
             if not isinstance(batch, dict) or 'label' not in batch:
-                raise KeyError("PDP's training forward needs batch['label'] (the shuffle and the swaps pair reals with fakes); evaluate in eval mode")
+                raise KeyError(
+                    "PDP's training forward needs batch['label'] (the shuffle and the swaps pair reals with fakes); "
+                    "evaluate in eval mode"
+                )
             y = batch['label'].to(x.device).long()
-            if self.cfg['shuffle_p'] > 0 and torch.rand(()).item() < self.cfg['shuffle_p']: M = shuffle_within_class(M, y)[0]
+            if self.cfg['shuffle_p'] > 0 and torch.rand(()).item() < self.cfg['shuffle_p']:
+                M = shuffle_within_class(M, y)[0]
         z, a = self.head(M)
         out = dict(logits=(z[:, 1] - z[:, 0]).float(), prob=torch.softmax(z.float(), 1)[:, 1], feat=a)
-        if not self.training: return out
-        out.update(z=z, a=a, t=r['pid_t'].mean((2, 3)), s=r['pid_s'].mean((2, 3)),
-                   z_id_t=self.head_id_t(r['id_t'])[0], z_id_s=self.head_id_s(r['id_s'])[0],
-                   z_a_t=self._raw_art_logits(self.head_a_t, r['a_t']), z_a_s=self._raw_art_logits(self.head_a_s, r['a_s']),
-                   z_pa_t=self.head_pa_t(r['pa_t'])[0], z_pa_s=self.head_pa_s(r['pa_s'])[0])
+        if not self.training:
+            return out
+        out.update(
+            z=z,
+            a=a,
+            t=r['pid_t'].mean((2, 3)),
+            s=r['pid_s'].mean((2, 3)),
+            z_id_t=self.head_id_t(r['id_t'])[0],
+            z_id_s=self.head_id_s(r['id_s'])[0],
+            z_a_t=self._raw_art_logits(self.head_a_t, r['a_t']),
+            z_a_s=self._raw_art_logits(self.head_a_s, r['a_s']),
+            z_pa_t=self.head_pa_t(r['pa_t'])[0],
+            z_pa_s=self.head_pa_s(r['pa_s'])[0],
+        )
         if self.decoder is not None:
             st, ct = swap_pairs(y)
             out.update(rec=self.decoder(r['A'][st], r['I'][ct], x.shape[-2:]), rec_style=st, rec_content=ct)
@@ -319,26 +517,51 @@ class PDPDetector(Detector):
 
     def losses(self, batch, out):
         c = self.cfg
-        if 'z_id_t' not in out: raise ValueError('PDP losses need the training outputs (auxiliary logits, reconstructions): call the model in train mode (model.train())')
+        if 'z_id_t' not in out:
+            raise ValueError(
+                'PDP losses need the training outputs (auxiliary logits, reconstructions): call the model in train '
+                'mode (model.train())'
+            )
         y = batch['label'].to(out['z'].device).long()
-        ce = F.cross_entropy(out['z'].float(), y); total = c['w_ce'] * ce; L = dict(ce=ce)
+        ce = F.cross_entropy(out['z'].float(), y)
+        total = c['w_ce'] * ce
+        L = dict(ce=ce)
         if self.decoder is not None:
             rec = rec_loss(to_unit_range(batch['image'].float()), out['rec'], out['rec_style'], out['rec_content'], y)
-            L['rec'] = rec; total = total + c['w_rec'] * rec
-        ib, loc, glob = ib_loss(out['z_id_t'], out['z_id_s'], out['z_a_t'], out['z_a_s'], out['z_pa_t'], out['z_pa_s'], c['t_local'], c['t_global'])
-        L.update(ib=ib, ib_local=loc, ib_global=glob); total = total + c['w_ib'] * ib
+            L['rec'] = rec
+            total = total + c['w_rec'] * rec
+        ib, loc, glob = ib_loss(
+            out['z_id_t'],
+            out['z_id_s'],
+            out['z_a_t'],
+            out['z_a_s'],
+            out['z_pa_t'],
+            out['z_pa_s'],
+            c['t_local'],
+            c['t_global'],
+        )
+        L.update(ib=ib, ib_local=loc, ib_global=glob)
+        total = total + c['w_ib'] * ib
         if c['con']:
             con, real, fake = con_loss(out['a'], out['t'], out['s'], y)
-            L.update(con=con, con_real=real, con_fake=fake); total = total + c['w_con'] * con
+            L.update(con=con, con_real=real, con_fake=fake)
+            total = total + c['w_con'] * con
         if self.art_probe:
             probe = (F.cross_entropy(out['z_a_t'].float(), y) + F.cross_entropy(out['z_a_s'].float(), y)) / 2
-            L['probe'] = probe; total = total + c['w_probe'] * probe
+            L['probe'] = probe
+            total = total + c['w_probe'] * probe
         return dict(total=total, **L)
 
-def swap_pairs(y,               # (N,) labels
-               generator=None): # a CPU torch.Generator (default: the global one)
-    "Decoder inputs (style rows, content rows): every row with itself, then k = min(#real, #fake) random (real, fake) couples both ways"
+# %% ../../nbs/07e_detectors.pdp.ipynb #c029b
+def swap_pairs(
+    y,  # (N,) labels
+    generator=None,  # a CPU torch.Generator (default: the global one)
+):
+    """Decoder inputs (style rows, content rows): every row with itself, then k = min(#real, #fake) random (real,
+    fake) couples both ways"""
     n = torch.arange(len(y), device=y.device)
-    r, f = n[y == 0], n[y == 1]; k = min(len(r), len(f))
-    r = r[torch.randperm(len(r), generator=generator)[:k].to(y.device)]; f = f[torch.randperm(len(f), generator=generator)[:k].to(y.device)]
+    r, f = n[y == 0], n[y == 1]
+    k = min(len(r), len(f))
+    r = r[torch.randperm(len(r), generator=generator)[:k].to(y.device)]
+    f = f[torch.randperm(len(f), generator=generator)[:k].to(y.device)]
     return torch.cat([n, r, f]), torch.cat([n, f, r])

@@ -15,65 +15,89 @@ from ..core import DETECTORS
 from .base import Detector, create_backbone, num_features
 
 # %% ../../nbs/07d_detectors.prodet.ipynb #c007
-ANCHORS = ('real', 'SBI', 'CBI', 'deepfake')   # dfnb's anchor codes 0..3 (`batch['anchor']`)
-RAW_OF_ANCHOR = (0, 1, 3, 2)                   # the official code's raw labels of those anchors: real 0, SBI 1, deepfake 2, CBI 3
-ATTRIBUTES = ('bld', 'id', 'gen')              # blending clues, identity inconsistency, generative artifacts
-ORDERS = dict(rbd=(0, 1, 2, 3), rdb=(0, 3, 2, 1), surround=None)   # chains of anchor codes; surround: real in the middle
-FAKE = torch.tensor([0., 1., 1., 1.])          # the final label of each anchor
+ANCHORS = ('real', 'SBI', 'CBI', 'deepfake')  # dfnb's anchor codes 0..3 (`batch['anchor']`)
+RAW_OF_ANCHOR = (0, 1, 3, 2)  # the official code's raw labels of those anchors: real 0, SBI 1, deepfake 2, CBI 3
+ATTRIBUTES = ('bld', 'id', 'gen')  # blending clues, identity inconsistency, generative artifacts
+ORDERS = dict(rbd=(0, 1, 2, 3), rdb=(0, 3, 2, 1), surround=None)  # chains of anchor codes; surround: real in the middle
+FAKE = torch.tensor([0.0, 1.0, 1.0, 1.0])  # the final label of each anchor
+
 
 def triplet_labels(raw):  # the official raw labels (N,): real 0, SBI 1, deepfake 2, CBI 3
-    "The official code's triplet-binary labels (N, 3): blending = clip(raw, 0, 1), ID = [raw ≥ 2], generative = [raw = 2]"
+    """The official code's triplet-binary labels (N, 3): blending = clip(raw, 0, 1), ID = [raw ≥ 2], generative = [raw =
+    2]"""
     raw = torch.as_tensor(raw)
     return torch.stack([raw.clamp(0, 1), (raw >= 2).long(), (raw == 2).long()], 1).float()
 
+# %% ../../nbs/07d_detectors.prodet.ipynb #c007b
 def _chain(order):
-    if order not in ORDERS: raise ValueError(f'unknown order {order!r}: choose from {list(ORDERS)}')
+    if order not in ORDERS:
+        raise ValueError(f'unknown order {order!r}: choose from {list(ORDERS)}')
     return ORDERS[order]
 
+# %% ../../nbs/07d_detectors.prodet.ipynb #c007c
 def order_edges(order='rbd'):  # a key of ORDERS
     "The (previous, next) anchor pairs that are bridged and linked by a transition"
     c = _chain(order)
     return ((0, 1), (0, 2), (0, 3)) if c is None else tuple(zip(c[:-1], c[1:]))
 
+# %% ../../nbs/07d_detectors.prodet.ipynb #c007d
 def attribute_matrix(order='rbd'):  # a key of ORDERS
-    "4×3 attribute labels of real, SBI, CBI, deepfake: along a chain the k-th attribute is on from the (k+1)-th anchor on; surround: one attribute per fake"
+    """4×3 attribute labels of real, SBI, CBI, deepfake: along a chain the k-th attribute is on from the (k+1)-th anchor
+    on; surround: one attribute per fake"""
     c = _chain(order)
-    if c is None: return torch.cat([torch.zeros(1, 3), torch.eye(3)])
+    if c is None:
+        return torch.cat([torch.zeros(1, 3), torch.eye(3)])
     pos = {a: p for p, a in enumerate(c)}
     return torch.tensor([[float(pos[a] > k) for k in range(3)] for a in range(4)])
 
-def anchor_weights(anchor,     # anchor codes (N,) of the images
-                   lams=(),    # λ (B,) of each bridged block, one per edge
-                   edges=()):  # the (previous, next) anchor pair of each block
+# %% ../../nbs/07d_detectors.prodet.ipynb #c007e
+def anchor_weights(
+    anchor,  # anchor codes (N,) of the images
+    lams=(),  # λ (B,) of each bridged block, one per edge
+    edges=(),  # the (previous, next) anchor pair of each block
+):
     "Rows × 4 anchor weights W: one-hot for the images, then (1 − λ)·e_prev + λ·e_next for each bridged block"
-    if lams and len(lams) != len(edges): raise ValueError(f'{len(lams)} λ blocks for {len(edges)} edges')
+    if lams and len(lams) != len(edges):
+        raise ValueError(f'{len(lams)} λ blocks for {len(edges)} edges')
     W = [F.one_hot(torch.as_tensor(anchor).long(), 4).float()]
     for (p, q), lam in zip(edges, lams):
-        w = torch.zeros(len(lam), 4, device=W[0].device); lam = lam.detach().float().to(w.device)
-        w[:, p] = 1 - lam; w[:, q] = lam; W.append(w)
+        w = torch.zeros(len(lam), 4, device=W[0].device)
+        lam = lam.detach().float().to(w.device)
+        w[:, p] = 1 - lam
+        w[:, q] = lam
+        W.append(w)
     return torch.cat(W)
 
-def soft_targets(W,             # rows × 4 anchor weights (`anchor_weights`)
-                 order='rbd'):  # a key of ORDERS
+# %% ../../nbs/07d_detectors.prodet.ipynb #c007f
+def soft_targets(
+    W,  # rows × 4 anchor weights (`anchor_weights`)
+    order='rbd',  # a key of ORDERS
+):
     "Soft labels of every row: attributes W·A (rows × 3), final W·(0, 1, 1, 1) (rows,), classes W (rows × 4)"
     return dict(attr=W @ attribute_matrix(order).to(W.device), final=W @ FAKE.to(W.device), cls=W)
 
 # %% ../../nbs/07d_detectors.prodet.ipynb #c011
-def soft_ce(logits,   # N×K scores
-            target):  # soft labels: (N,) probability of class 1 for a two-class head, or N×K class weights
+def soft_ce(
+    logits,  # N×K scores
+    target,  # soft labels: (N,) probability of class 1 for a two-class head, or N×K class weights
+):
     "Soft cross-entropy −mean_i Σ_k t_ik log softmax(z_i)_k, with t = (1 − c, c) for a two-class head"
     t = target.float()
     if t.ndim == 1:
-        if logits.shape[1] != 2: raise ValueError(f'a (N,) target needs two-class logits, got {tuple(logits.shape)}')
+        if logits.shape[1] != 2:
+            raise ValueError(f'a (N,) target needs two-class logits, got {tuple(logits.shape)}')
         t = torch.stack([1 - t, t], 1)
     return -(t * F.log_softmax(logits.float(), 1)).sum(1).mean()
 
 # %% ../../nbs/07d_detectors.prodet.ipynb #c014
-def bridge(prev,              # features of the earlier anchor (B, ...)
-           nxt,               # features of the next anchor, aligned row by row with `prev`
-           alpha=(0.5, 2.)):  # range of α
+def bridge(
+    prev,  # features of the earlier anchor (B, ...)
+    nxt,  # features of the next anchor, aligned row by row with `prev`
+    alpha=(0.5, 2.0),  # range of α
+):
     "Feature bridging: per aligned pair α ~ U(alpha), λ ~ Beta(α, α), mix = λ·next + (1 − λ)·prev; returns (mix, λ)"
-    if prev.shape != nxt.shape: raise ValueError(f'bridged features must be aligned: {tuple(prev.shape)} vs {tuple(nxt.shape)}')
+    if prev.shape != nxt.shape:
+        raise ValueError(f'bridged features must be aligned: {tuple(prev.shape)} vs {tuple(nxt.shape)}')
     a = torch.empty(len(prev), device=prev.device).uniform_(*alpha)
     lam = torch.distributions.Beta(a, a).sample()
     l = lam.view(-1, *[1] * (prev.dim() - 1)).to(prev.dtype)
@@ -81,95 +105,170 @@ def bridge(prev,              # features of the earlier anchor (B, ...)
 
 # %% ../../nbs/07d_detectors.prodet.ipynb #c017
 class TransitionBlock(nn.Module):
-    "T: noise ~ N(0, I) shaped like the input → [3×3 conv, LeakyReLU] ×2; concatenated with the input → 1×1 conv, LeakyReLU → 3×3 conv, LeakyReLU"
+    """T: noise ~ N(0, I) shaped like the input → [3×3 conv, LeakyReLU] ×2; concatenated with the input → 1×1 conv,
+    LeakyReLU → 3×3 conv, LeakyReLU"""
+
     def __init__(self, c):  # feature channels
         super().__init__()
-        self.noise = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(), nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU())
+        self.noise = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(), nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU()
+        )
         self.fuse = nn.Sequential(nn.Conv2d(2 * c, c, 1), nn.LeakyReLU(), nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU())
+
     def forward(self, x):  # N×C×h×w features of the earlier anchor
         return self.fuse(torch.cat([x, self.noise(torch.randn_like(x))], 1))
 
 # %% ../../nbs/07d_detectors.prodet.ipynb #c020
-def attribute_head(c,             # input channels
-                   k,             # outputs
-                   hidden=256):   # hidden width
+def attribute_head(
+    c,  # input channels
+    k,  # outputs
+    hidden=256,  # hidden width
+):
     "GAP → Linear(c, hidden) → LeakyReLU → Linear(hidden, k): the form of every ProDet classifier"
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, hidden), nn.LeakyReLU(), nn.Linear(hidden, k))
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, hidden), nn.LeakyReLU(), nn.Linear(hidden, k)
+    )
 
+# %% ../../nbs/07d_detectors.prodet.ipynb #c020b
 class Projector(nn.Module):
-    "A head's logits (N, k) → Linear(k, hidden) → LeakyReLU → Linear(hidden, c) → c×1×1 → ConvTranspose(kernel = grid) → N×c×h×w"
+    """A head's logits (N, k) → Linear(k, hidden) → LeakyReLU → Linear(hidden, c) → c×1×1 → ConvTranspose(kernel =
+    grid) → N×c×h×w"""
+
     def __init__(self, k, c, grid, hidden=256):  # logits; channels; feature grid (h, w); hidden width
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(k, hidden), nn.LeakyReLU(), nn.Linear(hidden, c))
         self.up = nn.ConvTranspose2d(c, c, tuple(grid))
-    def forward(self, z): return self.up(self.mlp(z)[:, :, None, None])
 
+    def forward(self, z):
+        return self.up(self.mlp(z)[:, :, None, None])
+
+# %% ../../nbs/07d_detectors.prodet.ipynb #c020c
 class AttributeAttention(nn.Module):
     "[P_1(z_1); …; P_m(z_m); F] → 1×1, BN, ReLU → 1×1, BN, ReLU → 3×3 → sigmoid = M; returns F ⊙ M and M"
+
     def __init__(self, ks, c, grid, hidden=256):  # outputs of each head; channels; feature grid (h, w); hidden width
         super().__init__()
         self.proj = nn.ModuleList(Projector(k, c, grid, hidden) for k in ks)
-        self.att = nn.Sequential(nn.Conv2d(c * (len(ks) + 1), c, 1), nn.BatchNorm2d(c), nn.ReLU(),
-                                 nn.Conv2d(c, c, 1), nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.Sigmoid())
+        self.att = nn.Sequential(
+            nn.Conv2d(c * (len(ks) + 1), c, 1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.Sigmoid(),
+        )
+
     def forward(self, zs, f):  # list of head logits; N×c×h×w features
         a = self.att(torch.cat([p(z) for p, z in zip(self.proj, zs)] + [f], 1))
         return f * a, a
 
+# %% ../../nbs/07d_detectors.prodet.ipynb #c020d
 def reinit_stem(backbone):  # a timm model
-    "Replace the first convolution by a freshly initialised one of the same shape and stride without padding (DeepfakeBench's B4 wrapper); returns its name"
+    """Replace the first convolution by a freshly initialised one of the same shape and stride without padding
+    (DeepfakeBench's B4 wrapper); returns its name"""
     name, conv = next(((n, m) for n, m in backbone.named_modules() if isinstance(m, nn.Conv2d)), (None, None))
-    if conv is None: raise ValueError('the backbone has no convolution to replace')
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding=0, bias=conv.bias is not None)
+    if conv is None:
+        raise ValueError('the backbone has no convolution to replace')
+    new = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding=0, bias=conv.bias is not None
+    )
     parent, _, attr = name.rpartition('.')
     setattr(backbone.get_submodule(parent) if parent else backbone, attr, new)
     return name
 
-def feature_map_backbone(name='resnet18',  # any timm model name
-                         pretrained=None,  # a local weights file
-                         reinit=False):    # re-initialise the stem after loading (`reinit_stem`)
+# %% ../../nbs/07d_detectors.prodet.ipynb #c020e
+def feature_map_backbone(
+    name='resnet18',  # any timm model name
+    pretrained=None,  # a local weights file
+    reinit=False,  # re-initialise the stem after loading (`reinit_stem`)
+):
     "A timm backbone whose output is its last feature map (N×C×h×w)"
     bb = create_backbone(name, pretrained, global_pool='')
-    if reinit: reinit_stem(bb)
+    if reinit:
+        reinit_stem(bb)
     return bb
 
 # %% ../../nbs/07d_detectors.prodet.ipynb #c023
 VARIANTS = ('prodet', 'bf_only', 'hybrid')
-HEADS = dict(triplet=(2, 2, 2), multiclass=(4,), multilabel=(3,))   # outputs of each attribute head
-AUGS = dict(dfnb={}, prodet=dict(p_flip=0.0, p_rgb=0.3, rgb=20, p_hsv=0.3, hsv=0.3, p_bc=0.3, bc=0.3, p_jpeg=0.5, quality=(40, 100)))
+HEADS = dict(triplet=(2, 2, 2), multiclass=(4,), multilabel=(3,))  # outputs of each attribute head
+AUGS = dict(
+    dfnb={},
+    prodet=dict(p_flip=0.0, p_rgb=0.3, rgb=20, p_hsv=0.3, hsv=0.3, p_bc=0.3, bc=0.3, p_jpeg=0.5, quality=(40, 100)),
+)
+
 
 def anchor_index(anchor):  # anchor codes (N,)
-    "Positions of each anchor kind in batch order ({code: LongTensor}); all four kinds, equally many, so the i-th of each form one quad"
+    """Positions of each anchor kind in batch order ({code: LongTensor}); all four kinds, equally many, so the i-th of
+    each form one quad"""
     idx = {k: (anchor == k).nonzero().squeeze(1) for k in range(4)}
     n = {ANCHORS[k]: len(v) for k, v in idx.items()}
     if min(n.values()) == 0 or len(set(n.values())) > 1:
         raise ValueError(f"ProDet trains on whole quads (needs={{'quad'}}): every anchor kind equally often, got {n}")
     return idx
 
+# %% ../../nbs/07d_detectors.prodet.ipynb #c023b
 @DETECTORS.register('prodet')
 class ProDetDetector(Detector):
-    "Backbone → 1×1 adjust conv (F) → attribute heads → attribute-conditioned attention → final classifier; bridging and transitions in training"
-    defaults = dict(Detector.defaults, variant='prodet', heads='triplet', order='rbd', bridging=True, transition=True,
-                    attribute_loss=True, bridge_start=0.0, alpha_min=0.5, alpha_max=2.0, dim=512, hidden=256,
-                    reinit_stem=False, aug='dfnb')
+    """Backbone → 1×1 adjust conv (F) → attribute heads → attribute-conditioned attention → final classifier;
+    bridging and transitions in training"""
+
+    defaults = dict(
+        Detector.defaults,
+        variant='prodet',
+        heads='triplet',
+        order='rbd',
+        bridging=True,
+        transition=True,
+        attribute_loss=True,
+        bridge_start=0.0,
+        alpha_min=0.5,
+        alpha_max=2.0,
+        dim=512,
+        hidden=256,
+        reinit_stem=False,
+        aug='dfnb',
+    )
     needs = frozenset({'quad'})
-    paper = ("Cheng et al., Can We Leave Deepfake Data Behind in Training Deepfake Detector?, NeurIPS 2024; "
-             "code: github.com/beautyremain/ProDet")
+    paper = (
+        "Cheng et al., Can We Leave Deepfake Data Behind in Training Deepfake Detector?, NeurIPS 2024; "
+        "code: github.com/beautyremain/ProDet"
+    )
     ablations = {'bf_only': ['model.variant=bf_only'], 'hybrid': ['model.variant=hybrid']}
-    claims = (('ProDet generalises better than the plain detector', 'prodet', 'bce'),
-              ('the progressive organisation beats blendfakes alone (BF-only)', 'prodet', 'prodet-bf_only'),
-              ('BF-only beats the vanilla hybrid of blendfakes and deepfakes', 'prodet-bf_only', 'prodet-hybrid'))
-    presets = dict(paper=dict(model=dict(backbone='tf_efficientnet_b4', size=256, reinit_stem=True, aug='prodet',
-                                         pretrained='imagenet'),
-                              train=dict(lr=2e-4, weight_decay=5e-4, batch_size=24, steps=19200, schedule='constant',
-                                         milestones=[], clip=0.0, clip_value=0.0)))
+    claims = (
+        ('ProDet generalises better than the plain detector', 'prodet', 'bce'),
+        ('the progressive organisation beats blendfakes alone (BF-only)', 'prodet', 'prodet-bf_only'),
+        ('BF-only beats the vanilla hybrid of blendfakes and deepfakes', 'prodet-bf_only', 'prodet-hybrid'),
+    )
+    presets = dict(
+        paper=dict(
+            model=dict(backbone='tf_efficientnet_b4', size=256, reinit_stem=True, aug='prodet', pretrained='imagenet'),
+            train=dict(
+                lr=2e-4,
+                weight_decay=5e-4,
+                batch_size=24,
+                steps=19200,
+                schedule='constant',
+                milestones=[],
+                clip=0.0,
+                clip_value=0.0,
+            ),
+        )
+    )
+
     def __init__(self, **cfg):
-        super().__init__(**cfg); c = self.cfg
+        super().__init__(**cfg)
+        c = self.cfg
         for k, ok in (('variant', VARIANTS), ('heads', HEADS), ('order', ORDERS), ('aug', AUGS)):
-            if c[k] not in ok: raise ValueError(f'{k} must be one of {list(ok)}, got {c[k]!r}')
-        if not 0 < c['alpha_min'] <= c['alpha_max']: raise ValueError(f"need 0 < alpha_min <= alpha_max, got {c['alpha_min']}, {c['alpha_max']}")
+            if c[k] not in ok:
+                raise ValueError(f'{k} must be one of {list(ok)}, got {c[k]!r}')
+        if not 0 < c['alpha_min'] <= c['alpha_max']:
+            raise ValueError(f"need 0 < alpha_min <= alpha_max, got {c['alpha_min']}, {c['alpha_max']}")
         self.backbone = feature_map_backbone(c['backbone'], c['pretrained'], c['reinit_stem'])
         self.adjust = nn.Conv2d(num_features(self.backbone), c['dim'], 1)
-        self.grid = self._measure_grid(); self.edges = order_edges(c['order'])
+        self.grid = self._measure_grid()
+        self.edges = order_edges(c['order'])
         self.final = attribute_head(c['dim'], 2, c['hidden'])
         self.opr = c['variant'] == 'prodet'
         if self.opr:
@@ -177,29 +276,39 @@ class ProDetDetector(Detector):
             self.attr = nn.ModuleList(attribute_head(c['dim'], k, c['hidden']) for k in ks)
             self.attention = AttributeAttention(ks, c['dim'], self.grid, c['hidden'])
             self.transitions = nn.ModuleList(TransitionBlock(c['dim']) for _ in self.edges) if c['transition'] else None
-        else: self.attr = self.attention = self.transitions = None
+        else:
+            self.attr = self.attention = self.transitions = None
 
     @torch.no_grad()
     def _measure_grid(self):
         "(h, w) of the backbone's map for an image of the configured size"
-        was = self.backbone.training; self.backbone.eval()
-        try: return tuple(self.backbone(torch.zeros(1, 3, self.cfg['size'], self.cfg['size'])).shape[-2:])
-        finally: self.backbone.train(was)
+        was = self.backbone.training
+        self.backbone.eval()
+        try:
+            return tuple(self.backbone(torch.zeros(1, 3, self.cfg['size'], self.cfg['size'])).shape[-2:])
+        finally:
+            self.backbone.train(was)
 
     def features(self, x):  # N×3×S×S normalised images
         "F = adjust(backbone(x)), N×dim×h×w"
         f = self.adjust(self.backbone(x))
         if self.opr and tuple(f.shape[-2:]) != self.grid:
-            raise ValueError(f"this ProDet was built for {self.cfg['size']} px images (a {self.grid} feature grid); "
-                             f"got {tuple(x.shape[-2:])} px, a {tuple(f.shape[-2:])} grid: set model.size")
+            raise ValueError(
+                f"this ProDet was built for {self.cfg['size']} px images (a {self.grid} feature grid); "
+                f"got {tuple(x.shape[-2:])} px, a {tuple(f.shape[-2:])} grid: set model.size"
+            )
         return f
 
     def forward(self, batch):
         x = batch['image'] if isinstance(batch, dict) else batch
         anchor = batch.get('anchor') if isinstance(batch, dict) else None
         fit = self.training and anchor is not None
-        if fit and self.cfg['variant'] == 'bf_only': keep = anchor != 3; x, anchor = x[keep], anchor[keep]
-        f = self.features(x); n = len(f); rows, out = f, {}
+        if fit and self.cfg['variant'] == 'bf_only':
+            keep = anchor != 3
+            x, anchor = x[keep], anchor[keep]
+        f = self.features(x)
+        n = len(f)
+        rows, out = f, {}
         if fit:
             lams = ()
             if self.opr:
@@ -207,27 +316,48 @@ class ProDetDetector(Detector):
                 if self.transitions is not None:
                     out['transition'] = [(T(f[idx[p]]), f[idx[q]]) for T, (p, q) in zip(self.transitions, self.edges)]
                 if self.cfg['bridging'] and self.progress >= self.cfg['bridge_start']:
-                    mixes, lams = zip(*[bridge(f[idx[p]], f[idx[q]], (self.cfg['alpha_min'], self.cfg['alpha_max'])) for p, q in self.edges])
+                    mixes, lams = zip(
+                        *[
+                            bridge(f[idx[p]], f[idx[q]], (self.cfg['alpha_min'], self.cfg['alpha_max']))
+                            for p, q in self.edges
+                        ]
+                    )
                     rows = torch.cat([f, *mixes])
             out.update(mix=anchor_weights(anchor, lams, self.edges), lam=list(lams))
         if self.opr:
-            z_attr = [h(rows) for h in self.attr]; fa, att = self.attention(z_attr, rows)
+            z_attr = [h(rows) for h in self.attr]
+            fa, att = self.attention(z_attr, rows)
             out.update(attr=z_attr, att=att)
-        else: fa = rows
-        z = self.final(fa); logit = z[:n, 1] - z[:n, 0]
-        out.update(logits=logit, prob=torch.sigmoid(logit.float()), feat=f.mean((2, 3)), feat_att=fa[:n].mean((2, 3)), final=z)
+        else:
+            fa = rows
+        z = self.final(fa)
+        logit = z[:n, 1] - z[:n, 0]
+        out.update(
+            logits=logit, prob=torch.sigmoid(logit.float()), feat=f.mean((2, 3)), feat_att=fa[:n].mean((2, 3)), final=z
+        )
         return out
 
     def losses(self, batch, out):
-        if 'mix' not in out: raise ValueError("ProDet's losses need a train-mode forward of a quad batch (batch['anchor'], needs={'quad'})")
+        if 'mix' not in out:
+            raise ValueError(
+                "ProDet's losses need a train-mode forward of a quad batch (batch['anchor'], needs={'quad'})"
+            )
         T = soft_targets(out['mix'], self.cfg['order'])
         L = dict(final=soft_ce(out['final'], T['final']))
         if self.opr:
             z, h = out['attr'], self.cfg['heads']
-            if h == 'triplet': L.update({a: soft_ce(zk, T['attr'][:, k]) for k, (a, zk) in enumerate(zip(ATTRIBUTES, z))})
-            if h == 'multilabel': L.update({a: F.binary_cross_entropy_with_logits(z[0][:, k].float(), T['attr'][:, k]) for k, a in enumerate(ATTRIBUTES)})
+            if h == 'triplet':
+                L.update({a: soft_ce(zk, T['attr'][:, k]) for k, (a, zk) in enumerate(zip(ATTRIBUTES, z))})
+            if h == 'multilabel':
+                L.update(
+                    {
+                        a: F.binary_cross_entropy_with_logits(z[0][:, k].float(), T['attr'][:, k])
+                        for k, a in enumerate(ATTRIBUTES)
+                    }
+                )
             L['attr'] = soft_ce(z[0], T['cls']) if h == 'multiclass' else sum(L[a] for a in ATTRIBUTES)
-            if 'transition' in out: L['transition'] = sum(F.mse_loss(p.float(), q.float()) for p, q in out['transition'])
+            if 'transition' in out:
+                L['transition'] = sum(F.mse_loss(p.float(), q.float()) for p, q in out['transition'])
         total = L['final'] + (L['attr'] if self.opr and self.cfg['attribute_loss'] else 0) + L.get('transition', 0)
         return dict(total=total, **L)
 
