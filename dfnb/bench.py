@@ -4,13 +4,14 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'BENCH_PRESETS', 'STARTS', 'PERF_COLUMNS', 'LEARNED_AUC', 'bench_variant', 'bench_start', 'bench_worlds',
-           'run_robustness', 'retrieval_set', 'identity_row', 'run_identity', 'reference_identity', 'bench',
-           'method_ablations', 'method_claims', 'paired_difference', 'claims_table', 'runs_protocol', 'matmul_rate',
-           'data_speed', 'perf_table', 'perf_display', 'bench_perf', 'unlearned', 'plot_bench_auc', 'identity_markdown',
-           'claims_markdown', 'start_line', 'write_report']
+           'run_robustness', 'retrieval_set', 'identity_row', 'run_identity', 'reference_identity', 'BenchSettings',
+           'bench', 'method_ablations', 'method_claims', 'paired_difference', 'claims_table', 'runs_protocol',
+           'matmul_rate', 'data_speed', 'perf_table', 'perf_display', 'bench_perf', 'unlearned', 'plot_bench_auc',
+           'identity_markdown', 'claims_markdown', 'start_line', 'write_report']
 
 # %% ../nbs/10_bench.ipynb #c002
 import json, time
+from dataclasses import dataclass
 import numpy as np, pandas as pd
 from pathlib import Path
 from .core import data_root, claim_dir, DirLock, parse_value, detector_names, DETECTORS, set_threads, worker_pool
@@ -222,25 +223,33 @@ def reference_identity(
     f.write_text(json.dumps(dict(key=key, rows=rows)))
     return rows
 
+# %% ../nbs/10_bench.ipynb #c012z
+@dataclass
+class BenchSettings:
+    "What `bench` may change besides its preset, methods and folder (each `None` takes the preset's value)"
+
+    seeds: int = None  # seeds per method
+    data: Path = None  # a prepared training folder (default: the preset's synthetic FF++-like world)
+    tests: list = None  # prepared test folders (default: the Celeb-DF- and DFDC-like worlds)
+    jobs: int = None  # trainings at once (default: 2 on a CPU with 2+ cores, else 1)
+    robust: bool = True  # robustness sweeps
+    perf: bool = True  # the performance table (the preset's backbone and input, measured once)
+    claims: bool = False  # also train the ablation variants each method declares, for the claim checks
+    claims_from: Path = None  # also check the claims on the evaluated runs of this folder (every paired seed)
+    workers: int = None  # processes for writing and preparing worlds
+    start: str = None  # where every backbone starts: pretrained (dfnb pretrain), scratch or imagenet
+
 # %% ../nbs/10_bench.ipynb #c013
 def bench(
     preset='quick',  # smoke, quick or paper
     methods=METHODS,  # detectors to compare (the first is the reference of the report)
-    seeds=None,  # seeds per method (default: the preset's)
     out='results',  # report, figures and runs (<out>/runs/<method>-s<seed>)
-    data=None,  # a prepared training folder (default: the preset's synthetic FF++-like world)
-    tests=None,  # prepared test folders (default: the Celeb-DF- and DFDC-like worlds)
-    jobs=None,  # trainings at once (default: 2 on a CPU with 2+ cores, else 1)
-    robust=True,  # robustness sweeps
-    perf=True,  # the performance table (the preset's backbone and input, measured once)
-    claims=False,  # also train the ablation variants each method declares, for the claim checks
-    claims_from=None,  # also check the claims on the evaluated runs of this folder (every paired seed), e.g. data/runs
-    workers=None,  # processes for writing and preparing worlds
-    start=None,  # where every backbone starts: pretrained (dfnb pretrain), scratch or imagenet (default: the preset's)
     log=print,  # progress lines
+    **settings,  # `BenchSettings` fields, e.g. seeds=5, claims=True
 ):
     """Train, evaluate, perturb and probe every (method, seed) under one preset and write `<out>/report.md`; returns
     the tables"""
+    opt = BenchSettings(**settings)  # an unknown setting fails here, before anything is written
     if preset not in BENCH_PRESETS:
         raise ValueError(f'unknown preset {preset!r}: choose from {list(BENCH_PRESETS)}')
     for m in methods:
@@ -248,19 +257,25 @@ def bench(
     out = Path(out)
     claim_dir(out, 'bench', legacy=[('report.md', 'runs')])
     with DirLock(out, 'dfnb bench'):
-        return _bench(
-            preset, methods, seeds, out, data, tests, jobs, robust, perf, claims, claims_from, workers, start, log
-        )
+        return _bench(preset, methods, out, opt, log)
 
 # %% ../nbs/10_bench.ipynb #c013b
-def _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims, claims_from, workers, start, log):
+def _bench(
+    preset,  # a `BENCH_PRESETS` name
+    methods,  # the detectors
+    out,  # the report folder (this process holds it)
+    opt,  # `BenchSettings`
+    log,  # progress lines
+):
     "The body of `bench`, in a report folder this process holds"
     import os, torch
+
+    data, tests, seeds, jobs = opt.data, opt.tests, opt.seeds, opt.jobs
 
     P = BENCH_PRESETS[preset]
     t0 = time.time()
     if data is None:
-        w = bench_worlds(preset, workers=workers, log=log)
+        w = bench_worlds(preset, workers=opt.workers, log=log)
         data = w['ffpp']
         tests = tests or [w['cdf'], w['dfdc']]
     tests = [Path(t) for t in (tests or [])]
@@ -270,10 +285,10 @@ def _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims,
     if jobs is None:
         jobs = 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
     variants = {m: bench_variant(m, P) for m in methods}
-    if claims:
+    if opt.claims:
         variants.update({n: bench_variant(m, P) + over for n, (m, over) in method_ablations(methods).items()})
     tp = time.time()
-    warm, start_meta = bench_start(P, start, data, log)
+    warm, start_meta = bench_start(P, opt.start, data, log)
     protocol = P['protocol'] + warm
     t1 = time.time()
     frame = sweep(
@@ -301,14 +316,14 @@ def _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims,
                 for r in rs
             ]
         )
-        if robust
+        if opt.robust
         else None
     )
     rset = retrieval_set(tests[1:])
     runs = [(m, r) for m, rs in groups.items() for r in rs]
     ident = [dict(method=m, run=Path(r).name, **run_identity(r, data, rset, log)) for m, r in runs]
     ident = pd.DataFrame(ident + reference_identity(protocol, data, rset, out, log))
-    perf = bench_perf(P, methods, data, out, log) if perf and P.get('perf') else None
+    perf = bench_perf(P, methods, data, out, log) if opt.perf and P.get('perf') else None
     t3 = time.time()
     meta = dict(
         preset=preset,
@@ -332,12 +347,12 @@ def _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims,
         cpus=os.cpu_count(),
         device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu',
     )
-    if claims_from is not None:
-        meta['claims_from'] = dict(runs=str(claims_from), protocol=runs_protocol(claims_from))
+    if opt.claims_from is not None:
+        meta['claims_from'] = dict(runs=str(opt.claims_from), protocol=runs_protocol(opt.claims_from))
         g = {
-            m: [Path(claims_from) / f'{m}-s{s}' for s in sorted(ss)]
+            m: [Path(opt.claims_from) / f'{m}-s{s}' for s in sorted(ss)]
             for m in methods
-            if (ss := _seeds_of(claims_from, m))
+            if (ss := _seeds_of(opt.claims_from, m))
         }
         meta['claims_from']['frame_auc'] = seeds_table(g, metrics=('auc',)).to_dict('records') if g else []
     tables = dict(
@@ -349,8 +364,8 @@ def _bench(preset, methods, seeds, out, data, tests, jobs, robust, perf, claims,
         perf=perf,
         meta=meta,
         claims_from=None
-        if claims_from is None
-        else claims_table(claims_from, None, frame.set.iloc[0], methods=methods),
+        if opt.claims_from is None
+        else claims_table(opt.claims_from, None, frame.set.iloc[0], methods=methods),
     )
     write_report(tables, out)
     log(f'report: {out / "report.md"} ({meta["seconds"]["total"]} s)')

@@ -181,12 +181,12 @@ def run_pretrain(a):
     c = pretrain(
         a.data,
         a.out,
-        a.objective,
-        a.backbone,
-        a.size,
-        a.steps,
-        a.batch_size,
-        a.lr,
+        objective=a.objective,
+        backbone=a.backbone,
+        size=a.size,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        lr=a.lr,
         seed=a.seed,
         progress=not a.no_progress,
         log=lambda m: print(m, flush=True),
@@ -487,8 +487,8 @@ def run_bench(a):
     return bench(
         a.preset,
         tuple(a.methods),
-        a.seeds,
         a.out,
+        seeds=a.seeds,
         data=_named_dir(a.data) if a.data else None,
         tests=[_named_dir(t) for t in a.test] if a.test else None,
         jobs=a.jobs,
@@ -538,9 +538,7 @@ def run_calibrate(a):
     "Run `dfnb calibrate`; prints the table"
     _at_least(a, 1, 'jobs')
     _at_least(a, 0, 'knobs')
-    res = calibrate(
-        a.preset, tuple(a.seeds), a.out, a.overrides, a.jobs, a.knobs, log=lambda m: print(m, flush=True)
-    )
+    res = calibrate(a.preset, tuple(a.seeds), a.out, a.overrides, a.jobs, a.knobs, log=lambda m: print(m, flush=True))
     print(Path(res['out'], 'calibration.md').read_text())
     return res
 

@@ -7,10 +7,11 @@ __all__ = ['PERTURBATIONS', 'load_run', 'run_config', 'test_sets', 'evaluate_run
            'check_media', 'detect', 'some_videos', 'perturb', 'perturbed_batches', 'robustness', 'plot_robustness',
            'features', 'backbone_features', 'plot_tsne', 'last_feature_module', 'cam_map', 'grad_cam', 'show_cams',
            'identity_probe', 'leakage_table', 'seeds_table', 'format_seeds', 'identity_retrieval', 'parse_variant',
-           'dataset_names', 'sweep_run', 'sweep', 'markdown_table']
+           'dataset_names', 'sweep_run', 'SweepSettings', 'sweep', 'markdown_table']
 
 # %% ../nbs/09_eval.ipynb #c002
 import json, re, time
+from dataclasses import dataclass
 import numpy as np, pandas as pd, torch
 from pathlib import Path
 from .core import pick_device, claim_dir, rng, set_threads, worker_pool
@@ -779,6 +780,17 @@ def _sweep_job(a):
     "One sweep run in a worker process (lines go to stdout, prefixed by the run's name)"
     return sweep_run(*a, log=lambda m: print(m, flush=True))
 
+# %% ../nbs/09_eval.ipynb #c022ec
+@dataclass
+class SweepSettings:
+    "How `sweep` trains and tabulates, besides its variants, data, seeds and folder"
+
+    base: list = ()  # overrides shared by every variant (the protocol: steps, batch size, ...)
+    jobs: int = 1  # runs at once (separate processes when > 1)
+    level: str = 'frame'  # table level: frame or video
+    metrics: tuple = ('auc', 'eer')  # table metrics
+    n_boot: int = 1000  # bootstrap resamples of each evaluation
+
 # %% ../nbs/09_eval.ipynb #c022ee
 def sweep(
     variants,  # {name: [key=value overrides]} (or a list of 'name:k=v,k=v' strings)
@@ -786,16 +798,13 @@ def sweep(
     tests,  # prep folders to evaluate on (include the training set for in-domain numbers)
     seeds=(0,),  # one run per seed per variant
     out='runs',  # runs go to <out>/<name>-s<seed>
-    base=(),  # overrides shared by every variant (the protocol: steps, batch size, ...)
-    jobs=1,  # runs at once (separate processes when > 1)
-    level='frame',  # table level: frame or video
-    metrics=('auc', 'eer'),  # table metrics
-    n_boot=1000,  # bootstrap resamples of each evaluation
     log=print,  # progress lines
+    **settings,  # `SweepSettings` fields: base, jobs, level, metrics, n_boot
 ):
     "Train and evaluate every (variant, seed), reusing finished runs; returns `seeds_table` over seeds of each variant"
     import os
 
+    opt = SweepSettings(**settings)
     if not isinstance(variants, dict):
         variants = dict(parse_variant(v) for v in variants)
     if not variants:
@@ -804,11 +813,11 @@ def sweep(
     for t in [Path(data)] + tests:
         if not (t / 'manifest.parquet').exists():
             raise FileNotFoundError(f'{t}/manifest.parquet is missing: prepare it with `dfnb prep` first')
-    base = list(base)
+    base, jobs = list(opt.base), opt.jobs
     if jobs > 1 and not any(o.startswith('threads=') for o in base):
         base.append(f'threads={max(1, (os.cpu_count() or 1) // jobs)}')
     todo = [
-        (n, s, base + list(ov), str(data), [str(t) for t in tests], str(out), n_boot)
+        (n, s, base + list(ov), str(data), [str(t) for t in tests], str(out), opt.n_boot)
         for n, ov in variants.items()
         for s in seeds
     ]
@@ -833,7 +842,7 @@ def sweep(
             f'{len(failed)} of {len(todo)} runs failed (finished ones are kept; rerun to resume):\n' + '\n'.join(failed)
         )
     groups = {n: [Path(out) / f'{n}-s{s}' for s in seeds] for n in variants}
-    return seeds_table(groups, sets=dataset_names(tests), level=level, metrics=metrics)
+    return seeds_table(groups, sets=dataset_names(tests), level=opt.level, metrics=tuple(opt.metrics))
 
 # %% ../nbs/09_eval.ipynb #c022ef
 def markdown_table(t):  # a DataFrame (e.g. from `format_seeds`); its index becomes the first column

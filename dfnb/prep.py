@@ -11,10 +11,12 @@ __all__ = ['VIDEO_EXTS', 'IMAGE_EXTS', 'VIDEO_COLUMNS', 'RESERVED', 'FFPP_METHOD
            'count_frames', 'read_frames', 'five_points', 'SidecarFaces', 'MTCNNFaces', 'mesh_to_68', 'MediaPipeFaces',
            'installed', 'resolve_backend', 'make_backend', 'pick_faces', 'template', 'similarity', 'warp_points',
            'align_face', 'prep_video', 'remove_video_dir', 'commit', 'done', 'parse_shard', 'shard_rows',
-           'check_settings', 'prepare', 'report', 'summary', 'read_frame_at', 'show_prep', 'landmark_error']
+           'check_settings', 'PrepSettings', 'PrepJob', 'prepare', 'report', 'summary', 'read_frame_at', 'show_prep',
+           'landmark_error']
 
 # %% ../nbs/02_prep.ipynb #c002
 import contextlib, importlib, json, os, re, sys, time, shutil, hashlib, zlib
+from dataclasses import dataclass
 import numpy as np, cv2
 from pathlib import Path, PurePosixPath
 from .core import DirLock, claim_dir, worker_pool
@@ -1427,44 +1429,76 @@ def check_settings(frames, size, margin, quality, workers):
     if not (isinstance(margin, (int, float)) and np.isfinite(margin) and 0.5 <= margin <= 4):
         raise ValueError(f'--margin {margin!r} is out of range, give a number from 0.5 to 4 (the default is 1.3)')
 
+# %% ../nbs/02_prep.ipynb #c038i
+@dataclass
+class PrepSettings:
+    "How `prepare` finds and crops faces: what a prep folder is made with (its report's `settings`)"
+
+    frames: int = 32  # frames per video
+    size: int = 256  # crop side in px
+    margin: float = 1.3  # alignment margin (standard template)
+    align: str = 'standard'  # alignment template: standard or caddm
+    backend: str = 'auto'  # face backend: auto, sidecar, mediapipe, mtcnn
+    faces: str = 'largest'  # 'largest' or 'all' faces per frame
+    format: str = 'png'  # crop format: png or jpg
+    quality: int = 95  # JPEG quality
+
+    def __post_init__(self):
+        if self.format not in ('png', 'jpg'):
+            raise ValueError(f'unknown crop format {self.format!r}: choose png or jpg')
+        if self.faces not in ('largest', 'all'):
+            raise ValueError(f'faces must be largest or all, got {self.faces!r}')
+        template(self.align)  # an unknown template is refused here
+
+# %% ../nbs/02_prep.ipynb #c038j
+@dataclass
+class PrepJob:
+    "One `prepare` run: what it reads, where it writes, with which settings and how; passed to its helpers"
+
+    dataset: str  # reader name
+    root: Path  # the dataset's media root
+    out: Path  # the prep folder
+    cfg: dict  # the crop settings (frames, size, margin, template, backend, faces, format, quality)
+    note: str = ''  # how the face backend was chosen
+    backend: str = 'sidecar'  # the resolved face backend
+    shard: tuple = None  # (i, k), or None for the whole dataset
+    workers: int = 1  # processes
+    progress: bool = True  # a progress bar
+    backend_kw: dict = None  # backend options
+    t0: float = 0.0  # when the run started (time.time())
+
+    @property
+    def tag(self):
+        "The file-name tag of this shard's manifest and report ('' for a whole run)"
+        return '' if self.shard is None else f'.shard-{self.shard[0]}-of-{self.shard[1]}'
+
 # %% ../nbs/02_prep.ipynb #c039
 def prepare(
     dataset,  # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder, csv
     root,  # dataset root (a CSV file for csv)
     out,  # output root (one per dataset and compression)
-    frames=32,  # frames per video
-    size=256,  # crop side in px
-    margin=1.3,  # alignment margin (standard template)
-    align='standard',  # alignment template: standard or caddm
-    backend='auto',  # face backend: auto, sidecar, mediapipe, mtcnn
-    faces='largest',  # 'largest' or 'all' faces per frame
-    format='png',  # crop format: png or jpg
-    quality=95,  # JPEG quality
     workers=1,  # processes
     shard=None,  # (i, k) or 'i/k'
     progress=True,  # show a progress bar
     reader_kw=None,  # reader options (comp, splits, methods, name)
     backend_kw=None,  # backend options (device, det_size, min_score)
     allow_incomplete=False,  # go on when a split would have no real or no fake videos
+    **settings,  # `PrepSettings` fields (how faces are found and cropped), e.g. frames=32, size=256
 ):
     "Prepare a dataset: crops, landmarks, masks, the manifest and the report. Resumable; returns the report"
     t0 = time.time()
     out = Path(out)
-    if format not in ('png', 'jpg'):
-        raise ValueError(f'unknown crop format {format!r}: choose png or jpg')
-    if faces not in ('largest', 'all'):
-        raise ValueError(f'faces must be largest or all, got {faces!r}')
-    check_settings(frames, size, margin, quality, workers)
-    template(align)
+    opt = PrepSettings(**settings)
+    check_settings(opt.frames, opt.size, opt.margin, opt.quality, workers)
     cfg = dict(
-        frames=frames,
-        size=size,
-        margin=margin,
-        template=align,
-        backend=backend,
-        faces=faces,
-        format=format,
-        quality=quality,
+        frames=opt.frames,
+        size=opt.size,
+        margin=opt.margin,
+        template=opt.align,
+        backend=opt.backend,
+        faces=opt.faces,
+        format=opt.format,
+        quality=opt.quality,
     )
     df = read_dataset(dataset, root, **(reader_kw or {}))
     check_complete(df, root, allow_incomplete)
@@ -1474,9 +1508,8 @@ def prepare(
             f'--out {out} lies inside the dataset folder {root}, whose media are listed recursively: a rerun '
             f'would read the crops as videos, choose an output folder outside it'
         )
-    bname, note = resolve_backend(
-        backend, base
-    )  # built later, in the process that uses it (MediaPipe does not survive a fork)
+    # the backend is built later, in the process that uses it (MediaPipe does not survive a fork)
+    bname, note = resolve_backend(opt.backend, base)
     cfg['backend'] = bname
     name = str(df.dataset.iloc[0])
     claim_dir(
@@ -1488,17 +1521,23 @@ def prepare(
         settings=_settings(cfg),
     )
     shard = parse_shard(shard) if isinstance(shard, str) else shard
-    tag = '' if shard is None else f'.shard-{shard[0]}-of-{shard[1]}'
+    job = PrepJob(dataset, base, out, cfg, note, bname, shard, workers, progress, backend_kw, t0)
+    tag = job.tag
     with contextlib.ExitStack() as locks:  # a shard shares the folder and holds its own range; a full run holds it all
         locks.enter_context(DirLock(out, 'dfnb prep', shared=shard is not None))
         if shard is not None:
             locks.enter_context(DirLock(out, f'dfnb prep --shard {shard[0]}/{shard[1]}', f'.dfnb{tag}.lock'))
-        return _prepare(df, dataset, base, out, cfg, note, bname, shard, tag, workers, progress, backend_kw, t0)
+        return _prepare(df, job)
 
 # %% ../nbs/02_prep.ipynb #c039b
-def _prepare(df, dataset, root, out, cfg, note, bname, shard, tag, workers, progress, backend_kw, t0):
+def _prepare(
+    df,  # the reader's table
+    job,  # a `PrepJob`
+):
     "The body of `prepare`, under its locks"
     import pandas as pd
+
+    root, out, cfg, shard, tag = job.root, job.out, job.cfg, job.shard, job.tag
 
     tmp_root = out / '.tmp' / (tag.strip('.') or 'all')
     if tmp_root.exists():
@@ -1516,10 +1555,10 @@ def _prepare(df, dataset, root, out, cfg, note, bname, shard, tag, workers, prog
             todo.append(r)
     skipped_complete = len(recs)
     bar = None
-    if progress:
+    if job.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(rows), initial=skipped_complete, desc=f'prep {dataset}', unit='video')
+        bar = tqdm(total=len(rows), initial=skipped_complete, desc=f'prep {job.dataset}', unit='video')
     counts = dict(done=0, skipped=skipped_complete, failed=0)
     new = []
     args = [(r, str(root), str(out), cfg, str(tmp_root / f'v{n:06d}')) for n, r in enumerate(todo)]
@@ -1532,17 +1571,17 @@ def _prepare(df, dataset, root, out, cfg, note, bname, shard, tag, workers, prog
             bar.update(1)
             bar.set_postfix(counts, refresh=False)
 
-    if workers > 1 and len(args) > 1:
+    if job.workers > 1 and len(args) > 1:
         from dfnb.prep import (
             _init_worker as init,
             _work as work,
         )  # by module name: a fresh worker imports them (also from this notebook)
 
-        with worker_pool(workers, init, (bname, str(root), backend_kw or {})) as ex:
+        with worker_pool(job.workers, init, (job.backend, str(root), job.backend_kw or {})) as ex:
             for rec in ex.map(work, args, chunksize=1):
                 take(rec)
     else:
-        _W['backend'] = make_backend(bname, root, **(backend_kw or {}))[0]
+        _W['backend'] = make_backend(job.backend, root, **(job.backend_kw or {}))[0]
         for a in args:
             take(_work(a))
     if bar:
@@ -1556,32 +1595,27 @@ def _prepare(df, dataset, root, out, cfg, note, bname, shard, tag, workers, prog
     man = man.sort_values(['video_id', 'frame_idx', 'face_idx'], kind='stable').reset_index(drop=True)
     man.to_parquet(out / f'manifest{tag}.parquet.tmp', index=False)
     os.replace(out / f'manifest{tag}.parquet.tmp', out / f'manifest{tag}.parquet')
-    rep = report(
-        dataset,
-        root,
-        out,
-        cfg,
-        note,
-        ordered,
-        unsplit,
-        counts,
-        len(man),
-        shard,
-        time.time() - t0,
-        new,
-        df.attrs.get('missing', []),
-        df.attrs.get('skipped', []),
-    )
+    rep = report(job, ordered, unsplit, counts, len(man), new, df.attrs.get('missing', []), df.attrs.get('skipped', []))
     (out / f'prep_report{tag}.json.tmp').write_text(json.dumps(rep, indent=1))
     os.replace(out / f'prep_report{tag}.json.tmp', out / f'prep_report{tag}.json')
     return rep
 
 # %% ../nbs/02_prep.ipynb #c040
-def report(dataset, root, out, cfg, note, recs, unsplit, counts, n_rows, shard, seconds, new, missing=(), skipped=()):
+def report(
+    job,  # the `PrepJob`
+    recs,  # every video's record, in table order
+    unsplit,  # table rows in no split
+    counts,  # videos done, skipped (already complete) and failed now
+    n_rows,  # manifest rows
+    new,  # the records written by this run
+    missing=(),  # what the reader found missing
+    skipped=(),  # inputs the reader skipped, with reasons
+):
     """The prep report: what was done, skipped and failed (each with its reason), what was missing, frame accounting,
     timings"""
     from collections import Counter
 
+    cfg, seconds = job.cfg, time.time() - job.t0
     failed = [dict(video_id=r['video_id'], path=r['path'], **r['failed']) for r in recs if r['failed']]
     skips = [dict(video_id=r['video_id'], **s) for r in recs for s in r['skips'] if not r['failed']]
     fr_skip = Counter()
@@ -1619,12 +1653,12 @@ def report(dataset, root, out, cfg, note, recs, unsplit, counts, n_rows, shard, 
         stage_frames_per_second={s: round(n_frames / v, 1) if v else None for s, v in tim.items()},
     )
     return dict(
-        dataset=dataset,
-        root=str(root),
-        out=str(out),
+        dataset=job.dataset,
+        root=str(job.root),
+        out=str(job.out),
         settings=cfg,
-        backend_note=note,
-        shard=list(shard) if shard else None,
+        backend_note=job.note,
+        shard=list(job.shard) if job.shard else None,
         videos=videos,
         frames=frames,
         failed=failed,

@@ -229,28 +229,24 @@ def score_loader(
     was = model.training
     model.eval()
     rows, F = [], []
-    with torch.no_grad():
-        for b in loader:
-            x = b['image'].to(device)
-            with autocast(device, amp):
-                out = model({**b, 'image': channels_last(x, amp)})
-            p = out['prob'].float().cpu().numpy()
-            rows.append(
-                pd.DataFrame(
-                    dict(
-                        video_id=list(b['video_id']), frame_idx=b['frame_idx'].numpy(), label=b['label'].numpy(), prob=p
+    try:
+        with torch.no_grad():
+            for b in loader:
+                x = b['image'].to(device)
+                with autocast(device, amp):
+                    out = model({**b, 'image': channels_last(x, amp)})
+                p = out['prob'].float().cpu().numpy()
+                ids = dict(video_id=list(b['video_id']), frame_idx=b['frame_idx'].numpy(), label=b['label'].numpy())
+                rows.append(pd.DataFrame(dict(ids, prob=p)))
+                if feats and 'feat' not in out:
+                    raise FeaturesMissing(
+                        f'{type(model).__name__} returns no feat output (N×C pooled features), so '
+                        'identity and feature analyses cannot use it: add feat to the dict its forward returns'
                     )
-                )
-            )
-            if feats and 'feat' not in out:
-                model.train(was)
-                raise FeaturesMissing(
-                    f'{type(model).__name__} returns no feat output (N×C pooled features), so '
-                    'identity and feature analyses cannot use it: add feat to the dict its forward returns'
-                )
-            if feats:
-                F.append(out['feat'].float().cpu().numpy())
-    model.train(was)
+                if feats:
+                    F.append(out['feat'].float().cpu().numpy())
+    finally:
+        model.train(was)  # the caller's mode comes back, whatever happened
     df = (
         pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=['video_id', 'frame_idx', 'label', 'prob'])
     )
