@@ -15,4 +15,5 @@ for c in nb['cells']:
         code = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
         if code: out.append('```python\n' + code + '\n```')
 text = '<!-- generated from nbs/index.ipynb by .ci/readme.py: edit the notebook, not this file -->\n\n' + '\n\n'.join(out) + '\n'
+text = text.replace('](images/', '](nbs/images/')  # the notebook's figures, as seen from the repository root
 (root / 'README.md').write_text(text)

@@ -7,7 +7,8 @@ __all__ = ['METHODS', 'BENCH_PRESETS', 'STARTS', 'PERF_COLUMNS', 'LEARNED_AUC', 
            'run_robustness', 'retrieval_set', 'identity_row', 'run_identity', 'reference_identity', 'BenchSettings',
            'bench', 'method_ablations', 'method_claims', 'paired_difference', 'claims_table', 'runs_protocol',
            'matmul_rate', 'data_speed', 'perf_table', 'perf_display', 'bench_perf', 'unlearned', 'plot_bench_auc',
-           'identity_markdown', 'claims_markdown', 'start_line', 'write_report']
+           'identity_markdown', 'claims_markdown', 'start_line', 'bench_decisions', 'decisions_markdown',
+           'write_report']
 
 # %% ../nbs/10_bench.ipynb #c002
 import json, time
@@ -24,6 +25,7 @@ from .eval import robustness, identity_probe, identity_retrieval, features, back
 from .eval import markdown_table, dataset_names, format_seeds, plot_robustness
 from .data import load_manifest, make_loader
 from .detectors.base import create_detector
+from .decisions import decision_tables
 
 # %% ../nbs/10_bench.ipynb #c005
 METHODS = ('bce', *detector_modules())  # bce, then dfnb's own methods, found on disk (a plugin's joins by name)
@@ -358,6 +360,7 @@ def _bench(
     tables = dict(
         frame=frame,
         video=video,
+        decisions=bench_decisions(out / 'runs', methods, seeds),
         claims=cl,
         robustness=rob,
         identity=ident,
@@ -776,6 +779,128 @@ def start_line(st):  # the `start` of a bench's meta
         f"`{st['folder']}`)."
     )
 
+# %% ../nbs/10_bench.ipynb #c015fa
+def bench_decisions(
+    runs,  # the folder of <method>-s<seed> runs
+    methods,  # the methods to read
+    seeds,  # their seeds
+):
+    """The four decision tables (calibration, thresholds, video aggregation, fairness gaps) of every run and test set,
+    averaged over seeds per (method, set); None where no run carries decisions"""
+    reports = {}
+    for m in methods:
+        for s in seeds:
+            ev = Path(runs) / f'{m}-s{s}' / 'eval'
+            names = json.loads((ev / 'results.json').read_text()) if (ev / 'results.json').exists() else {}
+            for n in names:
+                d = json.loads((ev / f'{n}.json').read_text()).get('decisions')
+                if d:
+                    reports[(f'{m}-s{s}', n)] = d
+    if not reports:
+        return None
+    out = {}
+    for name, t in zip(('calibration', 'thresholds', 'aggregation', 'fairness'), decision_tables(reports)):
+        if not len(t):
+            out[name] = t
+            continue
+        t = t.assign(method=t.run.str.rsplit('-s', n=1).str[0])
+        keys = ['method', 'set'] + [
+            k for k in ('rule', 'fitted_on', 'attribute') if k in t.columns and name != 'aggregation'
+        ]
+        num = [c for c in t.columns if c not in keys + ['run'] and pd.api.types.is_numeric_dtype(t[c])]
+        g = t.groupby(keys, sort=False)
+        agg = g[num].mean()
+        if name == 'aggregation':  # the rule each seed's validation chose
+            agg['rule'] = g['rule'].agg(lambda r: ', '.join(sorted(set(r))))
+        out[name] = agg.reset_index()
+    return out
+
+# %% ../nbs/10_bench.ipynb #c015fb
+def _md_rows(head, rows):  # column names; rows of cell strings
+    "A markdown table's lines"
+    return ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows]
+
+# %% ../nbs/10_bench.ipynb #c015fc
+def decisions_markdown(
+    dt,  # from `bench_decisions`
+):
+    "The report's decision sections: calibration, thresholds fixed on validation, video aggregation, fair slices"
+    if dt is None:
+        return []
+    f3 = lambda v: '' if pd.isna(v) else f'{v:.3f}'
+    md = [
+        '## Calibration',
+        '',
+        'Frame level (in a bench report, the mean over seeds): ECE and Brier score of the raw probabilities and after '
+        'temperature scaling fitted on the training data\'s validation split (T).',
+        '',
+    ]
+    c = dt['calibration']
+    rows = [
+        [r.method, r.set, f3(r['T']), f'{f3(r.ece)} → {f3(r.ece_T)}', f'{f3(r.brier)} → {f3(r.brier_T)}']
+        for _, r in c.iterrows()
+    ]
+    md += _md_rows(['method', 'set', 'T', 'ECE raw → calibrated', 'Brier raw → calibrated'], rows) + ['']
+    t = dt['thresholds'].set_index(['method', 'set', 'rule', 'fitted_on'])
+    val, orc = 'validation', 'oracle (test labels)'
+    md += [
+        '## Thresholds fixed on validation',
+        '',
+        'Frame level (in a bench report, the mean over seeds). Each threshold is fixed on the validation split and '
+        'applied to the test set: '
+        'accuracy at 0.5 and at the validation EER threshold, TPR (fakes caught) at the threshold that flagged 5 % '
+        'of the validation reals, with the FPR it gives on the test set, and FPR at the threshold that caught 95 % of '
+        'the validation fakes. The oracle fits FPR ≤ 5 % on the test labels themselves.',
+        '',
+    ]
+    rows = []
+    for m, s in dict.fromkeys((m, s) for m, s, _, _ in t.index):
+        r = lambda rule, fit=val: t.loc[(m, s, rule, fit)]
+        rows.append(
+            [
+                m,
+                s,
+                f3(r('fixed').acc),
+                f3(r('eer').acc),
+                f'{f3(r("fpr05").tpr)} ({f3(r("fpr05").fpr)})',
+                f3(r('fpr05', orc).tpr),
+                f3(r('tpr95').fpr),
+            ]
+        )
+    head = [
+        'method',
+        'set',
+        'ACC @ 0.5',
+        'ACC @ EER',
+        'TPR @ FPR 5 % (test FPR)',
+        'oracle TPR @ FPR 5 %',
+        'FPR @ TPR 95 %',
+    ]
+    md += _md_rows(head, rows) + ['']
+    a = dt['aggregation']
+    md += [
+        '## Video aggregation',
+        '',
+        'The rule that turns frame scores into a video score, chosen by validation video '
+        'AUC on each seed, and its test video AUC against the mean rule (in a bench report, the mean over seeds).',
+        '',
+    ]
+    rows = [[r.method, r.set, r.rule, f3(r.test_auc), f3(r.mean_test_auc)] for _, r in a.iterrows()]
+    md += _md_rows(['method', 'set', 'chosen on validation', 'test video AUC', 'mean rule'], rows) + ['']
+    fr = dt['fairness']
+    fr = fr[fr[['auc_gap', 'fpr_gap', 'fnr_gap']].notna().any(axis=1)] if len(fr) else fr  # groups to compare
+    if len(fr):
+        md += [
+            '## Fair slices',
+            '',
+            'Video level, at the validation threshold (EER rule) and the chosen aggregation: '
+            'the largest difference between groups of each attribute (in a bench report, the mean over seeds).',
+            '',
+        ]
+        rows = [[r.method, r.set, r.attribute, f3(r.auc_gap), f3(r.fpr_gap), f3(r.fnr_gap)] for _, r in fr.iterrows()]
+        md += _md_rows(['method', 'set', 'attribute', 'AUC gap', 'FPR gap', 'FNR gap'], rows) + ['']
+    return md
+
 # %% ../nbs/10_bench.ipynb #c015g
 def write_report(
     tables,  # from `bench`
@@ -816,6 +941,7 @@ def write_report(
             "method notebook's budget) before comparing.",
             '',
         ]
+    md += decisions_markdown(tables.get('decisions'))
     cl = tables.get('claims')
     if cl is not None and len(cl):
         md += [

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['BACKEND_HELP', 'USER_ERRORS', 'add_synth', 'run_synth', 'add_prep', 'run_prep', 'add_pretrain', 'run_pretrain',
            'add_train', 'run_train', 'run_eval', 'run_sweep', 'add_bench', 'run_bench', 'run_detect', 'add_calibrate',
-           'run_calibrate', 'parser', 'error_line', 'plugins_first', 'main']
+           'run_calibrate', 'add_export', 'run_export', 'add_serve', 'run_serve', 'parser', 'error_line',
+           'plugins_first', 'main']
 
 # %% ../nbs/11_cli.ipynb #c002
 import argparse, json, sys
@@ -17,8 +18,11 @@ from .pretrain import OBJECTIVES, pretrain, card_markdown
 from .train import train, train_config
 from .eval import evaluate_run, eval_figures, robustness, plot_robustness, features, plot_tsne, show_cams
 from .eval import test_sets, sweep, format_seeds, markdown_table, detect
-from .bench import BENCH_PRESETS, METHODS, bench
+from .bench import BENCH_PRESETS, METHODS, bench, decisions_markdown
+from .decisions import decision_tables, plot_reliability
 from .calibrate import calibrate
+from .export import export_onnx, onnx_parity
+from .serve import MAX_MB, serve
 
 # %% ../nbs/11_cli.ipynb #c005
 def add_synth(sub):
@@ -233,6 +237,12 @@ def add_train(sub):
     e.add_argument('--n-boot', type=int, default=1000, help='bootstrap resamples (0: no intervals)')
     e.add_argument('--out', type=Path, default=None)
     e.add_argument(
+        '--attributes',
+        type=Path,
+        default=None,
+        help='a CSV of video_id and group columns (e.g. skin tone) for the fair-slice tables',
+    )
+    e.add_argument(
         '--robustness',
         action='store_true',
         help='also score every perturbation at 5 levels (robustness.csv, robustness.png)',
@@ -360,10 +370,30 @@ def run_eval(a):
 
     _at_least(a, 1, 'batch_size', 'max_videos')
     _at_least(a, 0, 'workers', 'n_boot')
+    if a.attributes is not None and not a.attributes.is_file():  # checked before the model is loaded
+        raise FileNotFoundError(f'{a.attributes} does not exist: give a CSV of video_id and attribute columns')
     res = evaluate_run(
-        a.run, a.data, a.split, a.batch_size, a.workers, ci=a.n_boot > 0, n_boot=max(a.n_boot, 1), out=a.out
+        a.run,
+        a.data,
+        a.split,
+        a.batch_size,
+        a.workers,
+        ci=a.n_boot > 0,
+        n_boot=max(a.n_boot, 1),
+        out=a.out,
+        attributes=a.attributes,
     )
     out = a.out or a.run / 'eval'
+    reports = {(a.run.name, n): r['decisions'] for n, r in res.items() if r.get('decisions')}
+    if reports:
+        names = ('calibration', 'thresholds', 'aggregation', 'fairness')
+        dt = {k: t.rename(columns={'run': 'method'}) for k, t in zip(names, decision_tables(reports))}
+        md = '\n'.join(decisions_markdown(dt))
+        (out / 'decisions.md').write_text(md + '\n')
+        plot_reliability({n: r['decisions'] for n, r in res.items() if r.get('decisions')}).savefig(
+            out / 'reliability.png', dpi=110
+        )
+        print(md)
     eval_figures(res, {n: pd.read_parquet(out / f'{n}_scores.parquet') for n in res}, out)
     for name, dd in test_sets(a.data):
         if a.robustness:
@@ -510,6 +540,8 @@ def run_detect(a):
     r = detect(a.path, a.run, a.frames, a.backend, prep=a.prep)
     s = json.dumps(r)
     print(s)
+    if r.get('card'):
+        print(f"model card: {r['card']}", file=sys.stderr)  # stdout stays one JSON document
     if a.json:
         a.json.write_text(s)
     return r
@@ -542,6 +574,61 @@ def run_calibrate(a):
     print(Path(res['out'], 'calibration.md').read_text())
     return res
 
+# %% ../nbs/11_cli.ipynb #c009p
+def add_export(sub):
+    "Register `dfnb export`"
+    x = sub.add_parser(
+        'export',
+        help='a trained run as an ONNX model (crops in, P(fake) out), checked against PyTorch',
+        description='Export a run\'s detector to ONNX with a dynamic batch; its crop settings, normalisation and '
+        'validation-fitted calibration go into the file\'s metadata. The export is checked against PyTorch on random '
+        'crops and the largest difference printed.',
+    )
+    x.add_argument('--run', type=Path, required=True, help='a run folder from dfnb train')
+    x.add_argument('--onnx', type=Path, required=True, help='the .onnx file to write')
+    x.add_argument('--opset', type=int, default=None, help="ONNX opset (default: the installed exporter's)")
+    x.set_defaults(func=run_export)
+
+# %% ../nbs/11_cli.ipynb #c009q
+def run_export(a):
+    "Run `dfnb export`: writes the file, checks it against PyTorch, prints a summary as JSON"
+    import torch  # only for the random parity crops
+
+    info = export_onnx(a.run, a.onnx, a.opset)
+    S = info['input_size']
+    diff = onnx_parity(a.run, a.onnx, torch.randn(4, 3, S, S, generator=torch.Generator().manual_seed(0)))[0]
+    out = {k: info[k] for k in ('path', 'method', 'opset', 'bytes', 'input_size', 'crop')}
+    out['max_abs_diff_vs_torch'] = diff
+    print(json.dumps(out))
+    return out
+
+# %% ../nbs/11_cli.ipynb #c009r
+def add_serve(sub):
+    "Register `dfnb serve`"
+    v = sub.add_parser(
+        'serve',
+        help='a local web page: drop a video or image, see P(fake) over time, Grad-CAM and the verdict',
+        description='Serve a page where a user uploads a video or an image and sees each face\'s P(fake) over time, '
+        'the crops with their Grad-CAM, and the verdict at the threshold fixed on validation. Listens on localhost '
+        'by default; uploads over --max-mb are refused unread, and each upload is deleted once scored.',
+    )
+    v.add_argument('--run', type=Path, required=True, help='a run folder from dfnb train (evaluated: calibrated)')
+    v.add_argument('--host', default='127.0.0.1', help='address to listen on (default: this machine only)')
+    v.add_argument('--port', type=int, default=7860, help='port (0: any free one)')
+    v.add_argument('--max-mb', type=float, default=MAX_MB, help=f'largest upload in MB (default {MAX_MB})')
+    v.add_argument('--frames', type=int, default=16, help='frames sampled from a video')
+    v.set_defaults(func=run_serve)
+
+# %% ../nbs/11_cli.ipynb #c009s
+def run_serve(a):
+    "Run `dfnb serve` until interrupted"
+    _at_least(a, 1, 'frames')
+    if a.max_mb <= 0:
+        raise ValueError(f'--max-mb {a.max_mb} must be positive')
+    if a.host not in ('127.0.0.1', 'localhost', '::1'):
+        print(f'dfnb: warning: listening on {a.host}: anyone who can reach this machine can upload files', flush=True)
+    serve(a.run, a.host, a.port, a.max_mb, a.frames, log=lambda m: print(m, flush=True))
+
 # %% ../nbs/11_cli.ipynb #c011
 class _Parser(argparse.ArgumentParser):
     "argparse, with dfnb's one error line"
@@ -570,6 +657,8 @@ def parser():
     add_train(sub)
     add_bench(sub)
     add_calibrate(sub)
+    add_export(sub)
+    add_serve(sub)
     return p
 
 # %% ../nbs/11_cli.ipynb #c011c

@@ -62,6 +62,8 @@ def load_manifest(
             raise ValueError(f'{col} {bad} not in {f} (it has {sorted(set(man[col].dropna()))})')
         man = man[man[col].isin(want)]
     man = man.reset_index(drop=True)
+    if 'attributes' not in man.columns:  # a folder prepared before dfnb recorded group attributes
+        man['attributes'] = None
     man.attrs['root'] = str(f.parent)
     return man
 

@@ -770,6 +770,7 @@ class SidecarFaces:
     def __init__(self, root):  # the world's root (it holds truth/)
         self.root = Path(root)
         self.index = {}
+        self.attrs = {}  # video → the subject's group attributes, where the world recorded them
         for j in sorted((self.root / 'truth').rglob('*.json')):
             try:
                 m = json.loads(j.read_text())
@@ -777,6 +778,11 @@ class SidecarFaces:
                 raise LayoutError(f'{j} is not a readable truth sidecar: rewrite the world with `dfnb synth`') from None
             for v in m['videos']:
                 self.index[v] = j.with_suffix('.npz')
+                self.attrs[v] = m.get('attributes')
+
+    def attributes(self, path):  # a video path relative to the root
+        "The subject's group attributes (skin tone, beard, hair) as the world recorded them, or None"
+        return self.attrs.get(path)
 
     def truth(self, path):
         if path not in self.index:
@@ -1146,6 +1152,7 @@ MANIFEST_COLUMNS = [
     'score',
     'n_faces',
     'frames_total',
+    'attributes',  # the subject's group attributes as JSON (synthetic worlds), or None
 ]
 STAGES = ('decode', 'detect', 'align', 'write')
 
@@ -1225,6 +1232,8 @@ def prep_video(
     d = Path(tmpdir)
     d.mkdir(parents=True, exist_ok=True)
     ext = 'jpg' if cfg['format'] == 'jpg' else 'png'
+    attrs = backend.attributes(row['path']) if isinstance(backend, SidecarFaces) else None
+    attrs = json.dumps(attrs, sort_keys=True) if attrs else None
     for i, fr, fs in zip(idx, frames, faces):
         chosen = pick_faces(fs, cfg['faces'])
         if not chosen:
@@ -1277,6 +1286,7 @@ def prep_video(
                     score=f['score'],
                     n_faces=len(fs),
                     frames_total=total,
+                    attributes=attrs,
                 )
             )
     if not rec['rows']:

@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['GEOM', 'GEOM_NAMES', 'FOREHEAD_ORDER', 'EXPR', 'CANON_BOX', 'POPS', 'CAPTURE', 'METHODS', 'PRESETS', 'FF_METHODS',
            'FF_CRF', 'CDF_CRF', 'DFDC_METHODS', 'DFDC_P', 'sample_geometry', 'clip_geometry', 'canonical_landmarks',
-           'rotation', 'project', 'sample_appearance', 'identity_texture', 'render_face', 'frame_width', 'make_scene',
-           'clip_dynamics', 'render_clip', 'hull_mask', 'resolution_loss', 'sharpen', 'color_transfer', 'blend',
-           'triangles', 'pwa_warp', 'checkerboard', 'sample_knobs', 'fake_clip', 'perturb', 'x264_params', 'yuv_frame',
-           'write_video', 'write_json', 'write_npz', 'boxes_of', 'make_identity', 'make_clip', 'ffpp_layout',
-           'ffpp_outputs', 'task_ffpp_pair', 'cdf_layout', 'task_cdf_clip', 'task_cdf_youtube', 'dfdc_layout',
-           'task_dfdc_actor', 'plan', 'write_indexes', 'synthesize', 'truth_index']
+           'rotation', 'project', 'sample_appearance', 'identity_texture', 'attributes', 'render_face', 'frame_width',
+           'make_scene', 'clip_dynamics', 'render_clip', 'hull_mask', 'resolution_loss', 'sharpen', 'color_transfer',
+           'blend', 'triangles', 'pwa_warp', 'checkerboard', 'sample_knobs', 'fake_clip', 'perturb', 'x264_params',
+           'yuv_frame', 'write_video', 'write_json', 'write_npz', 'boxes_of', 'make_identity', 'make_clip',
+           'ffpp_layout', 'ffpp_outputs', 'task_ffpp_pair', 'cdf_layout', 'task_cdf_clip', 'task_cdf_youtube',
+           'dfdc_layout', 'task_dfdc_actor', 'plan', 'write_indexes', 'synthesize', 'truth_index']
 
 # %% ../nbs/01_synth.ipynb #c002
 import numpy as np, cv2, json, os, math, string, errno, time
@@ -196,6 +196,7 @@ def sample_appearance(r, pop):
     hair_dark = r.beta(*pop['hair_beta'])
     hair = np.array([0.06, 0.045, 0.03]) + hair_dark * np.array([0.6, 0.45, 0.28]) * (1 + r.normal(0, 0.08, 3))
     return dict(
+        tone=float(tone),  # recorded, not drawn: the renderer uses `skin`
         skin=np.clip(base, 0.05, 1).tolist(),
         tex_strength=float(r.uniform(0.04, 0.12)),
         hair=np.clip(hair, 0, 1).tolist(),
@@ -216,6 +217,18 @@ def identity_texture(seed, strength, n=64):
     low = cv2.resize(r.standard_normal((8, 8)).astype(np.float32), (n, n), interpolation=cv2.INTER_CUBIC)
     high = cv2.GaussianBlur(r.standard_normal((n, n)).astype(np.float32), (0, 0), 0.8)
     return (1 + strength * (0.7 * low + 0.5 * high)).astype(np.float32)
+
+# %% ../nbs/01_synth.ipynb #c011da
+def attributes(
+    app,  # an identity's appearance (`sample_appearance`)
+):
+    "Group attributes of a subject for fairness slices: skin tone (dark < 0.4 ≤ medium < 0.7 ≤ light), beard, hair"
+    tone = app['tone']
+    return dict(
+        skin_tone='dark' if tone < 0.4 else 'medium' if tone < 0.7 else 'light',
+        beard='yes' if app['beard'] > 0 else 'no',
+        hair='long' if app['hair_long'] else 'none' if app['hair_amount'] == 0 else 'short',
+    )
 
 # %% ../nbs/01_synth.ipynb #c011f
 CANON_BOX = (-1.3, -1.45, 1.3, 1.35)  # x0, y0, x1, y1 of the canonical texture square
@@ -957,6 +970,7 @@ def _meta(world, label, method, videos, clip, T, H, W, seed, **kw):
         width=W,
         seed=seed,
         target_identity=clip['identity'],
+        attributes=attributes(clip['ident']['app']),  # the subject's groups, for fairness slices
         **kw,
     )
 

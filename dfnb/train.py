@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_state', 'set_rng_state', 'save_checkpoint',
            'load_checkpoint', 'dist_info', 'init_distributed', 'FeaturesMissing', 'score_loader', 'Logger', 'same_run',
-           'check_config', 'prep_settings', 'train', 'iter_batches', 'peak_rss_mb', 'train_speed', 'loader_speed',
-           'batch_items', 'method_speeds']
+           'check_config', 'prep_settings', 'train', 'write_card', 'iter_batches', 'peak_rss_mb', 'train_speed',
+           'loader_speed', 'batch_items', 'method_speeds']
 
 # %% ../nbs/08_train.ipynb #c002
 import json, os, sys, time, math, csv, random, shutil
@@ -24,7 +24,7 @@ from dfnb.core import (
     autocast,
     channels_last,
 )
-from .core import amp_dtype, detector_names, parse_value, read_yaml, data_root, claim_dir, DirLock
+from .core import amp_dtype, detector_names, parse_value, read_yaml, data_root, claim_dir, DirLock, DETECTORS
 from .detectors.base import preset_of, create_detector
 from .data import make_loader, load_manifest, resume
 from .metrics import evaluate_scores
@@ -534,9 +534,95 @@ def _train(cfg, out, device, rank, world, log, progress):
     )
     if rank == 0:
         (out / 'summary.json').write_text(json.dumps(summ, indent=1))
+        write_card(out)
     if world > 1:
         torch.distributed.barrier()
     return summ
+
+# %% ../nbs/08_train.ipynb #c020g
+def write_card(
+    run,  # a run folder (its config.yaml and summary.json; eval/ and decisions.json once evaluated)
+):
+    """Write `<run>/card.md`: what the checkpoint is, how it was trained and selected, what it scored and how its
+    probabilities are calibrated, and what it is for; only from what the run recorded. Returns its path"""
+    run = Path(run)
+    cfg = read_yaml(run / 'config.yaml') or {}
+    s = json.loads((run / 'summary.json').read_text()) if (run / 'summary.json').exists() else {}
+    st, prep = s.get('settings') or {}, s.get('prep') or {}
+    method = s.get('method') or cfg.get('method', '?')
+    paper = getattr(DETECTORS.get(method), 'paper', '') if method in detector_names() else ''
+    pre = st.get('pretrained')
+    pre = 'none (random weights)' if not pre else "timm's ImageNet weights" if pre == 'imagenet' else f'`{pre}`'
+    rep = Path(cfg.get('data', '')) / 'prep_report.json'
+    ds = json.loads(rep.read_text()).get('dataset', '?') if rep.is_file() else '?'
+    md = [
+        f'# Model card: `{run.name}`',
+        '',
+        f'- **method**: `{method}`' + (f' ({paper})' if paper else ''),
+        f"- **backbone**: `{st.get('backbone', '?')}` at {st.get('size', '?')} px; pretrained: {pre}",
+        f"- **training data**: `{ds}` prepared in `{cfg.get('data', '?')}`"
+        + (f" (fake methods {', '.join(cfg['methods'])})" if cfg.get('methods') else ''),
+        f"- **faces**: {prep.get('frames', '?')} frames per video, face backend `{prep.get('backend', '?')}`, "
+        f"`{prep.get('template', '?')}` alignment with margin {prep.get('margin', '?')}, {prep.get('size', '?')} px "
+        "crops",
+        f"- **training**: {s.get('steps', cfg.get('steps', '?'))} steps of batch {cfg.get('batch_size', '?')}, "
+        f"lr {cfg.get('lr', '?')} ({cfg.get('schedule', '?')}), seed {cfg.get('seed', '?')}, "
+        f"{s.get('precision', '?')}, {s.get('seconds', '?')} s",
+        f"- **selection**: the best `{s.get('metric', '?')}` on the `{s.get('selected_on', '?')}` split "
+        f"({s.get('best', '?')} at step {s.get('best_step', '?')})",
+        '',
+    ]
+    res = run / 'eval' / 'results.json'
+    if res.is_file():
+        md += [
+            '## Metrics',
+            '',
+            '| test set | frame AUC [95% CI] | video AUC [95% CI] | frame EER |',
+            '|---|---|---|---|',
+        ]
+        for name, r in json.loads(res.read_text()).items():
+            full = json.loads((run / 'eval' / f'{name}.json').read_text())
+            ci = full.get('ci') or {}
+
+            def auc(level):
+                lo_hi = ci.get(level, {}).get('auc')
+                return f"{r[level]['auc']:.3f}" + (f' [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]' if lo_hi else '')
+
+            md.append(f"| {name} | {auc('frame')} | {auc('video')} | {r['frame']['eer']:.3f} |")
+        md.append('')
+    dec_f = run / 'decisions.json'
+    if dec_f.is_file():
+        fit = json.loads(dec_f.read_text())
+        md += [
+            '## Calibration and decisions',
+            '',
+            f"Fixed on the validation split ({fit['val_frames']} frames, {fit['val_videos']} videos): temperature "
+            f"T = {fit['temperature']:.3f} (P(fake) = sigmoid(logit / T)); frame threshold "
+            f"{fit['frame_thresholds']['eer']:.3f} "
+            f"at the EER; video score by the `{fit['video_rule']}` rule, threshold {fit['video_threshold']:.3f}.",
+            '',
+        ]
+        if res.is_file():
+            md += ['| test set | ECE raw → calibrated | Brier raw → calibrated |', '|---|---|---|']
+            for name in json.loads(res.read_text()):
+                c = (json.loads((run / 'eval' / f'{name}.json').read_text()).get('decisions') or {}).get('calibration')
+                if c:
+                    r, t = c['raw'], c['calibrated']
+                    md.append(f"| {name} | {r['ece']:.3f} → {t['ece']:.3f} | {r['brier']:.3f} → {t['brier']:.3f} |")
+            md.append('')
+    md += [
+        '## Intended use and limits',
+        '',
+        'A research detector for comparing methods under dfnb\'s protocol, not a forensic verdict on one file. It '
+        'scores faces cropped as its training faces were (above); other crops, resolutions or compression shift its '
+        'scores. It has seen only the forgery methods of its training data, and its scores on other data sets (the '
+        'cross-domain rows) are what to expect on unseen generators. Probabilities are calibrated on its validation '
+        'split, which shares the training domain: on other domains they may be over- or under-confident.',
+        '',
+    ]
+    f = run / 'card.md'
+    f.write_text('\n'.join(md))
+    return f
 
 # %% ../nbs/08_train.ipynb #c022
 def iter_batches(

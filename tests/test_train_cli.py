@@ -123,6 +123,9 @@ def test_killed_training_resumes_to_the_same_result(prep, tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads((b / 'eval/results.json').read_text())
     assert set(res) == {'ffpp', 'cdf'} and (b / 'eval/eval.png').exists()
+    for s in ('## Calibration', '## Thresholds fixed on validation', '## Video aggregation', '## Fair slices'):
+        assert s in r.stdout and s in (b / 'eval/decisions.md').read_text(), s
+    assert '## Metrics' in (b / 'card.md').read_text()
     rb = pd.read_csv(b / 'eval/robustness_cdf.csv')
     assert len(rb) == 8 * 6 and rb.level.max() == 5
     assert all((b / f'eval/{f}_cdf.png').exists() for f in ('robustness', 'tsne', 'gradcam'))
@@ -131,6 +134,16 @@ def test_killed_training_resumes_to_the_same_result(prep, tmp_path):
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / 'd.json').read_text())
     assert d['frames_sampled'] == 3 and 0 <= d['prob'] <= 1
+    assert f"model card: {b / 'card.md'}" in r.stderr
+    # the run outside PyTorch: exported, checked, its settings inside the file
+    r = run(*DFNB, 'export', '--run', b, '--onnx', tmp_path / 'b.onnx')
+    assert r.returncode == 0, r.stderr
+    x = json.loads(r.stdout.strip().splitlines()[-1])
+    assert x['max_abs_diff_vs_torch'] <= 1e-4 and x['method'] == 'bce' and x['crop']['size'] == 64
+    (tmp_path / 'mine.onnx').write_text('not a model')
+    r = run(*DFNB, 'export', '--run', b, '--onnx', tmp_path / 'mine.onnx')
+    assert r.returncode == 2 and r.stderr.startswith('dfnb: error: ') and 'never overwrites' in r.stderr
+    assert (tmp_path / 'mine.onnx').read_text() == 'not a model'
 
 
 def test_torchrun_two_cpu_processes_match_one(prep, tmp_path):

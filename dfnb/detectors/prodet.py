@@ -331,9 +331,10 @@ class ProDetDetector(Detector):
         else:
             fa = rows
         z = self.final(fa)
-        logit = z[:n, 1] - z[:n, 0]
+        own = (z[:n], fa[:n]) if rows is not f else (z, fa)  # bridged rows follow the batch's own in training only
+        logit = own[0][:, 1] - own[0][:, 0]  # no slice at inference: an exported graph keeps a dynamic batch
         out.update(
-            logits=logit, prob=torch.sigmoid(logit.float()), feat=f.mean((2, 3)), feat_att=fa[:n].mean((2, 3)), final=z
+            logits=logit, prob=torch.sigmoid(logit.float()), feat=f.mean((2, 3)), feat_att=own[1].mean((2, 3)), final=z
         )
         return out
 
