@@ -815,11 +815,6 @@ def bench_decisions(
         out[name] = agg.reset_index()
     return out
 
-# %% ../nbs/10_bench.ipynb #c015fb
-def _md_rows(head, rows):  # column names; rows of cell strings
-    "A markdown table's lines"
-    return ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows]
-
 # %% ../nbs/10_bench.ipynb #c015fc
 def decisions_markdown(
     dt,  # from `bench_decisions`
@@ -828,6 +823,7 @@ def decisions_markdown(
     if dt is None:
         return []
     f3 = lambda v: '' if pd.isna(v) else f'{v:.3f}'
+    table = lambda head, rows: [markdown_table(pd.DataFrame(rows, columns=head).set_index(head[0]))]
     md = [
         '## Calibration',
         '',
@@ -840,7 +836,7 @@ def decisions_markdown(
         [r.method, r.set, f3(r['T']), f'{f3(r.ece)} → {f3(r.ece_T)}', f'{f3(r.brier)} → {f3(r.brier_T)}']
         for _, r in c.iterrows()
     ]
-    md += _md_rows(['method', 'set', 'T', 'ECE raw → calibrated', 'Brier raw → calibrated'], rows) + ['']
+    md += table(['method', 'set', 'T', 'ECE raw → calibrated', 'Brier raw → calibrated'], rows) + ['']
     t = dt['thresholds'].set_index(['method', 'set', 'rule', 'fitted_on'])
     val, orc = 'validation', 'oracle (test labels)'
     md += [
@@ -876,7 +872,7 @@ def decisions_markdown(
         'oracle TPR @ FPR 5 %',
         'FPR @ TPR 95 %',
     ]
-    md += _md_rows(head, rows) + ['']
+    md += table(head, rows) + ['']
     a = dt['aggregation']
     md += [
         '## Video aggregation',
@@ -886,7 +882,7 @@ def decisions_markdown(
         '',
     ]
     rows = [[r.method, r.set, r.rule, f3(r.test_auc), f3(r.mean_test_auc)] for _, r in a.iterrows()]
-    md += _md_rows(['method', 'set', 'chosen on validation', 'test video AUC', 'mean rule'], rows) + ['']
+    md += table(['method', 'set', 'chosen on validation', 'test video AUC', 'mean rule'], rows) + ['']
     fr = dt['fairness']
     fr = fr[fr[['auc_gap', 'fpr_gap', 'fnr_gap']].notna().any(axis=1)] if len(fr) else fr  # groups to compare
     if len(fr):
@@ -898,7 +894,7 @@ def decisions_markdown(
             '',
         ]
         rows = [[r.method, r.set, r.attribute, f3(r.auc_gap), f3(r.fpr_gap), f3(r.fnr_gap)] for _, r in fr.iterrows()]
-        md += _md_rows(['method', 'set', 'attribute', 'AUC gap', 'FPR gap', 'FNR gap'], rows) + ['']
+        md += table(['method', 'set', 'attribute', 'AUC gap', 'FPR gap', 'FNR gap'], rows) + ['']
     return md
 
 # %% ../nbs/10_bench.ipynb #c015g

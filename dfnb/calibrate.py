@@ -20,7 +20,7 @@ from .synth import CDF_CRF, fake_clip, make_clip, make_identity, sample_knobs, w
 from .prep import align_face, five_points, read_frames
 from .data import normalize, resize_to
 from .metrics import evaluate_scores
-from .eval import load_run, run_crop_settings, sweep
+from .eval import load_run, markdown_table, run_crop_settings, sweep
 from .bench import bench_worlds
 
 # %% ../nbs/10a_calibrate.ipynb #c005
@@ -74,10 +74,7 @@ def calibration_markdown(
             return ''
         return ' / '.join(f'{x:.3f}' for x in v) + (f' (mean {np.mean(v):.3f})' if len(v) > 1 else '')
 
-    head = '| detector | ' + ' | '.join(t.columns) + ' |'
-    lines = [head, '|' + '---|' * (len(t.columns) + 1)]
-    lines += [f'| {i} | ' + ' | '.join(cell(v) for v in r) + ' |' for i, r in t.iterrows()]
-    return '\n'.join(lines)
+    return markdown_table(t.map(cell))
 
 # %% ../nbs/10a_calibrate.ipynb #c011
 def score_faces(

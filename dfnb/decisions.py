@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['THRESHOLD_RULES', 'AGGREGATIONS', 'calibration_metrics', 'logit', 'apply_temperature', 'fit_temperature',
-           'choose_threshold', 'at_threshold', 'threshold_table', 'aggregate', 'aggregation_table', 'fairness_table',
-           'join_attributes', 'attribute_columns', 'fit_decisions', 'decision_report', 'plot_reliability',
-           'decision_tables']
+           'choose_threshold', 'at_threshold', 'threshold_table', 'aggregate', 'video_aucs', 'aggregation_table',
+           'fairness_table', 'join_attributes', 'attribute_columns', 'fit_decisions', 'decision_report',
+           'plot_reliability', 'decision_tables']
 
 # %% ../nbs/05a_decisions.ipynb #d002
+import json
 import re
 
 import numpy as np
@@ -154,6 +155,14 @@ def aggregate(
         raise ValueError(f'unknown aggregation {rule!r}: use mean, median, max, top<k> or q<nn> (e.g. top4, q90)')
     return vs.assign(**{prob: agg.reindex(vs[video]).to_numpy()})
 
+# %% ../nbs/05a_decisions.ipynb #d022a
+def video_aucs(
+    df,  # frame predictions (video_id, label, prob)
+    rules=AGGREGATIONS,  # aggregation rules
+):
+    "Video AUC of each rule, in rule order"
+    return {r: float(roc_auc_score(*aggregate(df, r)[['label', 'prob']].to_numpy().T)) for r in rules}
+
 # %% ../nbs/05a_decisions.ipynb #d023
 def aggregation_table(
     val,  # frame predictions of the validation split
@@ -161,18 +170,9 @@ def aggregation_table(
     rules=AGGREGATIONS,  # the rules to compare
 ):
     "Validation and test video AUC of each rule, the one validation picks marked `chosen`"
-    rows = []
-    for rule in rules:
-        v, t = aggregate(val, rule), aggregate(test, rule)
-        rows.append(
-            dict(
-                rule=rule, val_auc=float(roc_auc_score(v.label, v.prob)), test_auc=float(roc_auc_score(t.label, t.prob))
-            )
-        )
-    df = pd.DataFrame(rows)
-    df['chosen'] = False
-    df.loc[int(df.val_auc.to_numpy().argmax()), 'chosen'] = True  # the first best: the mean unless beaten
-    return df
+    v, t = video_aucs(val, rules), video_aucs(test, rules)
+    best = max(v, key=v.get)  # the first best: the mean unless beaten
+    return pd.DataFrame([dict(rule=r, val_auc=v[r], test_auc=t[r], chosen=r == best) for r in rules])
 
 # %% ../nbs/05a_decisions.ipynb #d026
 def fairness_table(
@@ -209,8 +209,6 @@ def join_attributes(
     video='video_id',  # the id column in both
 ):
     "The predictions with a per-video attribute table joined on the video id; ids it lacks get no group"
-    import os
-
     a = pd.read_csv(path, dtype={video: str})
     if video not in a.columns:
         raise ValueError(f'{path} has no {video!r} column: give one row per video with its {video} and attributes')
@@ -219,7 +217,7 @@ def join_attributes(
         raise ValueError(f'{path} lists video {dup!r} more than once: one row per video')
     clash = sorted(set(a.columns) & set(df.columns) - {video})
     if clash:
-        raise ValueError(f'{os.fspath(path)} columns {clash} are already in the predictions: rename them')
+        raise ValueError(f'{path} columns {clash} are already in the predictions: rename them')
     return df.merge(a, on=video, how='left')
 
 # %% ../nbs/05a_decisions.ipynb #d029a
@@ -227,8 +225,6 @@ def attribute_columns(
     df,  # predictions or a manifest with an `attributes` column (JSON per row, or None)
 ):
     "The table with each recorded attribute as a column of its own, and the names of those columns"
-    import json
-
     if 'attributes' not in df.columns or df['attributes'].isna().all():
         return df, []
     a = pd.DataFrame([json.loads(x) if isinstance(x, str) else {} for x in df['attributes']], index=df.index)
@@ -242,8 +238,8 @@ def fit_decisions(
 ):
     "What is fixed on validation: the temperature, each rule's frame threshold, the video rule and its threshold"
     T = fit_temperature(val.label, val.prob)
-    at = aggregation_table(val, val)
-    video_rule = at.loc[at.chosen, 'rule'].item()
+    aucs = video_aucs(val)
+    video_rule = max(aucs, key=aucs.get)  # as `aggregation_table` marks it
     vv = aggregate(val, video_rule)
     return dict(
         temperature=T,

@@ -80,8 +80,7 @@ def export_onnx(
         normalise=dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], scale=255),
         decisions=json.loads(fit.read_text()) if fit.is_file() else None,
     )
-    for k, v in info.items():
-        onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, f'{META}.{k}': json.dumps(v)})
+    onnx.helper.set_model_props(m, {f'{META}.{k}': json.dumps(v) for k, v in info.items()})
     onnx.save(m, str(tmp))
     tmp.replace(path)
     return dict(path=str(path), opset=m.opset_import[0].version, bytes=path.stat().st_size, **info)

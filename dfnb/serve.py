@@ -83,7 +83,7 @@ def analyse(
         )
         top = np.argsort([-f['prob'] for f in r['faces']])[:cams]
         model = loaded[0]
-        imgs = cam_overlays(model, x[top].to(next(model.parameters()).device).cpu())
+        imgs = cam_overlays(model, x[top])
         out['crops'] = [
             dict(frame=r['faces'][i]['frame'], prob=r['faces'][i]['prob'], image=png_data_url(im))
             for i, im in zip(top, imgs)

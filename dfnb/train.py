@@ -572,17 +572,21 @@ def write_card(
         f"({s.get('best', '?')} at step {s.get('best_step', '?')})",
         '',
     ]
-    res = run / 'eval' / 'results.json'
-    if res.is_file():
+    res = run / 'eval' / 'results.json'  # each test set's full results, read once
+    evals = (
+        {n: json.loads((run / 'eval' / f'{n}.json').read_text()) for n in json.loads(res.read_text())}
+        if res.is_file()
+        else {}
+    )
+    if evals:
         md += [
             '## Metrics',
             '',
             '| test set | frame AUC [95% CI] | video AUC [95% CI] | frame EER |',
             '|---|---|---|---|',
         ]
-        for name, r in json.loads(res.read_text()).items():
-            full = json.loads((run / 'eval' / f'{name}.json').read_text())
-            ci = full.get('ci') or {}
+        for name, r in evals.items():
+            ci = r.get('ci') or {}
 
             def auc(level):
                 lo_hi = ci.get(level, {}).get('auc')
@@ -602,10 +606,10 @@ def write_card(
             f"at the EER; video score by the `{fit['video_rule']}` rule, threshold {fit['video_threshold']:.3f}.",
             '',
         ]
-        if res.is_file():
+        if evals:
             md += ['| test set | ECE raw → calibrated | Brier raw → calibrated |', '|---|---|---|']
-            for name in json.loads(res.read_text()):
-                c = (json.loads((run / 'eval' / f'{name}.json').read_text()).get('decisions') or {}).get('calibration')
+            for name, r in evals.items():
+                c = (r.get('decisions') or {}).get('calibration')
                 if c:
                     r, t = c['raw'], c['calibrated']
                     md.append(f"| {name} | {r['ece']:.3f} → {t['ece']:.3f} | {r['brier']:.3f} → {t['brier']:.3f} |")

@@ -8,13 +8,12 @@ writes a 10-second Celeb-DF-like fake (250 frames at 25 fps, 256 px high) into a
 import re, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from dfnb.core import derive_seed, rng
 from dfnb.synth import CDF_CRF, fake_clip, make_clip, make_identity, sample_knobs, write_video
+from test_serve import browser  # this folder is on sys.path when the script runs
 
 
 def ten_second_fake(path):  # where to write it
@@ -33,22 +32,7 @@ def main(run, shot=None):
     cmd = [sys.executable, '-m', 'dfnb.cli', 'serve', '--run', run, '--port', '0']
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = re.search(r'on (http://\S+/) ', p.stdout.readline())[1]
-    o = webdriver.ChromeOptions()
-    o.binary_location = '/usr/bin/chromium'
-    for a in (
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-dev-shm-usage',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        f'--user-data-dir={d / "chrome"}',
-        '--window-size=1000,820',
-    ):
-        o.add_argument(a)
-    b = webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=o)
+    b = browser(d / 'chrome')  # the browser test's own headless Chromium
     ts = []
     try:
         b.get(url)
