@@ -193,13 +193,13 @@ def make_handler(
             try:
                 f.write_bytes(self.rfile.read(n))
                 t0 = time.time()
-                res = analyse(f, run, loaded, frames)
+                code, res = 200, analyse(f, run, loaded, frames)
                 log(f"{ext} {n / 2**20:.1f} MB: {res.get('verdict')} in {time.time() - t0:.2f} s")
-                self.answer(200, res)
             except ValueError as e:  # unreadable media and the like: said on the page
-                self.answer(400, dict(error=str(e).replace(str(f), 'the upload')))
+                code, res = 400, dict(error=str(e).replace(str(f), 'the upload'))
             finally:
-                f.unlink(missing_ok=True)
+                f.unlink(missing_ok=True)  # gone before the answer leaves: the client never sees it on disk
+            self.answer(code, res)
 
     return Handler
 
