@@ -375,9 +375,9 @@ def run_eval(a):
     res = evaluate_run(
         a.run,
         a.data,
-        a.split,
-        a.batch_size,
-        a.workers,
+        split=a.split,
+        batch_size=a.batch_size,
+        workers=a.workers,
         ci=a.n_boot > 0,
         n_boot=max(a.n_boot, 1),
         out=a.out,

@@ -5,11 +5,13 @@
 # %% auto #0
 __all__ = ['MANIFEST', 'MEAN', 'STD', 'FLIP68', 'FLIP5', 'AUG', 'NEEDS', 'GENERATORS', 'load_manifest', 'manifest_root',
            'domain_names', 'known', 'identity_names', 'flip_index', 'hflip', 'resize_to', 'fit', 'normalize',
-           'denormalize', 'augment', 'check_needs', 'FrameDataset', 'collate', 'BalancedSampler', 'EvalSampler',
-           'make_loader', 'resume', 'show_batch']
+           'denormalize', 'augment', 'check_needs', 'SampleSettings', 'LoaderSettings', 'take_settings',
+           'settings_dict', 'FrameDataset', 'collate', 'BalancedSampler', 'EvalSampler', 'make_loader', 'resume',
+           'show_batch']
 
 # %% ../nbs/04_data.ipynb #c002
 import inspect, math
+from dataclasses import dataclass, fields
 import numpy as np, cv2, torch
 from pathlib import Path
 from .core import rng, worker_init_fn
@@ -232,10 +234,54 @@ def _split_kw(kw):
             and k not in ('img', 'lm', 'r', 'frame', 'pristine', 'index', 'video')
         ]
         if not hit:
-            raise TypeError(f'unknown blend option {k!r}: options of sbi, cbi or mfs')
+            raise TypeError(
+                f'unknown option {k!r}: a field of SampleSettings or LoaderSettings, or an option of sbi, cbi or mfs'
+            )
         for h in hit:
             out[h][k] = v
     return out
+
+# %% ../nbs/04_data.ipynb #c014s1
+@dataclass
+class SampleSettings:
+    "How `FrameDataset` makes samples from its rows (besides the rows, their folder and the needs)"
+
+    size: int = 96  # output side S
+    train: bool = True  # generate and augment (False: plain frames, no randomness)
+    seed: int = 0  # seed of every random draw
+    domains: tuple = None  # the domain vocabulary (default `domain_names(man, needs)`)
+    identities: tuple = None  # the identity vocabulary (default `identity_names(man)`)
+    aug: dict = None  # overrides of `AUG`
+    photometric: object = None  # (uint8 RGB image, np.random.Generator) → image, on training images after `augment`
+
+# %% ../nbs/04_data.ipynb #c014s2
+@dataclass
+class LoaderSettings(SampleSettings):
+    "`SampleSettings` plus how `make_loader` batches, samples and splits the work across processes"
+
+    batch_size: int = 32  # samples per batch (quads per batch with 'quad')
+    workers: int = 0  # DataLoader worker processes
+    rank: int = 0  # DDP rank
+    world_size: int = 1  # DDP number of ranks
+    num_samples: int = None  # positions per training epoch (default: the dataset's length)
+
+# %% ../nbs/04_data.ipynb #c014s3
+def take_settings(
+    cls,  # a settings dataclass
+    kw,  # keyword arguments
+):
+    "Split keywords into an instance of `cls` (its fields) and a dict of the others"
+    names = {f.name for f in fields(cls)}
+    opt = cls(**{k: v for k, v in kw.items() if k in names})
+    return opt, {k: v for k, v in kw.items() if k not in names}
+
+# %% ../nbs/04_data.ipynb #c014s4
+def settings_dict(
+    opt,  # a settings dataclass instance
+    cls=None,  # keep only the fields of this dataclass (default: all of `opt`'s)
+):
+    "The fields of `opt` (those of `cls`) as keywords"
+    return {f.name: getattr(opt, f.name) for f in fields(cls or opt)}
 
 # %% ../nbs/04_data.ipynb #c014c
 class FrameDataset(torch.utils.data.Dataset):
@@ -246,33 +292,25 @@ class FrameDataset(torch.utils.data.Dataset):
         man,  # manifest table (one split, typically)
         root=None,  # its prep folder (default: `man.attrs['root']`)
         needs=frozenset(),  # see the needs table
-        size=96,  # output side S
-        train=True,  # generate and augment (False: plain frames, no randomness)
-        seed=0,  # seed of every random draw
-        domains=None,  # the domain vocabulary (default `domain_names(man, needs)`)
-        identities=None,  # the identity vocabulary (default `identity_names(man)`)
-        aug=None,  # overrides of `AUG`
-        photometric=None,  # (uint8 RGB image, np.random.Generator) → image, on training images after `augment`
-        **blend_kw,  # options of `sbi`, `cbi` and `mfs`
+        **options,  # `SampleSettings` fields (size, train, seed, ...) and options of `sbi`, `cbi` and `mfs`
     ):
+        opt, blend_kw = take_settings(SampleSettings, options)
         self.root = Path(root) if root is not None else manifest_root(man)
-        self.needs, self.size, self.train, self.seed, self.aug = (
-            check_needs(needs),
-            int(size),
-            bool(train),
-            int(seed),
-            dict(aug or {}),
-        )
-        if photometric is not None and not callable(photometric):
-            raise TypeError(f'photometric must be a function (image, rng) -> image, got {photometric!r}')
-        self.photometric = photometric
+        self.needs = check_needs(needs)
+        self.size = int(opt.size)
+        self.train = bool(opt.train)
+        self.seed = int(opt.seed)
+        self.aug = dict(opt.aug or {})
+        if opt.photometric is not None and not callable(opt.photometric):
+            raise TypeError(f'photometric must be a function (image, rng) -> image, got {opt.photometric!r}')
+        self.photometric = opt.photometric
         self.man = man.reset_index(drop=True)
         if not len(self.man):
             raise ValueError('the manifest has no rows: check the split, dataset and method filters')
         self.kw = _split_kw(blend_kw)
-        self.domains = tuple(domains or domain_names(self.man, self.needs))
+        self.domains = tuple(opt.domains or domain_names(self.man, self.needs))
         self._dom = {d: i for i, d in enumerate(self.domains)}
-        self.identities = tuple(identities or identity_names(self.man))
+        self.identities = tuple(opt.identities or identity_names(self.man))
         self._idn = {d: i for i, d in enumerate(self.identities)}
         m = self.man
         self.gen = self.needs & GENERATORS if self.train else frozenset()
@@ -589,20 +627,11 @@ def make_loader(
     root_or_manifest,  # a prep folder, or a table from `load_manifest`
     split,  # split(s) to use; None for all rows
     needs=frozenset(),  # see the needs table
-    size=96,  # input side S
-    batch_size=32,  # samples per batch (quads per batch with 'quad')
-    train=True,  # training (generated, augmented, balanced, shuffled) or evaluation (every frame once, in order)
-    seed=0,  # seeds the plan and every sample
-    workers=0,  # DataLoader worker processes
-    rank=0,
-    world_size=1,  # DDP rank and number of ranks
-    domains=None,  # the domain vocabulary shared across loaders
-    aug=None,  # overrides of `AUG`
-    photometric=None,  # extra per-image training augmentation: (uint8 RGB, rng) → uint8 RGB
-    num_samples=None,  # positions per training epoch (default: the dataset's length)
-    **blend_kw,  # options of `sbi`, `cbi`, `mfs`
+    **options,  # `LoaderSettings` fields (size, batch_size, train, seed, ...) and options of `sbi`, `cbi`, `mfs`
 ):
-    "A DataLoader of batch dicts for a detector's needs"
+    """A DataLoader of batch dicts for a detector's needs: training (generated, augmented, balanced, shuffled) or
+    evaluation (`train=False`: every frame once, in order)"""
+    opt, blend_kw = take_settings(LoaderSettings, options)
     import pandas as pd
 
     if isinstance(root_or_manifest, pd.DataFrame):
@@ -615,20 +644,20 @@ def make_loader(
         man = man[man.split.isin(want)]
         if not len(man):
             raise ValueError(f'split {want} has no rows in {root}')
-    ds = FrameDataset(man, root, needs, size, train, seed, domains, aug=aug, photometric=photometric, **blend_kw)
-    if train:
+    ds = FrameDataset(man, root, needs, **settings_dict(opt, SampleSettings), **blend_kw)
+    if opt.train:
         g, w = ds.groups()
-        sampler = BalancedSampler(g, w, seed, num_samples, rank, world_size)
+        sampler = BalancedSampler(g, w, opt.seed, opt.num_samples, opt.rank, opt.world_size)
     else:
-        sampler = EvalSampler(len(ds), rank, world_size)
+        sampler = EvalSampler(len(ds), opt.rank, opt.world_size)
     return torch.utils.data.DataLoader(
         ds,
-        batch_size=batch_size,
+        batch_size=opt.batch_size,
         sampler=sampler,
         collate_fn=collate,
-        num_workers=workers,
+        num_workers=opt.workers,
         worker_init_fn=worker_init_fn,
-        drop_last=train,
+        drop_last=opt.train,
         persistent_workers=False,
     )
 

@@ -15,7 +15,7 @@ __all__ = ['VIDEO_EXTS', 'IMAGE_EXTS', 'VIDEO_COLUMNS', 'RESERVED', 'FFPP_METHOD
            'landmark_error']
 
 # %% ../nbs/02_prep.ipynb #c002
-import contextlib, importlib, json, os, re, sys, time, shutil, hashlib, zlib
+import contextlib, importlib, json, os, re, time, shutil, zlib
 from dataclasses import dataclass
 import numpy as np, cv2
 from pathlib import Path, PurePosixPath

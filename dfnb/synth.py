@@ -13,7 +13,7 @@ __all__ = ['GEOM', 'GEOM_NAMES', 'FOREHEAD_ORDER', 'EXPR', 'CANON_BOX', 'POPS', 
            'dfdc_layout', 'task_dfdc_actor', 'plan', 'write_indexes', 'synthesize', 'truth_index']
 
 # %% ../nbs/01_synth.ipynb #c002
-import numpy as np, cv2, json, os, math, string, errno, time
+import numpy as np, cv2, json, os, string, errno, time
 from pathlib import Path
 import av
 from .core import rng, derive_seed, MARKER, DirLock, claim_dir, worker_pool
@@ -1268,8 +1268,6 @@ def _run_task(args):
     try:
         return globals()[fn](Path(root) / world, cfg, seed, *targs)
     except OSError as e:
-        import errno
-
         if e.errno == errno.ENOSPC:
             raise OSError(
                 e.errno,

@@ -9,7 +9,7 @@ __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_st
            'loader_speed', 'batch_items', 'method_speeds']
 
 # %% ../nbs/08_train.ipynb #c002
-import json, os, sys, time, math, csv, random, shutil
+import json, os, time, math, csv, random, shutil
 import numpy as np, torch, torch.nn as nn
 from dataclasses import dataclass, field
 from typing import Literal, Union

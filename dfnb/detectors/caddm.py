@@ -7,7 +7,7 @@ __all__ = ['ANCHOR_SIZES', 'adm_grids', 'level_sizes', 'make_anchors', 'ADMStage
            'multibox_loss', 'caddm_noise', 'CADDMDetector']
 
 # %% ../../nbs/07a_detectors.caddm.ipynb #c003
-import math, numpy as np, torch, torch.nn as nn, torch.nn.functional as F, cv2
+import numpy as np, torch, torch.nn as nn, torch.nn.functional as F, cv2
 from ..core import DETECTORS
 from .base import Detector, create_backbone, num_features
 from ..data import MEAN, STD

@@ -9,7 +9,6 @@ __all__ = ['ANCHORS', 'RAW_OF_ANCHOR', 'ATTRIBUTES', 'ORDERS', 'FAKE', 'VARIANTS
            'ProDetDetector']
 
 # %% ../../nbs/07d_detectors.prodet.ipynb #c002
-import math
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import DETECTORS
 from .base import Detector, create_backbone, num_features
