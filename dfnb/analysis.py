@@ -105,7 +105,9 @@ def mfs_case_auc(
             photometric=caddm_noise if noise else None,
             **kw,
         )
-        P, Y, it = [], [], iter(dl)
+        P = []
+        Y = []
+        it = iter(dl)
         for _ in range(batches):
             b = next(it)
             P.append(model.predict(b['image'].to(dev)).cpu())
@@ -594,7 +596,10 @@ def stability(
     model = as_model(run, device)
     was = model.training
     model.eval()
-    acc, dist, clean, n = {}, {}, [], 0
+    acc = {}
+    dist = {}
+    clean = []
+    n = 0
     try:
         for (k, l), rows, x in perturbed_batches(model, data, list(names.values()), split, max_videos, chunk, seed):
             key = (paper.get(k, k), l)

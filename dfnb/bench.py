@@ -17,13 +17,13 @@ import numpy as np, pandas as pd
 from pathlib import Path
 from .core import data_root, claim_dir, DirLock, parse_value, detector_names, DETECTORS, set_threads, worker_pool
 from .core import detector_modules
-from .train import batch_items, FeaturesMissing, train_speed, peak_rss_mb
+from .train import batch_items, first_batch, FeaturesMissing, train_speed, peak_rss_mb
 from .pretrain import pretrain, default_out
 from .synth import synthesize
 from .prep import prepare
 from .eval import robustness, identity_probe, identity_retrieval, features, backbone_features, sweep, seeds_table
 from .eval import markdown_table, dataset_names, format_seeds, plot_robustness
-from .data import load_manifest, make_loader
+from .data import load_manifest
 from .detectors.base import create_detector
 from .decisions import decision_tables
 
@@ -272,7 +272,10 @@ def _bench(
     "The body of `bench`, in a report folder this process holds"
     import os, torch
 
-    data, tests, seeds, jobs = opt.data, opt.tests, opt.seeds, opt.jobs
+    data = opt.data
+    tests = opt.tests
+    seeds = opt.seeds
+    jobs = opt.jobs
 
     P = BENCH_PRESETS[preset]
     t0 = time.time()
@@ -503,19 +506,7 @@ def _perf_one(method, data, size, images, steps, threads, model_kw):
     set_threads(threads)
     torch.manual_seed(0)
     det = create_detector(method, size=size, **model_kw)
-    b = next(
-        iter(
-            make_loader(
-                data,
-                'train',
-                needs=det.needs,
-                size=size,
-                batch_size=batch_items(det.needs, images),
-                seed=0,
-                **det.data_options(),
-            )
-        )
-    )
+    b = first_batch(det, data, size, images)
     n = len(b['image'])
     det.train()
     with FlopCounterMode(display=False) as fc:

@@ -342,7 +342,10 @@ class FaceIndex:
     "Nearest-face search over real frames: normalised landmark shapes with each frame's video, identity and crop"
 
     def __init__(self, root, shapes, video, identity, crop, key=''):
-        self.root, self.shapes, self.key, self.source = Path(root), np.asarray(shapes, np.float32), key, 'built'
+        self.root = Path(root)
+        self.shapes = np.asarray(shapes, np.float32)
+        self.key = key
+        self.source = 'built'
         self.video, self.identity, self.crop = (np.asarray(x, str) for x in (video, identity, crop))
         self._ident = dict(zip(self.video, self.identity))
 
@@ -617,8 +620,15 @@ def mfs(
         f, p = (cv2.resize(x, (ws, hs), interpolation=cv2.INTER_LINEAR) for x in (frame, pristine))
         l = lm * np.float32([ws / W, hs / H])
     else:
-        f, p, l, hs, ws = frame, pristine, lm, H, W
-    img, mask, kind, win = f, np.zeros((hs, ws), np.float32), None, None
+        f = frame
+        p = pristine
+        l = lm
+        hs = H
+        ws = W
+    img = f
+    mask = np.zeros((hs, ws), np.float32)
+    kind = None
+    win = None
     full = np.array([[0, 0, W, H]], np.float32)
     if not label:
         boxes, cs = np.zeros((0, 4), np.float32), 'real'

@@ -686,7 +686,9 @@ def error_line(e):  # an exception raised by a command
 # %% ../nbs/11_cli.ipynb #c011d
 def plugins_first(argv):  # the command line, without the program name
     "`--plugin X` (or `--plugin=X`) anywhere on the line, before or after the subcommand; and the rest"
-    plugins, rest, it = [], [], iter(argv)
+    plugins = []
+    rest = []
+    it = iter(argv)
     for a in it:
         if a == '--plugin':
             plugins.append(next(it, ''))

@@ -624,7 +624,9 @@ class Registry:
         self,
         name: str,  # What is registered, e.g. 'detectors' (used in error messages)
     ):
-        self.name, self._objs, self._lazy = name, {}, {}
+        self.name = name
+        self._objs = {}
+        self._lazy = {}
 
     def register(
         self,
@@ -828,7 +830,11 @@ class DirLock:
         name='.dfnb.lock',  # the lock file's name inside `path`
         shared=False,  # share it with other shared holders (shards of one run)
     ):
-        self.path, self.what, self.name, self.shared, self.fd = Path(path), what, name, shared, None
+        self.path = Path(path)
+        self.what = what
+        self.name = name
+        self.shared = shared
+        self.fd = None
 
     def __enter__(self):
         try:

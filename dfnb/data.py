@@ -569,7 +569,9 @@ class BalancedSampler(torch.utils.data.Sampler):
         if not 0 <= rank < world_size:
             raise ValueError(f'rank {rank} is not in 0..{world_size - 1}')
         self.w = np.array([1.0 if weights is None else float(weights.get(k, 0)) for k in self.keys])
-        self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
         self.per_rank = math.ceil((num_samples or len(self.groups)) / world_size)
         self.total = self.per_rank * world_size
         self.epoch, self.start = 0, 0
@@ -614,7 +616,9 @@ class EvalSampler(torch.utils.data.Sampler):
     "Every item exactly once, in order; rank k of W takes items k, k + W, ..."
 
     def __init__(self, n, rank=0, world_size=1):
-        self.n, self.rank, self.world_size = int(n), int(rank), int(world_size)
+        self.n = int(n)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
 
     def __iter__(self):
         return iter(range(self.rank, self.n, self.world_size))

@@ -69,11 +69,9 @@ def fit_temperature(
 ):
     "The temperature T that minimises the log loss of `apply_temperature(p, T)` (searched over log T in [-5, 5])"
     y, p = check_scores(y, p)
-    z = logit(p)
 
     def nll(t):
-        q = np.clip(1 / (1 + np.exp(-z / np.exp(t))), 1e-12, 1 - 1e-12)
-        return -np.mean(y * np.log(q) + (1 - y) * np.log1p(-q))
+        return log_loss(y, np.clip(apply_temperature(p, np.exp(t)), 1e-12, 1 - 1e-12), labels=[0, 1])
 
     return float(np.exp(minimize_scalar(nll, bounds=(-5, 5), method='bounded').x))
 

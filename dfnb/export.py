@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import MEAN, STD
 from .eval import load_run, run_crop_settings
 
 # %% ../nbs/10b_export.ipynb #x004
@@ -77,7 +78,7 @@ def export_onnx(
         method=meta.get('method'),
         input_size=S,
         crop=run_crop_settings(run, meta),
-        normalise=dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], scale=255),
+        normalise=dict(mean=[round(float(v), 6) for v in MEAN], std=[round(float(v), 6) for v in STD], scale=255),
         decisions=json.loads(fit.read_text()) if fit.is_file() else None,
     )
     onnx.helper.set_model_props(m, {f'{META}.{k}': json.dumps(v) for k, v in info.items()})

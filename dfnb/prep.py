@@ -975,7 +975,9 @@ class MediaPipeFaces:
         self.mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, min_detection_confidence=0.5
         )
-        self.max_faces, self.crop_scale, self.crop_size = max_faces, crop_scale, crop_size
+        self.max_faces = max_faces
+        self.crop_scale = crop_scale
+        self.crop_size = crop_size
 
     def _mesh(self, rgb, box):
         side = self.crop_scale * max(box[2] - box[0], box[3] - box[1])
@@ -1257,21 +1259,10 @@ def prep_video(
                 _imwrite(d / f'{stem}_mask.png', mk, dict(cfg, format='png'))
             t['write'] += time.perf_counter() - c0
             x0, y0, x1, y1 = map(float, f['box'])
+            ids = VIDEO_COLUMNS[: VIDEO_COLUMNS.index('path')]  # the video's ids and labels, not its files
             rec['rows'].append(
                 dict(
-                    {
-                        c: row.get(c)
-                        for c in (
-                            'dataset',
-                            'split',
-                            'video_id',
-                            'label',
-                            'method',
-                            'identity',
-                            'source_identity',
-                            'source_video',
-                        )
-                    },
+                    {c: row.get(c) for c in ids},
                     frame_idx=i,
                     face_idx=k,
                     crop=f'{rel}.{ext}',
@@ -1547,7 +1538,11 @@ def _prepare(
     "The body of `prepare`, under its locks"
     import pandas as pd
 
-    root, out, cfg, shard, tag = job.root, job.out, job.cfg, job.shard, job.tag
+    root = job.root
+    out = job.out
+    cfg = job.cfg
+    shard = job.shard
+    tag = job.tag
 
     tmp_root = out / '.tmp' / (tag.strip('.') or 'all')
     if tmp_root.exists():

@@ -169,7 +169,9 @@ def _pretrain(man, out, s, steps, threads, amp, progress, log):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=start, desc=f'pretrain {s["objective"]}', unit='step')
-    t0, seen, hist = time.time(), 0, []
+    t0 = time.time()
+    seen = 0
+    hist = []
     save_at = {max(1, round(steps * q / 4)) for q in (1, 2, 3, 4)}
     model.train()
     for step, b in iter_batches(dl, start, steps):

@@ -807,7 +807,9 @@ def write_video(path, frames, crf=23, fps=25):
     try:
         with av.open(str(tmp), 'w', format='mp4') as c:
             st = c.add_stream('libx264', rate=fps)
-            st.width, st.height, st.pix_fmt = W, H, 'yuv420p'
+            st.width = W
+            st.height = H
+            st.pix_fmt = 'yuv420p'
             st.codec_context.thread_count, st.codec_context.thread_type = 1, 'NONE'
             opts = {'crf': str(int(crf)), 'preset': 'veryfast'}
             if x264_params():

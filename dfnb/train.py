@@ -6,7 +6,7 @@
 __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_state', 'set_rng_state', 'save_checkpoint',
            'load_checkpoint', 'dist_info', 'init_distributed', 'FeaturesMissing', 'score_loader', 'Logger', 'same_run',
            'check_config', 'prep_settings', 'train', 'write_card', 'iter_batches', 'peak_rss_mb', 'train_speed',
-           'loader_speed', 'batch_items', 'method_speeds']
+           'loader_speed', 'batch_items', 'first_batch', 'method_speeds']
 
 # %% ../nbs/08_train.ipynb #c002
 import json, os, time, math, csv, random, shutil
@@ -257,7 +257,10 @@ class Logger:
     "CSV rows (rank 0 only), echoed every time, and TensorBoard scalars when tensorboard is installed"
 
     def __init__(self, out, enabled=True, echo=print):
-        self.out, self.enabled, self.echo, self.tb = Path(out), enabled, echo, None
+        self.out = Path(out)
+        self.enabled = enabled
+        self.echo = echo
+        self.tb = None
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -413,7 +416,10 @@ def _train(cfg, out, device, rank, world, log, progress):
     )
     prep = prep_settings(cfg.data)
     opt, sched = make_optimizer(model, cfg)
-    start, best, best_step, saved_step = 0, -1.0, None, None
+    start = 0
+    best = -1.0
+    best_step = None
+    saved_step = None
     if (out / 'last.pt').exists():
         saved = yaml.safe_load((out / 'config.yaml').read_text()) if (out / 'config.yaml').exists() else {}
         if not same_run(saved, cfg):
@@ -425,7 +431,9 @@ def _train(cfg, out, device, rank, world, log, progress):
         model.load_state_dict(ck['model'])
         opt.load_state_dict(ck['optimizer'])
         sched.load_state_dict(ck['scheduler'])
-        start, best, best_step = ck['step'], ck['best'], ck['best_step']
+        start = ck['step']
+        best = ck['best']
+        best_step = ck['best_step']
         saved_step = start
         if rank == 0:
             set_rng_state(ck['rng'])  # other ranks keep their seed: the data order itself depends only on (seed, step)
@@ -737,6 +745,18 @@ def batch_items(
     four"""
     return max(1, images // (4 if 'quad' in needs else 1))
 
+# %% ../nbs/08_train.ipynb #c031aa
+def first_batch(
+    det,  # a detector
+    data,  # a dfnb prep folder
+    size,  # input side
+    images,  # images in the batch (a ProDet quad counts four)
+):
+    "The first training batch (seed 0) of the detector's own loader: what the speed and FLOP measurements run on"
+    items = batch_items(det.needs, images)
+    dl = make_loader(data, 'train', needs=det.needs, size=size, batch_size=items, seed=0, **det.data_options())
+    return next(iter(dl))
+
 # %% ../nbs/08_train.ipynb #c031ab
 def method_speeds(
     data,  # a dfnb prep folder (each method's own loader draws its real batch from it)
@@ -756,17 +776,7 @@ def method_speeds(
     methods = detector_names() if methods is None else methods
     batches = {}
     for m in methods:
-        det = create_detector(m, size=size, **model_kw)
-        dl = make_loader(
-            data,
-            'train',
-            needs=det.needs,
-            size=size,
-            batch_size=batch_items(det.needs, images),
-            seed=0,
-            **det.data_options(),
-        )
-        batches[m] = next(iter(dl))
+        batches[m] = first_batch(create_detector(m, size=size, **model_kw), data, size, images)
     rows = [
         dict(
             method=m,

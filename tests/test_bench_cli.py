@@ -2,7 +2,6 @@
 completion without redoing the runs that had finished."""
 
 import os, signal, subprocess, sys, time
-from pathlib import Path
 
 PY = sys.executable
 DFNB = [PY, '-m', 'dfnb.cli']

@@ -36,7 +36,7 @@ def test_bad_videos_are_reported_and_the_run_completes(world, tmp_path, backend,
     (root / 'fake/corrupt.mp4').write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
     ramp = np.tile(np.linspace(40, 200, 176, dtype=np.uint8)[None, :, None], (128, 1, 3))
     write_video(root / 'real/faceless.mp4', [ramp] * 8, 23)
-    r = dfnb(
+    cmd = [
         'prep',
         '--dataset',
         'folder',
@@ -53,7 +53,8 @@ def test_bad_videos_are_reported_and_the_run_completes(world, tmp_path, backend,
         '--workers',
         workers,
         '--no-progress',
-    )
+    ]
+    r = dfnb(*cmd)
     assert r.returncode == 0, r.stderr
     assert '3 failed' in r.stdout, r.stdout
     rep = json.loads((tmp_path / 'out/prep_report.json').read_text())
@@ -65,24 +66,8 @@ def test_bad_videos_are_reported_and_the_run_completes(world, tmp_path, backend,
     assert len(man) == rep['frames']['requested'] - rep['frames']['skipped'] == 4 * 4 - rep['frames']['skipped']
     assert rep['frames']['skipped_by_reason']['empty'] == rep['frames']['skipped_by_reason']['corrupt'] == 4
     # a rerun redoes nothing, failures included, and reports the same
-    r2 = dfnb(
-        'prep',
-        '--dataset',
-        'folder',
-        '--root',
-        root,
-        '--out',
-        tmp_path / 'out',
-        '--frames',
-        '4',
-        '--size',
-        '96',
-        '--backend',
-        backend,
-        '--workers',
-        workers,
-        '--no-progress',
-    )
+    r2 = dfnb(*cmd)
+    assert r2.returncode == 0, r2.stderr
     rep2 = json.loads((tmp_path / 'out/prep_report.json').read_text())
     assert rep2['videos']['already_complete'] == 4 and rep2['videos']['failed'] == 3 and rep2['frames'] == rep['frames']
 
@@ -145,6 +130,7 @@ def test_shards_merge_into_the_full_manifest(world, tmp_path):
     parts = [pd.read_parquet(tmp_path / f'sharded/manifest.shard-{i}-of-3.parquet') for i in range(3)]
     assert sum(map(len, parts)) == len(pd.read_parquet(tmp_path / 'full/manifest.parquet'))
     r = dfnb(*base, '--out', tmp_path / 'sharded')
+    assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / 'sharded/prep_report.json').read_text())
     assert rep['videos']['written_now'] == 0
     pd.testing.assert_frame_equal(

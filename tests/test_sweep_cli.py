@@ -2,7 +2,6 @@
 every run."""
 
 import json, os, subprocess, sys
-from pathlib import Path
 
 import pandas as pd
 
@@ -15,41 +14,9 @@ def run(*args):
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=900, env=ENV)
 
 
-def test_sweep_two_jobs_then_reuse(tmp_path):
+def test_sweep_two_jobs_then_reuse(tiny_prep, tmp_path):
     d = tmp_path
-    assert (
-        run(
-            *DFNB,
-            'synth',
-            '--out',
-            d / 'w',
-            '--preset',
-            'tiny',
-            '--frames',
-            '3',
-            '--worlds',
-            'ffpp,cdf',
-            '--no-progress',
-        ).returncode
-        == 0
-    )
-    for w in ('ffpp', 'cdf'):
-        r = run(
-            *DFNB,
-            'prep',
-            '--dataset',
-            w,
-            '--root',
-            d / 'w' / w,
-            '--out',
-            d / 'p' / w,
-            '--frames',
-            '2',
-            '--size',
-            '64',
-            '--no-progress',
-        )
-        assert r.returncode == 0, r.stderr
+    p = tiny_prep / 'p'
     cmd = [
         *DFNB,
         'sweep',
@@ -59,10 +26,10 @@ def test_sweep_two_jobs_then_reuse(tmp_path):
         'model.backbone=resnet10t',
         'model.size=64',
         '--data',
-        d / 'p/ffpp',
+        p / 'ffpp',
         '--test',
-        d / 'p/ffpp',
-        d / 'p/cdf',
+        p / 'ffpp',
+        p / 'cdf',
         '--out',
         d / 'runs',
         '--jobs',

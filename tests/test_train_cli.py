@@ -1,10 +1,8 @@
 """`dfnb train / eval / detect` as a user runs them: SIGKILL and resume, torchrun with 2 CPU processes, NaN handling."""
 
-import json, os, shutil, signal, subprocess, sys, time
-from pathlib import Path
+import json, os, signal, subprocess, sys, time
 
 import pandas as pd
-import pytest
 import torch
 
 PY = sys.executable
@@ -16,52 +14,13 @@ def run(*args, **kw):
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=900, env=ENV, **kw)
 
 
-@pytest.fixture(scope='module')
-def prep(tmp_path_factory):
-    d = tmp_path_factory.mktemp('data')
-    assert (
-        run(
-            *DFNB,
-            'synth',
-            '--out',
-            d / 'w',
-            '--preset',
-            'tiny',
-            '--frames',
-            '4',
-            '--worlds',
-            'ffpp,cdf',
-            '--no-progress',
-        ).returncode
-        == 0
-    )
-    for w in ('ffpp', 'cdf'):
-        r = run(
-            *DFNB,
-            'prep',
-            '--dataset',
-            w,
-            '--root',
-            d / 'w' / w,
-            '--out',
-            d / 'p' / w,
-            '--frames',
-            '2',
-            '--size',
-            '64',
-            '--no-progress',
-        )
-        assert r.returncode == 0, r.stderr
-    return d
-
-
-def args(prep, out, steps=24, *extra):
+def args(data, out, steps=24, *extra):
     return [
         'train',
         '--method',
         'bce',
         '--data',
-        prep / 'p/ffpp',
+        data / 'p/ffpp',
         '--out',
         out,
         f'steps={steps}',
@@ -79,12 +38,12 @@ def weights(f):
     return torch.load(f, map_location='cpu', weights_only=True)['model']
 
 
-def test_killed_training_resumes_to_the_same_result(prep, tmp_path):
+def test_killed_training_resumes_to_the_same_result(tiny_prep, tmp_path):
     a, b = tmp_path / 'a', tmp_path / 'b'
-    r = run(*DFNB, *args(prep, a))
+    r = run(*DFNB, *args(tiny_prep, a))
     assert r.returncode == 0, r.stderr
     p = subprocess.Popen(
-        DFNB + [str(x) for x in args(prep, b)],
+        DFNB + [str(x) for x in args(tiny_prep, b)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=ENV,
@@ -98,7 +57,7 @@ def test_killed_training_resumes_to_the_same_result(prep, tmp_path):
     p.wait()
     step = torch.load(b / 'last.pt', weights_only=True)['step']
     assert 0 < step < 24
-    r = run(*DFNB, *args(prep, b))
+    r = run(*DFNB, *args(tiny_prep, b))
     assert r.returncode == 0, r.stderr
     assert f'resuming {b} at step' in r.stdout
     pd.testing.assert_frame_equal(pd.read_csv(a / 'val.csv'), pd.read_csv(b / 'val.csv'))
@@ -111,8 +70,8 @@ def test_killed_training_resumes_to_the_same_result(prep, tmp_path):
         '--run',
         b,
         '--data',
-        prep / 'p/ffpp',
-        prep / 'p/cdf',
+        tiny_prep / 'p/ffpp',
+        tiny_prep / 'p/cdf',
         '--n-boot',
         '20',
         '--robustness',
@@ -129,7 +88,7 @@ def test_killed_training_resumes_to_the_same_result(prep, tmp_path):
     rb = pd.read_csv(b / 'eval/robustness_cdf.csv')
     assert len(rb) == 8 * 6 and rb.level.max() == 5
     assert all((b / f'eval/{f}_cdf.png').exists() for f in ('robustness', 'tsne', 'gradcam'))
-    vid = sorted((prep / 'w/cdf/Celeb-synthesis').glob('*.mp4'))[0]
+    vid = sorted((tiny_prep / 'w/cdf/Celeb-synthesis').glob('*.mp4'))[0]
     r = run(*DFNB, 'detect', vid, '--run', b, '--frames', '3', '--json', tmp_path / 'd.json')
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / 'd.json').read_text())
@@ -146,9 +105,9 @@ def test_killed_training_resumes_to_the_same_result(prep, tmp_path):
     assert (tmp_path / 'mine.onnx').read_text() == 'not a model'
 
 
-def test_torchrun_two_cpu_processes_match_one(prep, tmp_path):
+def test_torchrun_two_cpu_processes_match_one(tiny_prep, tmp_path):
     one, two = tmp_path / 'one', tmp_path / 'two'
-    r = run(*DFNB, *args(prep, one, 16))
+    r = run(*DFNB, *args(tiny_prep, one, 16))
     assert r.returncode == 0, r.stderr
     r = run(
         PY,
@@ -159,7 +118,7 @@ def test_torchrun_two_cpu_processes_match_one(prep, tmp_path):
         '2',
         '-m',
         'dfnb.cli',
-        *args(prep, two, 16),
+        *args(tiny_prep, two, 16),
     )
     assert r.returncode == 0, r.stderr[-3000:]
     s1, s2 = (json.loads((x / 'summary.json').read_text()) for x in (one, two))
@@ -169,6 +128,6 @@ def test_torchrun_two_cpu_processes_match_one(prep, tmp_path):
     assert abs(v1.frame_auc.iloc[-1] - v2.frame_auc.iloc[-1]) < 0.15, (v1, v2)
 
 
-def test_nan_loss_stops_with_a_clear_message(prep, tmp_path):
-    r = run(*DFNB, *args(prep, tmp_path / 'n', 8, 'lr=1e30'))
+def test_nan_loss_stops_with_a_clear_message(tiny_prep, tmp_path):
+    r = run(*DFNB, *args(tiny_prep, tmp_path / 'n', 8, 'lr=1e30'))
     assert r.returncode == 3 and 'non-finite' in r.stderr, r.stderr

@@ -11,10 +11,11 @@ import math
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import DETECTORS
 from .base import Detector, create_backbone, num_features
+from ..data import MEAN, STD
 
 # %% ../../nbs/07c_detectors.did.ipynb #c005
-_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+_MEAN = torch.from_numpy(MEAN).view(1, 3, 1, 1)
+_STD = torch.from_numpy(STD).view(1, 3, 1, 1)
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 

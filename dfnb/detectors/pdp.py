@@ -12,6 +12,7 @@ import math
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import DETECTORS
 from .base import Detector, create_backbone, num_features
+from ..data import MEAN, STD
 
 # %% ../../nbs/07e_detectors.pdp.ipynb #c006
 def conv_mlp(
@@ -196,8 +197,8 @@ def kaiming_(*mods):  # Conv2d / Linear layers, or Sequentials holding them
                 nn.init.zeros_(l.bias)
 
 # %% ../../nbs/07e_detectors.pdp.ipynb #c021
-_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+_MEAN = torch.from_numpy(MEAN).view(1, 3, 1, 1)
+_STD = torch.from_numpy(STD).view(1, 3, 1, 1)
 
 
 def to_unit_range(x):  # N×3×S×S ImageNet-normalised images
