@@ -28,7 +28,8 @@ from .detectors.base import create_detector
 from .decisions import decision_tables
 
 # %% ../nbs/10_bench.ipynb #c005
-METHODS = ('bce', *detector_modules())  # bce, then dfnb's own methods, found on disk (a plugin's joins by name)
+METHODS = ('bce', *(n for n, m in detector_modules().items() if n == m))  # bce, then dfnb's methods found on disk:
+# a module named after its method (a family module's detectors, MesoNet's, and a plugin's join by name)
 
 BENCH_PRESETS = {
     'smoke': dict(

@@ -5,15 +5,15 @@
 # %% auto #0
 __all__ = ['BACKEND_HELP', 'USER_ERRORS', 'add_synth', 'run_synth', 'add_prep', 'run_prep', 'add_pretrain', 'run_pretrain',
            'add_train', 'run_train', 'run_eval', 'run_sweep', 'add_bench', 'run_bench', 'run_detect', 'add_calibrate',
-           'run_calibrate', 'add_export', 'run_export', 'add_serve', 'run_serve', 'parser', 'error_line',
-           'plugins_first', 'main']
+           'run_calibrate', 'add_export', 'run_export', 'add_serve', 'run_serve', 'add_import', 'run_import', 'parser',
+           'error_line', 'plugins_first', 'main']
 
 # %% ../nbs/11_cli.ipynb #c002
 import argparse, json, sys
 from pathlib import Path
 from .core import data_root, DETECTORS, PLUGIN_ENV, load_plugins
 from .synth import PRESETS, synthesize
-from .prep import READERS, COMPRESSIONS, FFPP_METHODS, prepare, summary
+from .prep import READERS, COMPRESSIONS, FFPP_METHODS, BACKENDS, COMBINED, TEMPLATES, prepare, summary
 from .pretrain import OBJECTIVES, pretrain, card_markdown
 from .train import train, train_config
 from .eval import evaluate_run, eval_figures, robustness, plot_robustness, features, plot_tsne, show_cams
@@ -23,6 +23,7 @@ from .decisions import decision_tables, plot_reliability
 from .calibrate import calibrate
 from .export import export_onnx, onnx_parity
 from .serve import MAX_MB, serve
+from .importer import IMPORTERS, import_weights
 
 # %% ../nbs/11_cli.ipynb #c005
 def add_synth(sub):
@@ -61,9 +62,10 @@ def run_synth(a):
 
 # %% ../nbs/11_cli.ipynb #c007
 BACKEND_HELP = (
-    'face backend: auto (sidecar for a dfnb synthetic world, which has truth/; otherwise mediapipe '
-    'if installed, else mtcnn), sidecar (truth landmarks, synthetic worlds only), mediapipe (full-range '
-    'detection: small and distant faces too, 68 landmarks), mtcnn (five points)'
+    'face backend: auto (sidecar for a dfnb synthetic world, which has truth/; otherwise mediapipe+mtcnn '
+    'if both are installed, else the one that is), sidecar (truth landmarks, synthetic worlds only), mediapipe '
+    '(full-range detection: small and distant faces too, 68 landmarks), mtcnn (five points), mediapipe+mtcnn '
+    '(mediapipe, its misses searched again near the neighbouring frames\' face and by mtcnn), mtcnn+mediapipe'
 )
 
 
@@ -88,8 +90,8 @@ def add_prep(sub):
     p.add_argument('--frames', type=int, default=32, help='evenly spaced frames per video (default 32)')
     p.add_argument('--size', type=int, default=256, help='crop side in px, 16 to 4096 (default 256)')
     p.add_argument('--margin', type=float, default=1.3, help='alignment margin (default 1.3)')
-    p.add_argument('--align', default='standard', choices=('standard', 'caddm'), help='five-point template')
-    p.add_argument('--backend', default='auto', choices=('auto', 'sidecar', 'mediapipe', 'mtcnn'), help=BACKEND_HELP)
+    p.add_argument('--align', default='standard', choices=TEMPLATES, help='five-point template')
+    p.add_argument('--backend', default='auto', choices=('auto', *BACKENDS, *COMBINED), help=BACKEND_HELP)
     p.add_argument('--all-faces', action='store_true', help='keep every face of a frame, not only the largest')
     p.add_argument('--format', default='png', choices=('png', 'jpg'), help='crop format')
     p.add_argument('--quality', type=int, default=95, help='JPEG quality')
@@ -142,7 +144,7 @@ def run_prep(a):
         shard=a.shard,
         progress=not a.no_progress,
         reader_kw=dict(comp=a.comp, splits=a.splits, name=a.name, methods=a.methods),
-        backend_kw=dict(device=a.device) if a.backend == 'mtcnn' else None,
+        backend_kw=dict(device=a.device) if 'mtcnn' in a.backend else None,
         allow_incomplete=a.allow_incomplete,
     )
     print(summary(rep))
@@ -267,8 +269,8 @@ def add_train(sub):
     t.add_argument(
         '--backend',
         default='auto',
-        choices=('auto', 'mediapipe', 'mtcnn'),
-        help="face backend (auto: the run's own if it used a detector, else mediapipe, else mtcnn)",
+        choices=('auto', 'mediapipe', 'mtcnn', *COMBINED),
+        help="face backend (auto: the run's own if it used a detector, else mediapipe+mtcnn, or the one installed)",
     )
     t.add_argument(
         '--prep',
@@ -629,6 +631,31 @@ def run_serve(a):
         print(f'dfnb: warning: listening on {a.host}: anyone who can reach this machine can upload files', flush=True)
     serve(a.run, a.host, a.port, a.max_mb, a.frames, log=lambda m: print(m, flush=True))
 
+# %% ../nbs/11_cli.ipynb #c009u
+def add_import(sub):
+    "Register `dfnb import`"
+    i = sub.add_parser(
+        'import',
+        help="published weights (MesoNet's Keras files) as a run folder that eval, detect, serve and export take",
+        description='Read the weights a method\'s authors published and write an ordinary run folder: config, '
+        'checkpoint, the crop settings the weights expect, and a card saying where they came from. The file is '
+        'checked to be the method\'s architecture first (one line names the first layer that does not fit).',
+    )
+    i.add_argument('kind', choices=list(IMPORTERS), help='whose weights: mesonet (Meso4 or MesoInception4, Keras .h5)')
+    i.add_argument('weights', type=Path, help='the published file')
+    i.add_argument('--out', type=Path, default=None, help='the run folder (default: <data root>/runs/<file stem>)')
+    i.set_defaults(func=run_import)
+
+# %% ../nbs/11_cli.ipynb #c009v
+def run_import(a):
+    "Run `dfnb import`: prints the run folder, the method and where the weights came from, as JSON"
+    run = import_weights(a.kind, a.weights, a.out)
+    s = json.loads((run / 'summary.json').read_text())
+    imp = s['imported']
+    out = dict(run=str(run), method=s['method'], file=imp['file'], sha256=imp['sha256'], trained_on=imp['trained_on'])
+    print(json.dumps(out))
+    return out
+
 # %% ../nbs/11_cli.ipynb #c011
 class _Parser(argparse.ArgumentParser):
     "argparse, with dfnb's one error line"
@@ -659,6 +686,7 @@ def parser():
     add_calibrate(sub)
     add_export(sub)
     add_serve(sub)
+    add_import(sub)
     return p
 
 # %% ../nbs/11_cli.ipynb #c011c

@@ -315,9 +315,9 @@ def detect(
         raise ValueError(f'{e}: give a readable video or image') from None
     ck = _model[1] if _model else load_checkpoint(Path(run) if Path(run).is_file() else Path(run) / 'best.pt')
     st = run_crop_settings(run, ck, prep)
-    if backend == 'auto' and st.get('backend') in ('mediapipe', 'mtcnn'):
-        backend = st['backend']
-    be, note = make_backend(backend, None)  # no dataset root: auto means a real detector (mediapipe, else mtcnn)
+    if backend == 'auto' and st.get('backend') not in (None, 'sidecar'):
+        backend = st['backend']  # the real detector its training faces were found with
+    be, note = make_backend(backend, None)  # no dataset root: auto means the real detectors that are installed
     faces = be(frs, idx, None)
     model, meta = _model or load_run(run, device=device)
     dev = next(model.parameters()).device

@@ -4,15 +4,15 @@
 
 # %% auto #0
 __all__ = ['VIDEO_EXTS', 'IMAGE_EXTS', 'VIDEO_COLUMNS', 'RESERVED', 'FFPP_METHODS', 'COMPRESSIONS', 'CDF_FOLDERS', 'MEDIA_EXTS',
-           'SPLITS', 'READERS', 'MTCNN_HELP', 'MESH_TO_68', 'MEDIAPIPE_HELP', 'BACKENDS', 'ARCFACE_5', 'CADDM_5',
-           'MANIFEST_COLUMNS', 'STAGES', 'LayoutError', 'safe_rel', 'inside', 'find_ffpp_splits', 'ffpp_splits',
-           'read_ffpp', 'read_dfd', 'read_cdf', 'read_dfdc', 'read_dfdcp', 'read_folder', 'read_csv', 'is_csv',
-           'dataset_root', 'read_dataset', 'is_synthetic', 'check_complete', 'VideoError', 'even_indices',
-           'count_frames', 'read_frames', 'five_points', 'SidecarFaces', 'MTCNNFaces', 'mesh_to_68', 'MediaPipeFaces',
-           'installed', 'resolve_backend', 'make_backend', 'pick_faces', 'template', 'similarity', 'warp_points',
-           'align_face', 'prep_video', 'remove_video_dir', 'commit', 'done', 'parse_shard', 'shard_rows',
-           'check_settings', 'PrepSettings', 'PrepJob', 'prepare', 'report', 'summary', 'read_frame_at', 'show_prep',
-           'landmark_error']
+           'SPLITS', 'READERS', 'MTCNN_HELP', 'MESH_TO_68', 'MEDIAPIPE_HELP', 'BACKENDS', 'COMBINED', 'ARCFACE_5',
+           'CADDM_5', 'MESONET_5', 'TEMPLATES', 'MANIFEST_COLUMNS', 'STAGES', 'LayoutError', 'safe_rel', 'inside',
+           'find_ffpp_splits', 'ffpp_split_pairs', 'ffpp_splits', 'read_ffpp', 'read_dfd', 'read_cdf', 'read_dfdc',
+           'read_dfdcp', 'read_folder', 'read_csv', 'is_csv', 'dataset_root', 'read_dataset', 'is_synthetic',
+           'check_complete', 'VideoError', 'even_indices', 'count_frames', 'read_frames', 'five_points', 'SidecarFaces',
+           'MTCNNFaces', 'mesh_to_68', 'MediaPipeFaces', 'RescuedFaces', 'installed', 'resolve_backend', 'make_backend',
+           'pick_faces', 'template', 'similarity', 'warp_points', 'align_face', 'prep_video', 'remove_video_dir',
+           'commit', 'done', 'parse_shard', 'shard_rows', 'check_settings', 'PrepSettings', 'PrepJob', 'prepare',
+           'report', 'summary', 'read_frame_at', 'show_prep', 'landmark_error']
 
 # %% ../nbs/02_prep.ipynb #c002
 import contextlib, importlib, json, os, re, time, shutil, zlib
@@ -191,8 +191,8 @@ def find_ffpp_splits(root):  # the FaceForensics++ folder
     return root / 'splits'
 
 # %% ../nbs/02_prep.ipynb #c008c
-def ffpp_splits(splits_dir):  # folder holding the official train.json, val.json, test.json
-    "Map each FF++ video number to its split, from the official split JSONs"
+def ffpp_split_pairs(splits_dir):  # folder holding the official train.json, val.json, test.json
+    "The official pairs `[target, source]` of each FF++ split, as tuples of video numbers"
     d = Path(splits_dir)
     files = {s: d / f'{s}.json' for s in ('train', 'val', 'test')}
     missing = [str(f) for f in files.values() if not f.exists()]
@@ -212,10 +212,13 @@ def ffpp_splits(splits_dir):  # folder holding the official train.json, val.json
             raise LayoutError(
                 f'{f} is not an FF++ split file (a list of [target, source] pairs): restore the official one'
             )
-        for pair in pairs:
-            for x in pair:
-                out[str(x)] = s
+        out[s] = [tuple(str(x) for x in pair) for pair in pairs]
     return out
+
+# %% ../nbs/02_prep.ipynb #c008c2
+def ffpp_splits(splits_dir):  # folder holding the official train.json, val.json, test.json
+    "Map each FF++ video number to its split, from the official split JSONs"
+    return {x: s for s, pairs in ffpp_split_pairs(splits_dir).items() for pair in pairs for x in pair}
 
 # %% ../nbs/02_prep.ipynb #c008d
 def read_ffpp(
@@ -228,7 +231,9 @@ def read_ffpp(
     "FaceForensics++ videos of one compression, with official splits, methods, pairs and masks"
     root = Path(root)
     _check_comp(comp)
-    split_of = ffpp_splits(splits or find_ffpp_splits(root))
+    pairs = ffpp_split_pairs(splits or find_ffpp_splits(root))
+    split_of = {x: s for s, ps in pairs.items() for pair in ps for x in pair}
+    fakes = sorted({f'{a}_{b}' for ps in pairs.values() for p in ps if len(p) == 2 for a, b in (p, p[::-1])})
     asked = methods is not None
     methods = tuple(methods) if asked else FFPP_METHODS
     unknown = [m for m in methods if m not in FFPP_METHODS]
@@ -248,7 +253,14 @@ def read_ffpp(
         if not d.is_dir():
             missing.append(dict(what=m, path=str(d.relative_to(root)), reason='folder absent', requested=asked))
             continue
-        for p in _files(d, skipped=skipped):
+        files = _files(d, skipped=skipped)
+        on_disk = {p.stem for p in files}
+        missing += [
+            dict(what=m, path=f'{m}/{v}.mp4', reason='named by the split files, not on disk')
+            for v in fakes
+            if v not in on_disk
+        ]
+        for p in files:
             t, s = (p.stem.split('_') + [None])[:2]
             rows.append(
                 _row(
@@ -382,8 +394,7 @@ def read_cdf(
             )
     if not rows:
         raise LayoutError(
-            f'no Celeb-DF videos under {root}: expected Celeb-real/, Celeb-synthesis/ and YouTube-real/ '
-            f'folders of .mp4'
+            f'no Celeb-DF videos under {root}: expected Celeb-real/, Celeb-synthesis/ and YouTube-real/ folders of .mp4'
         )
     missing = [dict(what='test', path=r, reason=f'listed in {lst.name}, not on disk') for r in sorted(set(test) - seen)]
     return _table(rows, missing, skipped)
@@ -552,7 +563,7 @@ def read_folder(
                 rows.append(_row(name, split, vid, label, method, p, root))
     if not rows:
         raise LayoutError(
-            f'no videos or images under {root}/real/ or {root}/fake/ ' f'(or {root}/<train|val|test>/<real|fake>/)'
+            f'no videos or images under {root}/real/ or {root}/fake/ (or {root}/<train|val|test>/<real|fake>/)'
         )
     return _table(rows, skipped=skipped)
 
@@ -844,7 +855,16 @@ class MTCNNFaces:
         self.m = MTCNN(keep_all=True, device=device, min_face_size=min_face, post_process=False)
         self.det_size, self.min_score = det_size, min_score
 
-    def __call__(self, frames, idx=None, path=None):
+    def frame(
+        self,
+        rgb,  # one RGB image
+        min_score=None,  # threshold (default: the backend's)
+    ):
+        "Faces of one image, largest first, five points each"
+        f = self([rgb], min_score=min_score)[0]
+        return sorted(f, key=lambda x: -float(np.prod(x['box'][2:] - x['box'][:2])))
+
+    def __call__(self, frames, idx=None, path=None, min_score=None):
         import torch
 
         h, w = frames[0].shape[:2]
@@ -860,7 +880,8 @@ class MTCNNFaces:
                 out.append([])
                 continue
             b, p, l = np.asarray(b, np.float32) / s, np.asarray(p, np.float32), np.asarray(l, np.float32) / s
-            out.append([_face(b[k], p[k], l[k]) for k in range(len(b)) if p[k] >= self.min_score])
+            thr = self.min_score if min_score is None else min_score
+            out.append([_face(b[k], p[k], l[k]) for k in range(len(b)) if p[k] >= thr])
         return out
 
 # %% ../nbs/02_prep.ipynb #c026f
@@ -979,7 +1000,12 @@ class MediaPipeFaces:
         self.crop_scale = crop_scale
         self.crop_size = crop_size
 
-    def _mesh(self, rgb, box):
+    def landmarks(
+        self,
+        rgb,  # an RGB frame
+        box,  # a face box in it (from any detector)
+    ):
+        "FaceMesh's points of the face in `box`, or None when the mesh fails or lands outside the box"
         side = self.crop_scale * max(box[2] - box[0], box[3] - box[1])
         s = self.crop_size / side
         x0, y0 = (box[:2] + box[2:]) / 2 - side / 2
@@ -993,7 +1019,11 @@ class MediaPipeFaces:
         c = pts.mean(0)
         return pts if (c >= box[:2]).all() and (c <= box[2:]).all() else None
 
-    def frame(self, rgb):
+    def frame(
+        self,
+        rgb,  # one RGB image
+        min_score=None,  # a threshold above the detector's own (None: the detector's)
+    ):
         "Faces of one RGB frame, largest first"
         rgb = np.ascontiguousarray(rgb)
         wh = np.tile(np.float32(rgb.shape[1::-1]), 2)
@@ -1001,11 +1031,12 @@ class MediaPipeFaces:
         for d in self.det.process(rgb).detections or []:
             r = d.location_data.relative_bounding_box
             raw = np.float32([r.xmin, r.ymin, r.xmin + r.width, r.ymin + r.height]) * wh
-            dets.append((raw, np.clip(raw, 0, wh), float(d.score[0])))
+            if min_score is None or d.score[0] >= min_score:
+                dets.append((raw, np.clip(raw, 0, wh), float(d.score[0])))
         dets.sort(key=lambda d: -(d[1][2] - d[1][0]) * (d[1][3] - d[1][1]))
         out = []
         for raw, box, score in dets[: self.max_faces]:
-            pts = self._mesh(rgb, raw)
+            pts = self.landmarks(rgb, raw)
             if pts is not None:
                 lm = mesh_to_68(pts)
                 out.append(_face(box, score, five_points(lm), lm))
@@ -1017,6 +1048,118 @@ class MediaPipeFaces:
 
 BACKENDS = dict(sidecar=SidecarFaces, mediapipe=MediaPipeFaces, mtcnn=MTCNNFaces)
 
+# %% ../nbs/02_prep.ipynb #c026g3
+class RescuedFaces:
+    """A real backend whose misses are searched again: near the face of the nearest sampled frame (zoomed; the
+    backend, then `other`) and by `other` on the whole frame; faces keep the primary's landmark scheme"""
+
+    def __init__(
+        self,
+        primary,  # a real backend: `frame(rgb, min_score)`; with `landmarks(rgb, box)` when it gives 68 points
+        other=None,  # the other one (None: only the window search with the primary)
+        window=3.0,  # side of the search window, in box sides of the neighbouring face
+        zoom=640,  # the window is resized to this side
+        near=1.0,  # a rescued face's centre lies within this many box sides of the neighbour's
+        near_score=0.7,  # MTCNN's threshold inside the window (its own last-stage threshold)
+    ):
+        self.primary = primary
+        self.other = other
+        self.name = primary.name + (f'+{other.name}' if other is not None else '')
+        self.window = window
+        self.zoom = zoom
+        self.near = near
+        self.near_score = near_score
+        self.misses = {}  # frame index → why no face was found, for the last video
+
+    def _in_window(self, rgb, ref, backend, min_score):  # frame; the neighbour's box; a backend; its threshold
+        "Faces `backend` finds in the zoomed window around `ref`, in frame coordinates, nearest to it first"
+        side = max(ref[2] - ref[0], ref[3] - ref[1])
+        c = (ref[:2] + ref[2:]) / 2
+        x0, y0 = np.maximum(0, c - self.window * side / 2).astype(int)
+        x1, y1 = np.minimum(rgb.shape[1::-1], c + self.window * side / 2).astype(int)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return []
+        s = self.zoom / max(x1 - x0, y1 - y0)
+        win = cv2.resize(np.ascontiguousarray(rgb[y0:y1, x0:x1]), None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+        found = backend.frame(win, min_score)
+        off = np.float32([x0, y0])
+        moved = [
+            _face(
+                f['box'] / s + np.tile(off, 2),
+                f['score'],
+                f['lm5'] / s + off,
+                None if f['lm'] is None else f['lm'] / s + off,
+            )
+            for f in found
+        ]
+        return self._near(moved, ref)
+
+    def _near(self, faces, ref):  # faces in frame coordinates; the neighbouring frame's face box (None: any face)
+        "The faces whose centre lies within `near` box sides of the neighbour's, nearest first"
+        if ref is None:
+            return faces
+        side = max(ref[2] - ref[0], ref[3] - ref[1])
+        dist = lambda f: float(np.linalg.norm((f['box'][:2] + f['box'][2:]) / 2 - (ref[:2] + ref[2:]) / 2))
+        return sorted([f for f in faces if dist(f) <= self.near * side], key=dist)
+
+    def _as_primary(self, rgb, f, ref):  # a frame; a face found by either backend; the neighbouring frame's face
+        """The face with the primary's kind of landmarks: FaceMesh's on its box, else the neighbour's carried over by
+        the similarity between the two faces' five points (`carried`); None when neither is possible"""
+        if not hasattr(self.primary, 'landmarks'):  # a five-point backend: five points
+            return _face(f['box'], f['score'], f['lm5'])
+        if f['lm'] is not None:
+            return f
+        pts = self.primary.landmarks(rgb, f['box'])
+        if pts is not None:
+            return _face(f['box'], f['score'], f['lm5'], mesh_to_68(pts))
+        if ref is None or ref['lm'] is None:
+            return None
+        g = _face(f['box'], f['score'], f['lm5'], warp_points(similarity(ref['lm5'], f['lm5']), ref['lm']))
+        g['carried'] = True
+        return g
+
+    def _rescue(self, rgb, ref, j):  # a frame without a face; the neighbouring frame's face (or None); its index
+        "The rescued face (with `found`) and None, or None and why none was found"
+        tries = []
+        if ref is not None:
+            tries.append((self.primary, 'near', None))
+        if self.other is not None:
+            tries.append((self.other, 'frame', None))
+            if ref is not None:
+                tries.append((self.other, 'near', self.near_score))
+        why = []
+        for be, where, thr in tries:
+            box = None if ref is None else ref['box']
+            cands = self._in_window(rgb, box, be, thr) if where == 'near' else self._near(be.frame(rgb), box)
+            faces = [g for g in (self._as_primary(rgb, f, ref) for f in cands) if g is not None]
+            place = f'near the face of frame {j}' if where == 'near' else 'on the whole frame'
+            if faces:
+                g = faces[0]
+                carried = j if g.pop('carried', False) else None
+                g['found'] = dict(by=be.name, where=where, near=j, score=g['score'], landmarks_from=carried)
+                return g, None
+            why.append(
+                f'{be.name} {place}: ' + ('no face' if not cands else 'a face, but FaceMesh placed no landmarks')
+            )
+        if not why:
+            return None, 'no face, and no neighbouring face to search near'
+        return None, f'{self.primary.name} found no face; ' + '; '.join(why)
+
+    def __call__(self, frames, idx=None, path=None):
+        idx = list(range(len(frames))) if idx is None else list(idx)
+        faces = self.primary(frames, idx, path)
+        have = [k for k, f in enumerate(faces) if f]
+        self.misses = {}
+        for k in [k for k, f in enumerate(faces) if not f]:
+            j = min(have, key=lambda h: abs(idx[h] - idx[k])) if have else None
+            ref = pick_faces(faces[j])[0] if j is not None else None
+            g, why = self._rescue(frames[k], ref, None if j is None else idx[j])
+            if g is not None:
+                faces[k] = [g]
+            else:
+                self.misses[idx[k]] = why
+        return faces
+
 # %% ../nbs/02_prep.ipynb #c026h
 def installed(name):  # a backend name
     "Whether a real backend's package can be imported"
@@ -1025,8 +1168,11 @@ def installed(name):  # a backend name
     return importlib.util.find_spec(dict(mediapipe='mediapipe', mtcnn='facenet_pytorch')[name]) is not None
 
 # %% ../nbs/02_prep.ipynb #c026i
+COMBINED = ('mediapipe+mtcnn', 'mtcnn+mediapipe')  # a real backend whose misses the other rescues (`RescuedFaces`)
+
+
 def resolve_backend(
-    name,  # 'auto', 'sidecar', 'mediapipe' or 'mtcnn'
+    name,  # 'auto', 'sidecar', 'mediapipe', 'mtcnn', 'mediapipe+mtcnn' or 'mtcnn+mediapipe'
     root,  # the dataset root (None for a lone file: auto then means a real detector)
 ):
     "Which backend `name` means for `root` (checked, not built): returns (name, a note for the report)"
@@ -1038,11 +1184,12 @@ def resolve_backend(
                 f'auto chose the sidecar backend: {root} is a dfnb synthetic world (it has truth/); pass --backend '
                 'mediapipe or mtcnn to run a detector instead',
             )
-        name = next((n for n in ('mediapipe', 'mtcnn') if installed(n)), None)
-        if name is None:
+        have = [n for n in ('mediapipe', 'mtcnn') if installed(n)]
+        if not have:
             raise ImportError(f'no face detector is installed. {MEDIAPIPE_HELP}; or {MTCNN_HELP}')
-    if name not in BACKENDS:
-        raise ValueError(f'unknown face backend {name!r}: choose auto, {", ".join(BACKENDS)}')
+        name = '+'.join(have)  # MediaPipe, rescued by MTCNN where both are installed
+    if name not in BACKENDS and name not in COMBINED:
+        raise ValueError(f'unknown face backend {name!r}: choose auto, {", ".join([*BACKENDS, *COMBINED])}')
     if name == 'sidecar':
         if root is None or not is_synthetic(root):
             raise LayoutError(
@@ -1050,24 +1197,32 @@ def resolve_backend(
                 'mediapipe or mtcnn'
             )
         return name, 'sidecar backend: truth landmarks of a synthetic world'
-    if not installed(name):
-        raise ImportError(MEDIAPIPE_HELP if name == 'mediapipe' else MTCNN_HELP)
-    module = dict(mediapipe='mediapipe', mtcnn='facenet_pytorch')[name]
-    try:
-        importlib.import_module(module)  # fail here, before any output is written, when a dependency is broken
-    except ImportError as e:
-        raise ImportError(_import_help(e, module, MEDIAPIPE_HELP if name == 'mediapipe' else MTCNN_HELP)) from None
+    for part in name.split('+'):
+        help = MEDIAPIPE_HELP if part == 'mediapipe' else MTCNN_HELP
+        if not installed(part):
+            raise ImportError(help)
+        module = dict(mediapipe='mediapipe', mtcnn='facenet_pytorch')[part]
+        try:
+            importlib.import_module(module)  # fail here, before any output is written, when a dependency is broken
+        except ImportError as e:
+            raise ImportError(_import_help(e, module, help)) from None
     return name, f'{name} backend' + (' (auto: no truth sidecars here)' if auto else '')
 
 # %% ../nbs/02_prep.ipynb #c026j
 def make_backend(
-    name,  # 'auto', 'sidecar', 'mediapipe' or 'mtcnn'
+    name,  # 'auto', 'sidecar', 'mediapipe', 'mtcnn', 'mediapipe+mtcnn' or 'mtcnn+mediapipe'
     root,  # the dataset root (the sidecar backend reads its truth/)
-    **kw,  # backend options
+    **kw,  # options of the (primary) backend; `device` goes to both
 ):
     "A face backend by name, built; returns (backend, a note for the report)"
     name, note = resolve_backend(name, root)
-    return (SidecarFaces(root) if name == 'sidecar' else BACKENDS[name](**kw)), note
+    if name == 'sidecar':
+        return SidecarFaces(root), note
+    if '+' not in name:
+        return BACKENDS[name](**kw), note
+    first, second = name.split('+')
+    other = BACKENDS[second](**({'device': kw['device']} if 'device' in kw else {}))
+    return RescuedFaces(BACKENDS[first](**kw), other), note
 
 # %% ../nbs/02_prep.ipynb #c026k
 def pick_faces(
@@ -1088,19 +1243,23 @@ ARCFACE_5 = (
 CADDM_5 = (
     np.array([[75.75, 92.56], [147.75, 92.38], [111.63, 144.58], [81.90, 186.02], [141.85, 185.42]], np.float32) / 224
 )
+MESONET_5 = np.array(  # measured on MesoNet's own face crops (07f_detectors.mesonet), as fractions of the crop side
+    [[0.3625, 0.3465], [0.6465, 0.3505], [0.4955, 0.5145], [0.385, 0.6715], [0.622, 0.6745]], np.float32
+)
+TEMPLATES = ('standard', 'caddm', 'mesonet')
 
 
 def template(
-    kind='standard',  # 'standard' (ArcFace layout with a margin) or 'caddm'
+    kind='standard',  # 'standard' (ArcFace layout with a margin), 'caddm' or 'mesonet'
     size=256,  # crop side in px
     margin=1.3,  # how much wider than ArcFace's tight crop (standard only)
 ):
     "The five template points in crop pixels"
     if kind == 'standard':
         return ((ARCFACE_5 - 0.5) / margin + 0.5) * size
-    if kind == 'caddm':
-        return CADDM_5 * size
-    raise ValueError(f'unknown alignment template {kind!r}: choose standard or caddm')
+    if kind in ('caddm', 'mesonet'):
+        return (CADDM_5 if kind == 'caddm' else MESONET_5) * size
+    raise ValueError(f"unknown alignment template {kind!r}: choose {', '.join(TEMPLATES)}")
 
 # %% ../nbs/02_prep.ipynb #c031b
 def similarity(src, dst):  # (K, 2) point sets
@@ -1200,6 +1359,7 @@ def prep_video(
         settings=_settings(cfg),
         rows=[],
         skips=[],
+        rescued=[],
         failed=None,
         requested=n,
     )
@@ -1215,6 +1375,7 @@ def prep_video(
         t['decode'] = time.perf_counter() - c0
         c0 = time.perf_counter()
         faces = backend(frames, idx, row['path'])
+        misses = dict(getattr(backend, 'misses', {}))  # why a rescuing backend found no face, by frame
         if masks is None and isinstance(backend, SidecarFaces) and row['label'] == 1:
             sm = backend.masks(idx, row['path'])
             masks = dict(zip(idx, sm)) if sm is not None else None
@@ -1239,8 +1400,11 @@ def prep_video(
     for i, fr, fs in zip(idx, frames, faces):
         chosen = pick_faces(fs, cfg['faces'])
         if not chosen:
-            rec['skips'].append(dict(frame_idx=i, reason='no_face', detail='no face found in this frame'))
+            rec['skips'].append(
+                dict(frame_idx=i, reason='no_face', detail=misses.get(i, 'no face found in this frame'))
+            )
             continue
+        rec['rescued'] += [dict(frame_idx=i, **f['found']) for f in chosen[:1] if f.get('found')]
         for k, f in enumerate(chosen):
             c0 = time.perf_counter()
             crop, M = align_face(fr, f['lm5'], cfg['size'], cfg['margin'], cfg['template'])
@@ -1644,11 +1808,18 @@ def report(
         missing=len(missing),
         skipped_inputs=len(skipped),
     )
+    rescued = [dict(video_id=r['video_id'], **x) for r in recs if not r['failed'] for x in r.get('rescued', [])]
     frames = dict(
         requested=sum(r.get('requested', cfg['frames']) for r in recs),
         manifest_rows=n_rows,
         skipped=sum(fr_skip.values()),
         skipped_by_reason=dict(fr_skip),
+        rescued=len(rescued),
+        rescued_by=dict(
+            Counter(
+                f"{x['by']} {'near a neighbouring face' if x['where'] == 'near' else 'on the frame'}" for x in rescued
+            )
+        ),
     )
     speed = dict(
         seconds=round(seconds, 2),
@@ -1668,6 +1839,7 @@ def report(
         frames=frames,
         failed=failed,
         skipped_frames=skips,
+        rescued_frames=rescued,
         not_in_any_split=unsplit.path.tolist(),
         missing=list(missing),
         skipped_inputs=list(skipped),
@@ -1682,7 +1854,7 @@ def summary(rep):
         f"dfnb prep {rep['dataset']}: {v['listed']} videos: {v['written_now']} written, {v['already_complete']} "
         f"already complete, {v['failed']} failed {v['failed_by_reason'] or ''}",
         f"frames: {f['manifest_rows']} in the manifest, {f['skipped']} skipped {f['skipped_by_reason'] or ''} "
-        f"of {f['requested']} requested",
+        f"of {f['requested']} requested" + (f"; rescued: {f['rescued']} {f['rescued_by']}" if f.get('rescued') else ''),
         rep['backend_note'],
         f"{rep['speed']['frames_per_second']} frames/s -> {rep['out']}",
     ]

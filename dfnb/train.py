@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_state', 'set_rng_state', 'save_checkpoint',
            'load_checkpoint', 'dist_info', 'init_distributed', 'FeaturesMissing', 'score_loader', 'Logger', 'same_run',
-           'check_config', 'prep_settings', 'train', 'write_card', 'iter_batches', 'peak_rss_mb', 'train_speed',
-           'loader_speed', 'batch_items', 'first_batch', 'method_speeds']
+           'check_config', 'prep_settings', 'imported_from', 'train', 'write_card', 'iter_batches', 'peak_rss_mb',
+           'train_speed', 'loader_speed', 'batch_items', 'first_batch', 'method_speeds']
 
 # %% ../nbs/08_train.ipynb #c002
 import json, os, time, math, csv, random, shutil
@@ -359,6 +359,16 @@ def prep_settings(data):  # a `dfnb prep` folder
     keys = ('size', 'margin', 'template', 'backend', 'faces', 'frames')
     return {k: s.get(k) for k in keys} if all(k in s for k in keys[:3]) else None
 
+# %% ../nbs/08_train.ipynb #c020c2
+def imported_from(run):  # a run folder
+    "The file a run's weights were imported from (`dfnb import`), or None for a run dfnb trained"
+    f = Path(run) / 'summary.json'
+    try:
+        imp = json.loads(f.read_text()).get('imported') if f.is_file() else None
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return imp.get('file') if isinstance(imp, dict) else None
+
 # %% ../nbs/08_train.ipynb #c020d
 def train(
     cfg,  # a TrainConfig (or the overrides for one, as a list of key=value strings)
@@ -377,6 +387,11 @@ def train(
         raise ValueError(f'batch_size {cfg.batch_size} must divide by the {world} processes')
     out = Path(cfg.out or data_root() / 'runs' / f'{cfg.method}-{cfg.seed}')
     cfg.out = str(out)
+    if imported_from(out):
+        raise ValueError(
+            f'{out} holds weights imported by `dfnb import` ({imported_from(out)}), not a training run: train into '
+            'another --out (to fine-tune those weights, pass model.pretrained=<their file>)'
+        )
     if rank != 0:
         return _train(cfg, out, device, rank, world, log, progress)
     claim_dir(out, 'run', legacy=[('config.yaml', 'last.pt'), ('config.yaml', 'summary.json')])
@@ -547,6 +562,39 @@ def _train(cfg, out, device, rank, world, log, progress):
         torch.distributed.barrier()
     return summ
 
+# %% ../nbs/08_train.ipynb #c020f2
+def _trained_lines(cfg, s, st, prep):  # the run's config.yaml, summary.json, model settings and crop settings
+    "The card's lines on how dfnb made a trained run: backbone, data, faces, training, selection"
+    pre = st.get('pretrained')
+    pre = 'none (random weights)' if not pre else "timm's ImageNet weights" if pre == 'imagenet' else f'`{pre}`'
+    rep = Path(cfg.get('data', '')) / 'prep_report.json'
+    ds = json.loads(rep.read_text()).get('dataset', '?') if rep.is_file() else '?'
+    return [
+        f"- **backbone**: `{st.get('backbone', '?')}` at {st.get('size', '?')} px; pretrained: {pre}",
+        f"- **training data**: `{ds}` prepared in `{cfg.get('data', '?')}`"
+        + (f" (fake methods {', '.join(cfg['methods'])})" if cfg.get('methods') else ''),
+        f"- **faces**: {prep.get('frames', '?')} frames per video, face backend `{prep.get('backend', '?')}`, "
+        f"`{prep.get('template', '?')}` alignment with margin {prep.get('margin', '?')}, {prep.get('size', '?')} px "
+        "crops",
+        f"- **training**: {s.get('steps', cfg.get('steps', '?'))} steps of batch {cfg.get('batch_size', '?')}, "
+        f"lr {cfg.get('lr', '?')} ({cfg.get('schedule', '?')}), seed {cfg.get('seed', '?')}, "
+        f"{s.get('precision', '?')}, {s.get('seconds', '?')} s",
+        f"- **selection**: the best `{s.get('metric', '?')}` on the `{s.get('selected_on', '?')}` split "
+        f"({s.get('best', '?')} at step {s.get('best_step', '?')})",
+    ]
+
+# %% ../nbs/08_train.ipynb #c020f3
+def _imported_lines(imp, st, prep):  # summary.json's `imported` record; the model settings; the crop settings
+    "The card's lines on where imported weights came from and how faces are cropped for them"
+    return [
+        f"- **network**: `{st.get('backbone', '?')}` at {st.get('size', '?')} px",
+        f"- **weights**: imported by `dfnb import` from `{imp.get('file', '?')}` (sha256 {imp.get('sha256', '?')}), "
+        f"{imp.get('origin', 'of unknown origin')}; trained by their authors on {imp.get('trained_on', 'unknown data')}"
+        ", not by dfnb",
+        f"- **faces**: `{prep.get('template', '?')}` alignment, {prep.get('size', '?')} px crops "
+        f"({imp.get('crop', 'as the run records')})",
+    ]
+
 # %% ../nbs/08_train.ipynb #c020g
 def write_card(
     run,  # a run folder (its config.yaml and summary.json; eval/ and decisions.json once evaluated)
@@ -559,27 +607,10 @@ def write_card(
     st, prep = s.get('settings') or {}, s.get('prep') or {}
     method = s.get('method') or cfg.get('method', '?')
     paper = getattr(DETECTORS.get(method), 'paper', '') if method in detector_names() else ''
-    pre = st.get('pretrained')
-    pre = 'none (random weights)' if not pre else "timm's ImageNet weights" if pre == 'imagenet' else f'`{pre}`'
-    rep = Path(cfg.get('data', '')) / 'prep_report.json'
-    ds = json.loads(rep.read_text()).get('dataset', '?') if rep.is_file() else '?'
-    md = [
-        f'# Model card: `{run.name}`',
-        '',
-        f'- **method**: `{method}`' + (f' ({paper})' if paper else ''),
-        f"- **backbone**: `{st.get('backbone', '?')}` at {st.get('size', '?')} px; pretrained: {pre}",
-        f"- **training data**: `{ds}` prepared in `{cfg.get('data', '?')}`"
-        + (f" (fake methods {', '.join(cfg['methods'])})" if cfg.get('methods') else ''),
-        f"- **faces**: {prep.get('frames', '?')} frames per video, face backend `{prep.get('backend', '?')}`, "
-        f"`{prep.get('template', '?')}` alignment with margin {prep.get('margin', '?')}, {prep.get('size', '?')} px "
-        "crops",
-        f"- **training**: {s.get('steps', cfg.get('steps', '?'))} steps of batch {cfg.get('batch_size', '?')}, "
-        f"lr {cfg.get('lr', '?')} ({cfg.get('schedule', '?')}), seed {cfg.get('seed', '?')}, "
-        f"{s.get('precision', '?')}, {s.get('seconds', '?')} s",
-        f"- **selection**: the best `{s.get('metric', '?')}` on the `{s.get('selected_on', '?')}` split "
-        f"({s.get('best', '?')} at step {s.get('best_step', '?')})",
-        '',
-    ]
+    imp = s.get('imported') or {}
+    md = [f'# Model card: `{run.name}`', '', f'- **method**: `{method}`' + (f' ({paper})' if paper else '')]
+    md += _imported_lines(imp, st, prep) if imp else _trained_lines(cfg, s, st, prep)
+    md.append('')
     res = run / 'eval' / 'results.json'  # each test set's full results, read once
     evals = (
         {n: json.loads((run / 'eval' / f'{n}.json').read_text()) for n in json.loads(res.read_text())}
@@ -625,6 +656,16 @@ def write_card(
     md += [
         '## Intended use and limits',
         '',
+        *(
+            [
+                'These are the weights its authors published, scored by dfnb as they are: dfnb did not train them, '
+                'chose no checkpoint and fitted no calibration on data of their training distribution, which is not '
+                'here. Its probabilities are the authors\' model\'s own.',
+                '',
+            ]
+            if imp
+            else []
+        ),
         'A research detector for comparing methods under dfnb\'s protocol, not a forensic verdict on one file. It '
         'scores faces cropped as its training faces were (above); other crops, resolutions or compression shift its '
         'scores. It has seen only the forgery methods of its training data, and its scores on other data sets (the '
