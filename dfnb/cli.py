@@ -22,7 +22,7 @@ from .bench import BENCH_PRESETS, METHODS, bench, decisions_markdown
 from .decisions import decision_tables, plot_reliability
 from .calibrate import calibrate
 from .export import export_onnx, onnx_parity
-from .serve import MAX_MB, serve
+from .serve import MAX_MB, QUEUE, TIMEOUT, serve
 from .importer import IMPORTERS, import_weights
 
 # %% ../nbs/11_cli.ipynb #c005
@@ -619,17 +619,17 @@ def add_serve(sub):
     v.add_argument('--port', type=int, default=7860, help='port (0: any free one)')
     v.add_argument('--max-mb', type=float, default=MAX_MB, help=f'largest upload in MB (default {MAX_MB})')
     v.add_argument('--frames', type=int, default=16, help='frames sampled from a video')
+    v.add_argument('--queue', type=int, default=QUEUE, help='requests held at once; one more is told to retry (503)')
+    v.add_argument('--timeout', type=float, default=TIMEOUT, help=f'seconds a client may stall (default {TIMEOUT:g})')
     v.set_defaults(func=run_serve)
 
 # %% ../nbs/11_cli.ipynb #c009s
 def run_serve(a):
     "Run `dfnb serve` until interrupted"
-    _at_least(a, 1, 'frames')
-    if a.max_mb <= 0:
-        raise ValueError(f'--max-mb {a.max_mb} must be positive')
     if a.host not in ('127.0.0.1', 'localhost', '::1'):
         print(f'dfnb: warning: listening on {a.host}: anyone who can reach this machine can upload files', flush=True)
-    serve(a.run, a.host, a.port, a.max_mb, a.frames, log=lambda m: print(m, flush=True))
+    log = lambda m: print(m, flush=True)
+    serve(a.run, a.host, a.port, a.max_mb, a.frames, log=log, queue=a.queue, timeout=a.timeout)
 
 # %% ../nbs/11_cli.ipynb #c009u
 def add_import(sub):

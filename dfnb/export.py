@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from .data import MEAN, STD
-from .eval import load_run, run_crop_settings
+from .eval import load_run, run_crop_settings, read_decisions
+from .decisions import FALLBACK, FALLBACK_NOTE
+from .prep import template
 
 # %% ../nbs/10b_export.ipynb #x004
 class ProbOnly(torch.nn.Module):
@@ -72,14 +74,38 @@ def export_onnx(
             f"{meta.get('method')}'s forward does not export to ONNX: {type(e).__name__}: {str(e)[:300]}"
         ) from None
     m = onnx.load(str(tmp))
-    fit = Path(run) / 'decisions.json'
+    fit = read_decisions(run)
+    crop = run_crop_settings(run, meta)
+    d = fit or FALLBACK
     info = dict(
-        run=str(Path(run).resolve()),
+        run=Path(run).resolve().name,  # the run's name only: no path of the machine that wrote the file
         method=meta.get('method'),
         input_size=S,
-        crop=run_crop_settings(run, meta),
+        input=dict(
+            layout=f'N×3×{S}×{S} float32, channels RGB',
+            pixels='uint8 RGB values divided by 255, then (x - mean) / std per channel',
+            mean=[round(float(v), 6) for v in MEAN],
+            std=[round(float(v), 6) for v in STD],
+            resize=f'the aligned crop resized to {S}×{S} with OpenCV: INTER_AREA when shrinking, INTER_LINEAR when '
+            'enlarging',
+        ),
+        crop=dict(
+            crop,
+            template_points=template(crop['template'], crop['size'], crop['margin']).round(3).tolist(),
+            alignment='the least-squares similarity (Umeyama) taking the face\'s five points (eye centres, nose tip, '
+            'mouth corners, image-left first) onto template_points, applied with cv2.warpAffine (bilinear, black '
+            'border) into a size×size crop',
+        ),
+        decisions=fit,
+        verdict=dict(
+            face='the largest face of each sampled frame',
+            video_score=f"the {d['video_rule']} of those faces' outputs (prob)",
+            fake_when=f"video score >= {d['video_threshold']}",
+            calibrated_prob=f"sigmoid(logit(video score) / {d['temperature']}), shown beside the threshold "
+            f"sigmoid(logit({d['video_threshold']}) / {d['temperature']})",
+            decided_by='decisions fixed on validation by dfnb eval' if fit else FALLBACK_NOTE,
+        ),
         normalise=dict(mean=[round(float(v), 6) for v in MEAN], std=[round(float(v), 6) for v in STD], scale=255),
-        decisions=json.loads(fit.read_text()) if fit.is_file() else None,
     )
     onnx.helper.set_model_props(m, {f'{META}.{k}': json.dumps(v) for k, v in info.items()})
     onnx.save(m, str(tmp))

@@ -28,6 +28,7 @@ from .core import amp_dtype, detector_names, parse_value, read_yaml, data_root, 
 from .detectors.base import preset_of, create_detector
 from .data import make_loader, load_manifest, resume
 from .metrics import evaluate_scores
+from .decisions import FALLBACK_NOTE, apply_temperature
 
 # %% ../nbs/08_train.ipynb #c005
 @dataclass
@@ -644,6 +645,11 @@ def write_card(
             f"{fit['frame_thresholds']['eer']:.3f} "
             f"at the EER; video score by the `{fit['video_rule']}` rule, threshold {fit['video_threshold']:.3f}.",
             '',
+            f"**The verdict** of `dfnb detect`, the page and the exported model: the largest face's P(fake) in each "
+            f"sampled frame, aggregated by the `{fit['video_rule']}` rule; fake when that score reaches "
+            f"{fit['video_threshold']:.3f}, i.e. when the calibrated P(fake) reaches "
+            f"{float(apply_temperature(fit['video_threshold'], fit['temperature'])):.3f}.",
+            '',
         ]
         if evals:
             md += ['| test set | ECE raw → calibrated | Brier raw → calibrated |', '|---|---|---|']
@@ -653,6 +659,13 @@ def write_card(
                     r, t = c['raw'], c['calibrated']
                     md.append(f"| {name} | {r['ece']:.3f} → {t['ece']:.3f} | {r['brier']:.3f} → {t['brier']:.3f} |")
             md.append('')
+    else:
+        md += [
+            '## Decisions',
+            '',
+            f'Not evaluated yet, so `dfnb detect`, the page and the exported model use {FALLBACK_NOTE}.',
+            '',
+        ]
     md += [
         '## Intended use and limits',
         '',
