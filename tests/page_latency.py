@@ -31,7 +31,10 @@ def main(run, shot=None):
     vid = ten_second_fake(d / 'fake_10s.mp4')
     cmd = [sys.executable, '-m', 'dfnb.cli', 'serve', '--run', run, '--port', '0']
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = re.search(r'on (http://\S+/) ', p.stdout.readline())[1]
+    line = p.stdout.readline()
+    while not line.startswith('serving'):  # after the loading line
+        line = p.stdout.readline()
+    url = re.search(r'on (http://\S+/) ', line)[1]
     b = browser(d / 'chrome')  # the browser test's own headless Chromium
     ts = []
     try:
