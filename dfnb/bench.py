@@ -5,18 +5,28 @@
 # %% auto #0
 __all__ = ['METHODS', 'BENCH_PRESETS', 'STARTS', 'PERF_COLUMNS', 'LEARNED_AUC', 'bench_variant', 'bench_start', 'bench_worlds',
            'run_robustness', 'retrieval_set', 'identity_row', 'run_identity', 'reference_identity', 'BenchSettings',
-           'bench', 'method_ablations', 'method_claims', 'paired_difference', 'claims_table', 'runs_protocol',
-           'matmul_rate', 'data_speed', 'perf_table', 'perf_display', 'bench_perf', 'unlearned', 'plot_bench_auc',
-           'identity_markdown', 'claims_markdown', 'start_line', 'bench_decisions', 'decisions_markdown',
-           'write_report']
+           'check_bench_inputs', 'bench', 'method_ablations', 'method_claims', 'paired_difference', 'claims_table',
+           'runs_protocol', 'matmul_rate', 'data_speed', 'perf_table', 'perf_display', 'bench_perf', 'unlearned',
+           'plot_bench_auc', 'identity_markdown', 'claims_markdown', 'start_line', 'bench_decisions',
+           'decisions_markdown', 'write_report']
 
 # %% ../nbs/10_bench.ipynb #c002
 import json, time
 from dataclasses import dataclass
 import numpy as np, pandas as pd
 from pathlib import Path
-from .core import data_root, claim_dir, DirLock, parse_value, detector_names, DETECTORS, set_threads, worker_pool
-from .core import detector_modules
+from dfnb.core import (
+    read_json,
+    data_root,
+    claim_dir,
+    DirLock,
+    parse_value,
+    detector_names,
+    DETECTORS,
+    set_threads,
+    worker_pool,
+)
+from .core import detector_modules, read_yaml
 from .train import batch_items, first_batch, FeaturesMissing, train_speed, peak_rss_mb
 from .pretrain import pretrain, default_out
 from .synth import synthesize
@@ -185,7 +195,7 @@ def run_identity(
 ):
     "The identity probe and cross-video retrieval of a run, computed once and cached in <run>/eval/identity.json"
     f = Path(run) / 'eval/identity.json'
-    if f.exists() and ('x_map' in (j := json.loads(f.read_text())) or rset is None):
+    if f.exists() and ('x_map' in (j := read_json(f)) or rset is None):
         return j
     try:
         r = identity_row(*features(run, data), *(features(run, rset) if rset else (None, None)))
@@ -212,7 +222,7 @@ def reference_identity(
     start = parse_value(kv.get('model.pretrained', 'null'))  # null: from scratch
     key = dict(backbone=name, size=size, start=start, data=str(data), rset=str(rset))
     f = Path(out) / 'identity_reference.json'
-    if f.exists() and (j := json.loads(f.read_text()))['key'] == key:
+    if f.exists() and (j := read_json(f))['key'] == key:
         return j['rows']
     rows = []
     refs = [('untrained backbone', None)]
@@ -242,6 +252,21 @@ class BenchSettings:
     workers: int = None  # processes for writing and preparing worlds
     start: str = None  # where every backbone starts: pretrained (dfnb pretrain), scratch or imagenet
 
+# %% ../nbs/10_bench.ipynb #c012z
+def check_bench_inputs(opt):  # a BenchSettings
+    "Refuse, before any world is written or any run trained, every input `bench` would fail on later"
+    for k in ('seeds', 'jobs', 'workers'):
+        v = getattr(opt, k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f'{k}={v!r} must be a whole number of at least 1')
+    if opt.start is not None and opt.start not in STARTS:
+        raise ValueError(f'unknown start {opt.start!r}: choose one of {", ".join(STARTS)}')
+    for p in ([opt.data] if opt.data is not None else []) + list(opt.tests or []):
+        if not (Path(p) / 'manifest.parquet').is_file():
+            raise FileNotFoundError(f'{p}/manifest.parquet is missing: prepare the dataset with `dfnb prep` first')
+    if opt.claims_from is not None:
+        runs_protocol(opt.claims_from)  # a folder without runs, or with a config it cannot read, fails now
+
 # %% ../nbs/10_bench.ipynb #c013
 def bench(
     preset='quick',  # smoke, quick or paper
@@ -257,6 +282,7 @@ def bench(
         raise ValueError(f'unknown preset {preset!r}: choose from {list(BENCH_PRESETS)}')
     for m in methods:
         DETECTORS.get(m)  # an unknown name fails now, before any world is written
+    check_bench_inputs(opt)
     out = Path(out)
     claim_dir(out, 'bench', legacy=[('report.md', 'runs')])
     with DirLock(out, 'dfnb bench'):
@@ -393,7 +419,7 @@ def method_claims(methods=None):  # detectors (None: every registered one)
 # %% ../nbs/10_bench.ipynb #q01c
 def _cross(run, train_set, level='frame', metric='auc'):  # a run folder; the training set's name
     "Mean over the cross-domain test sets of one run's metric"
-    r = json.loads((Path(run) / 'eval/results.json').read_text())
+    r = read_json((Path(run) / 'eval/results.json'))
     v = [r[s][level][metric] for s in r if s != train_set]
     if not v:
         raise ValueError(f'{run} was evaluated on its training set only: evaluate it on cross-domain sets too')
@@ -462,13 +488,13 @@ def runs_protocol(
 ):
     """The shared training settings of the runs in a folder (from their config.yaml, model settings resolved against
     the method's defaults); settings that differ are listed as 'varies'"""
-    import yaml
-
-    cfgs = [yaml.safe_load(f.read_text()) or {} for f in sorted(Path(runs).glob('*-s*/config.yaml'))]
+    if not Path(runs).is_dir():
+        raise FileNotFoundError(f'{runs} is not a folder: point it at a folder of dfnb runs (<name>-s<seed>/)')
+    cfgs = [read_yaml(f) or {} for f in sorted(Path(runs).glob('*-s*/config.yaml'))]
     if not cfgs:
         raise FileNotFoundError(f'{runs} holds no <name>-s<seed>/config.yaml: point it at a folder of dfnb runs')
-    model = (
-        lambda c: {**DETECTORS.get(c['method']).defaults, **(c.get('model') or {})}
+    model = lambda c: (
+        {**DETECTORS.get(c['method']).defaults, **(c.get('model') or {})}
         if c.get('method') in DETECTORS.names()
         else (c.get('model') or {})
     )
@@ -623,9 +649,9 @@ def bench_perf(
     import tempfile
 
     f, j = Path(out) / 'perf.csv', Path(out) / 'perf.json'
-    if f.exists() and j.exists() and json.loads(j.read_text()).get('methods') == list(methods):
+    if f.exists() and j.exists() and read_json(j).get('methods') == list(methods):
         df = pd.read_csv(f)
-        df.attrs = json.loads(j.read_text())
+        df.attrs = read_json(j)
         return df
     kw = {
         o.split('=', 1)[0][6:]: o.split('=', 1)[1]
@@ -783,9 +809,9 @@ def bench_decisions(
     for m in methods:
         for s in seeds:
             ev = Path(runs) / f'{m}-s{s}' / 'eval'
-            names = json.loads((ev / 'results.json').read_text()) if (ev / 'results.json').exists() else {}
+            names = read_json((ev / 'results.json')) if (ev / 'results.json').exists() else {}
             for n in names:
-                d = json.loads((ev / f'{n}.json').read_text()).get('decisions')
+                d = read_json((ev / f'{n}.json')).get('decisions')
                 if d:
                     reports[(f'{m}-s{s}', n)] = d
     if not reports:

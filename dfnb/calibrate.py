@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import claim_dir, data_root, derive_seed, rng
+from .core import read_json, claim_dir, data_root, derive_seed, rng
 from .synth import CDF_CRF, fake_clip, make_clip, make_identity, sample_knobs, write_video
 from .prep import align_face, five_points, read_frames
 from .data import normalize, resize_to
@@ -54,8 +54,8 @@ def calibration_table(
             f = Path(runs) / f'{v}-s{s}' / 'eval' / 'results.json'
             if not f.exists():
                 raise FileNotFoundError(f'{f} is missing: run `dfnb calibrate` (it trains and evaluates the runs)')
-            for name in json.loads(f.read_text()):
-                res = json.loads((f.parent / f'{name}.json').read_text())
+            for name in read_json(f):
+                res = read_json((f.parent / f'{name}.json'))
                 row.setdefault(name, []).append(round(res[level]['auc'], 4))
                 if name == train_set:
                     for m, r in sorted(res.get('by', {}).items()):

@@ -11,7 +11,7 @@ __all__ = ['BACKEND_HELP', 'USER_ERRORS', 'add_synth', 'run_synth', 'add_prep', 
 # %% ../nbs/11_cli.ipynb #c002
 import argparse, json, sys
 from pathlib import Path
-from .core import data_root, DETECTORS, PLUGIN_ENV, load_plugins
+from .core import read_json, data_root, DETECTORS, PLUGIN_ENV, load_plugins
 from .synth import PRESETS, synthesize
 from .prep import READERS, COMPRESSIONS, FFPP_METHODS, BACKENDS, COMBINED, TEMPLATES, prepare, summary
 from .pretrain import OBJECTIVES, pretrain, card_markdown
@@ -338,7 +338,7 @@ def _may_write(
 # %% ../nbs/11_cli.ipynb #c009d
 def _detect_json(f):
     try:
-        d = json.loads(f.read_text())
+        d = read_json(f)
     except (ValueError, UnicodeDecodeError):
         return False
     return isinstance(d, dict) and {'file', 'run', 'faces'} <= set(d)
@@ -650,7 +650,7 @@ def add_import(sub):
 def run_import(a):
     "Run `dfnb import`: prints the run folder, the method and where the weights came from, as JSON"
     run = import_weights(a.kind, a.weights, a.out)
-    s = json.loads((run / 'summary.json').read_text())
+    s = read_json((run / 'summary.json'))
     imp = s['imported']
     out = dict(run=str(run), method=s['method'], file=imp['file'], sha256=imp['sha256'], trained_on=imp['trained_on'])
     print(json.dumps(out))

@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['REALDATA_ENV', 'AMP_MODES', 'PLUGIN_ENV', 'DETECTORS', 'BACKBONES', 'DATASETS', 'MARKER', 'repo_root', 'data_root',
-           'realdata_root', 'scratch_dir', 'seed_everything', 'worker_init_fn', 'derive_seed', 'rng', 'to_dict',
-           'from_dict', 'parse_value', 'apply_overrides', 'read_yaml', 'load_config', 'save_config', 'pick_device',
-           'auto_threads', 'set_threads', 'cpu_has_bf16', 'amp_dtype', 'autocast', 'channels_last', 'load_plugins',
-           'Registry', 'detector_modules', 'detector_names', 'Timer', 'claim_dir', 'DirLock', 'die_with_parent',
-           'worker_pool']
+           'realdata_root', 'read_json', 'scratch_dir', 'seed_everything', 'worker_init_fn', 'derive_seed', 'rng',
+           'to_dict', 'from_dict', 'parse_value', 'apply_overrides', 'read_yaml', 'load_config', 'save_config',
+           'pick_device', 'auto_threads', 'set_threads', 'cpu_has_bf16', 'amp_dtype', 'autocast', 'channels_last',
+           'load_plugins', 'Registry', 'detector_modules', 'detector_names', 'Timer', 'claim_dir', 'writing', 'DirLock',
+           'die_with_parent', 'worker_pool']
 
 # %% ../nbs/00_core.ipynb #83868b0d
 import configparser, contextlib, copy, difflib, functools, hashlib, importlib, json, numbers, os, random, re, sys
@@ -81,6 +81,19 @@ def realdata_root() -> Path | None:
     root = repo_root() or repo_root(Path(__file__).parent)
     p = root.parent / 'shared' / 'realdata' if root is not None else None
     return p if p is not None and p.is_dir() else None
+
+# %% ../nbs/00_core.ipynb #rj1
+def read_json(path):  # a JSON file dfnb wrote: a report, a summary, results, decisions
+    "The parsed file; one that is not readable JSON is refused naming it, with how to remake it"
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding='utf-8'))
+    except (ValueError, UnicodeDecodeError) as e:
+        why = str(e).splitlines()[0][:80]
+        raise ValueError(
+            f'{path} is not readable JSON ({why}): it was damaged or cut short; delete it and rerun the command '
+            'that writes it'
+        ) from None
 
 # %% ../nbs/00_core.ipynb #scr1
 def scratch_dir(prefix='dfnb-'):  # the folder name's prefix
@@ -841,6 +854,25 @@ def claim_dir(
             f'cannot write to output folder {path}: {e.strerror or e}, choose a writable folder'
         ) from None
     return path
+
+# %% ../nbs/00_core.ipynb #wr1
+@contextlib.contextmanager
+def writing(path):  # the file about to be written
+    "Name the file and the cause (disk full, folder missing, permission denied) when writing it fails"
+    import errno, shutil
+
+    try:
+        yield
+    except OSError as e:
+        path = Path(path)
+        up = next((p for p in (path.parent, *path.parents) if p.exists()), None)
+        if e.errno == errno.ENOSPC or (up is not None and shutil.disk_usage(up).free < 2**20):
+            raise OSError(errno.ENOSPC, 'No space left on device', str(path)) from None
+        if not path.parent.is_dir():
+            raise OSError(errno.ENOENT, 'the folder it goes into does not exist', str(path)) from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise OSError(e.errno, 'Permission denied (or a read-only disk)', str(path)) from None
+        raise OSError(e.errno or errno.EIO, e.strerror or str(e), str(path)) from None
 
 # %% ../nbs/00_core.ipynb #own4
 class DirLock:

@@ -206,17 +206,24 @@ def join_attributes(
     path,  # a CSV with a video id column and attribute columns
     video='video_id',  # the id column in both
 ):
-    "The predictions with a per-video attribute table joined on the video id; ids it lacks get no group"
+    """The predictions with a per-video attribute table joined on the video id (ids it lacks get no group), and how
+    many of their videos it matched; a table that matches none is refused"""
     a = pd.read_csv(path, dtype={video: str})
     if video not in a.columns:
         raise ValueError(f'{path} has no {video!r} column: give one row per video with its {video} and attributes')
     if a[video].duplicated().any():
         dup = a.loc[a[video].duplicated(), video].iloc[0]
         raise ValueError(f'{path} lists video {dup!r} more than once: one row per video')
+    hit = set(a[video]) & set(df[video])
+    if not hit:
+        raise ValueError(
+            f'{path}: none of its {len(a)} video ids matches the {df[video].nunique()} videos scored (it has '
+            f'{a[video].iloc[0]!r}, the manifest {df[video].iloc[0]!r}): use the video ids of the manifest'
+        )
     clash = sorted(set(a.columns) & set(df.columns) - {video})
     if clash:
         raise ValueError(f'{path} columns {clash} are already in the predictions: rename them')
-    return df.merge(a, on=video, how='left')
+    return df.merge(a, on=video, how='left'), len(hit)
 
 # %% ../nbs/05a_decisions.ipynb #d029a
 def attribute_columns(

@@ -15,7 +15,7 @@ import json, re, time
 from dataclasses import dataclass
 import numpy as np, pandas as pd, torch
 from pathlib import Path
-from .core import pick_device, claim_dir, rng, set_threads, worker_pool
+from .core import read_json, writing, pick_device, claim_dir, rng, set_threads, worker_pool
 from .train import load_checkpoint, score_loader, prep_settings, train, train_config, same_run, write_card
 from .detectors.base import create_detector, create_backbone
 from .data import make_loader, load_manifest, resize_to, normalize, denormalize
@@ -33,6 +33,11 @@ def load_run(
 ):
     "The trained detector of a run, in eval mode, and its checkpoint's metadata"
     run = Path(run)
+    if run.is_dir() and (run / f'{which}.pt').exists() and not (run / 'config.yaml').is_file():
+        raise FileNotFoundError(
+            f'{run / "config.yaml"} is missing: {run} is an incomplete run folder (dfnb train writes config.yaml '
+            f'beside {which}.pt); restore it, or give the checkpoint file itself'
+        )
     f = run if run.is_file() else run / f'{which}.pt'
     if not f.exists():
         raise FileNotFoundError(f'{f} does not exist: is {run} a run folder written by `dfnb train`?')
@@ -112,7 +117,7 @@ def _check_not_other(out, sets):
         f = out / f'{name}.json'
         if not f.is_file():
             continue
-        old = json.loads(f.read_text()).get('setup', {}).get('test_data')
+        old = read_json(f).get('setup', {}).get('test_data')
         if old and Path(old).is_absolute() and Path(old) != p.resolve():
             raise ValueError(
                 f'{f} holds results for {old}, not {p.resolve()}: name this test set differently '
@@ -127,7 +132,7 @@ def read_decisions(run):  # a run folder (or a checkpoint file in one)
     if not f.is_file():
         return None
     try:
-        fit = json.loads(f.read_text())
+        fit = read_json(f)
     except (ValueError, UnicodeDecodeError):
         fit = None
     if not isinstance(fit, dict) or not {'temperature', 'video_rule', 'video_threshold'} <= set(fit):
@@ -205,7 +210,7 @@ def evaluate_run(
     results = {}
     for name, dd in sets:
         man = load_manifest(dd, split=split)
-        rep = json.loads((dd / 'prep_report.json').read_text()) if (dd / 'prep_report.json').exists() else {}
+        rep = read_json((dd / 'prep_report.json')) if (dd / 'prep_report.json').exists() else {}
         t0 = time.time()
         size = model.cfg['size']
         dl = make_loader(man, split, size=size, batch_size=opt.batch_size, train=False, workers=opt.workers)
@@ -217,7 +222,8 @@ def evaluate_run(
         )
         df, groups = attribute_columns(df)
         if attributes is not None:
-            df = join_attributes(df, attributes)
+            df, matched = join_attributes(df, attributes)
+            log(f'{attributes}: attributes for {matched} of the {df.video_id.nunique()} videos of {name}')
             groups += [c for c in pd.read_csv(attributes, nrows=0).columns if c != 'video_id']
         df['dataset'] = name
         secs = time.time() - t0
@@ -238,9 +244,12 @@ def evaluate_run(
             face_backend=rep.get('settings', {}).get('backend'),
             images_per_s=round(len(df) / secs, 1),
         )
-        (out / f'{name}.json').write_text(json.dumps(res, indent=1))
-        df.to_parquet(out / f'{name}_scores.parquet', index=False)
-        video_decisions(df, fit).to_parquet(out / f'{name}_videos.parquet', index=False)  # each video's verdict
+        with writing(out / f'{name}.json'):
+            (out / f'{name}.json').write_text(json.dumps(res, indent=1))
+        with writing(out / f'{name}_scores.parquet'):
+            df.to_parquet(out / f'{name}_scores.parquet', index=False)
+        with writing(out / f'{name}_videos.parquet'):
+            video_decisions(df, fit).to_parquet(out / f'{name}_videos.parquet', index=False)  # each video's verdict
         results[name] = res
         log(
             f"{name}: frame AUC {res['frame']['auc']:.4f}, video AUC {res['video']['auc']:.4f} ({len(df)} frames, "
@@ -738,7 +747,7 @@ def seeds_table(
             f = Path(r) / 'eval/results.json'
             if not f.exists():
                 raise FileNotFoundError(f'{f} is missing: run `dfnb eval --run {r} --data ...` first')
-            res.append(json.loads(f.read_text()))
+            res.append(read_json(f))
         for s in sets or list(res[0]):
             for m in metrics:
                 v = np.array([x[s][level][m] for x in res if s in x], float)
@@ -843,7 +852,7 @@ def sweep_run(
             f'rename the variant, or delete the folder to retrain it'
         )
     trained = False
-    if not (summ.exists() and json.loads(summ.read_text()).get('steps') == cfg.steps):
+    if not (summ.exists() and read_json(summ).get('steps') == cfg.steps):
         log(f'{run.name}: training')
         train(cfg, log=lambda m: log(f'{run.name}: {m}'))
         trained = True
@@ -851,8 +860,8 @@ def sweep_run(
         log(f'{run.name}: trained run reused')
     res = run / 'eval/results.json'
     names = dataset_names(tests)
-    stale = not res.exists() or not set(names) <= set(json.loads(res.read_text()))
-    stale = stale or any('decisions' not in json.loads((run / 'eval' / f'{n}.json').read_text()) for n in names)
+    stale = not res.exists() or not set(names) <= set(read_json(res))
+    stale = stale or any('decisions' not in read_json((run / 'eval' / f'{n}.json')) for n in names)
     if trained or stale:
         if cfg.threads != 'auto':
             set_threads(int(cfg.threads))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .data import MEAN, STD
+from .core import writing
 from .eval import load_run, run_crop_settings, read_decisions
 from .decisions import FALLBACK, FALLBACK_NOTE
 from .prep import template
@@ -46,6 +47,9 @@ def export_onnx(
     import onnx  # an optional extra at run time: only exporting needs it
 
     path = Path(path)
+    lo, hi = torch.onnx._constants.ONNX_MIN_OPSET, torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    if opset is not None and not lo <= opset <= hi:
+        raise ValueError(f'--opset {opset}: torch {torch.__version__} exports opsets {lo} to {hi}, give one of them')
     if path.suffix != '.onnx':
         raise ValueError(f'{path}: name the output file .onnx')
     if path.exists() and not is_dfnb_onnx(path):
@@ -68,6 +72,10 @@ def export_onnx(
             opset_version=opset,
             dynamo=False,  # the TorchScript exporter: no onnxscript needed, every dfnb method traced the same way
         )
+    except OSError as e:  # the file could not be written: said as such, naming it
+        tmp.unlink(missing_ok=True)
+        with writing(path):
+            raise e
     except Exception as e:
         tmp.unlink(missing_ok=True)
         raise NotExportable(
@@ -108,8 +116,12 @@ def export_onnx(
         normalise=dict(mean=[round(float(v), 6) for v in MEAN], std=[round(float(v), 6) for v in STD], scale=255),
     )
     onnx.helper.set_model_props(m, {f'{META}.{k}': json.dumps(v) for k, v in info.items()})
-    onnx.save(m, str(tmp))
-    tmp.replace(path)
+    try:
+        with writing(path):
+            onnx.save(m, str(tmp))
+            tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return dict(path=str(path), opset=m.opset_import[0].version, bytes=path.stat().st_size, **info)
 
 # %% ../nbs/10b_export.ipynb #x006a

@@ -19,7 +19,7 @@ import contextlib, importlib, json, os, re, time, shutil, zlib
 from dataclasses import dataclass
 import numpy as np, cv2
 from pathlib import Path, PurePosixPath
-from .core import DirLock, claim_dir, worker_pool
+from .core import DirLock, claim_dir, worker_pool, writing
 from .synth import truth_index
 
 # %% ../nbs/02_prep.ipynb #c005
@@ -95,13 +95,26 @@ def _name_ok(p):
 def _shown(p):
     return os.fsencode(p).decode('utf-8', 'backslashreplace')
 
+# %% ../nbs/02_prep.ipynb #c005f0
+def _walk(d):  # a folder
+    "Every path under `d`, following linked folders (a method folder may be a link), each real folder once"
+    seen = set()
+    for top, dirs, files in os.walk(d, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree: walked already
+            dirs[:] = []
+            continue
+        seen.add(real)
+        yield from (Path(top) / n for n in dirs + files)
+
 # %% ../nbs/02_prep.ipynb #c005f
 def _files(d, exts=VIDEO_EXTS, recursive=False, skipped=None):
-    "Media files of folder `d` (sorted); names that are hidden or not UTF-8 are left out and added to `skipped`"
+    """Media files of folder `d` (sorted), linked folders and files followed (a link that loops is listed once); names
+    that are hidden or not UTF-8 are left out and added to `skipped`"""
     d = Path(d)
     if not d.is_dir():
         return []
-    found = sorted(p for p in (d.rglob('*') if recursive else d.iterdir()) if p.suffix.lower() in exts and p.is_file())
+    found = sorted(p for p in (_walk(d) if recursive else d.iterdir()) if p.suffix.lower() in exts and p.is_file())
     keep = []
     for p in found:
         hidden = any(x.startswith('.') for x in p.relative_to(d).parts)
@@ -1762,11 +1775,13 @@ def _prepare(
     ordered = [recs[r['video_id']] for r in rows]
     man = pd.DataFrame([x for rec in ordered for x in rec['rows']], columns=MANIFEST_COLUMNS)
     man = man.sort_values(['video_id', 'frame_idx', 'face_idx'], kind='stable').reset_index(drop=True)
-    man.to_parquet(out / f'manifest{tag}.parquet.tmp', index=False)
-    os.replace(out / f'manifest{tag}.parquet.tmp', out / f'manifest{tag}.parquet')
+    with writing(out / f'manifest{tag}.parquet'):
+        man.to_parquet(out / f'manifest{tag}.parquet.tmp', index=False)
+        os.replace(out / f'manifest{tag}.parquet.tmp', out / f'manifest{tag}.parquet')
     rep = report(job, ordered, unsplit, counts, len(man), new, df.attrs.get('missing', []), df.attrs.get('skipped', []))
-    (out / f'prep_report{tag}.json.tmp').write_text(json.dumps(rep, indent=1))
-    os.replace(out / f'prep_report{tag}.json.tmp', out / f'prep_report{tag}.json')
+    with writing(out / f'prep_report{tag}.json'):
+        (out / f'prep_report{tag}.json.tmp').write_text(json.dumps(rep, indent=1))
+        os.replace(out / f'prep_report{tag}.json.tmp', out / f'prep_report{tag}.json')
     return rep
 
 # %% ../nbs/02_prep.ipynb #c040

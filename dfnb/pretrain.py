@@ -113,9 +113,13 @@ def pretrain(
     opt = PretrainSettings(**settings)
     if opt.objective not in OBJECTIVES:
         raise ValueError(f'unknown objective {opt.objective!r}: choose {" or ".join(OBJECTIVES)}')
-    for k, v in dict(steps=opt.steps, batch_size=opt.batch_size, size=opt.size).items():
+    for k, v in dict(steps=opt.steps, batch_size=opt.batch_size).items():
         if v < 1:
             raise ValueError(f'{k}={v} must be at least 1')
+    if not 16 <= opt.size <= 4096:
+        raise ValueError(f'size={opt.size} must be a whole number of pixels from 16 to 4096')
+    if not (math.isfinite(opt.lr) and opt.lr > 0):
+        raise ValueError(f'lr={opt.lr} must be a positive number, e.g. lr=1e-3')
     out = Path(out or default_out(data, opt.objective, opt.backbone, opt.size, opt.seed))
     settings = {k: v for k, v in asdict(opt).items() if k != 'steps'}  # what the folder is (steps may grow)
     settings['data'] = str(Path(data).resolve())

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlparse
 import cv2
 import numpy as np
 
+from .core import read_json
 from .data import denormalize
 from .decisions import apply_temperature
 from .eval import detect, grad_cam, load_run, read_decisions, run_config, run_crop_settings, run_face_backend
@@ -59,13 +60,13 @@ def training_note(
 ):
     "What the run's detector was trained on, in a few words, from what the run recorded (for the page)"
     run = Path(run)
-    s = json.loads((run / 'summary.json').read_text()) if (run / 'summary.json').is_file() else {}
+    s = read_json((run / 'summary.json')) if (run / 'summary.json').is_file() else {}
     imp = s.get('imported')
     if isinstance(imp, dict):
         return f"weights published by their authors, trained on {imp.get('trained_on', 'data they do not record')}"
     data = run_config(run).get('data')
     rep = Path(data) / 'prep_report.json' if data else None
-    name = json.loads(rep.read_text()).get('dataset') if rep is not None and rep.is_file() else None
+    name = read_json(rep).get('dataset') if rep is not None and rep.is_file() else None
     where = f' ({name})' if name else f' ({Path(data).name})' if data else ''
     if (s.get('prep') or {}).get('backend') == 'sidecar':
         return f"synthetic faces of dfnb's world{where}, no real face"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Union
 from pathlib import Path
 from dfnb.core import (
+    read_json,
     load_config,
     save_config,
     to_dict,
@@ -25,7 +26,7 @@ from dfnb.core import (
     channels_last,
 )
 from .core import amp_dtype, detector_names, parse_value, read_yaml, data_root, claim_dir, DirLock, DETECTORS
-from .detectors.base import preset_of, create_detector
+from .detectors.base import preset_of, create_detector, check_settings
 from .data import make_loader, load_manifest, resume
 from .metrics import evaluate_scores
 from .decisions import FALLBACK_NOTE, apply_temperature
@@ -289,20 +290,37 @@ class Logger:
             self.tb.close()
 
 # %% ../nbs/08_train.ipynb #c019b
-def _finite(losses, step, cfg, saved):  # loss terms; step; the run's TrainConfig; step of the last checkpoint (or None)
+def _finite(losses, step, cfg, saved):  # loss terms; step (1-based, as logged); the run's TrainConfig; last checkpoint
     "Stop the run with a message that names the step, the terms, what is kept and how to rerun"
     bad = {k: float(v) for k, v in losses.items() if not torch.isfinite(v.detach()).all()}
     if not bad:
         return
+    raise FloatingPointError(f'loss became non-finite at step {step} ({bad}); {_kept(cfg, saved)}')
+
+# %% ../nbs/08_train.ipynb #c019b2
+def _kept(cfg, saved):  # the run's TrainConfig; step of the last checkpoint (or None)
+    "What a stopped run keeps, and how to rerun it"
     kept = (
         f'the checkpoint of step {saved} is kept in {cfg.out}/last.pt'
         if saved
         else f'no checkpoint was written yet (the first comes at step {min(cfg.val_every, cfg.steps)})'
     )
+    return (
+        f'{kept}. Rerun with a lower lr (now {cfg.lr}) or clip=1.0 and a new --out (a run folder keeps its '
+        'settings), or check the data for broken crops'
+    )
+
+# %% ../nbs/08_train.ipynb #c019b3
+def _diverged(df, step, model, cfg, saved):  # validation scores; step (1-based); the model; TrainConfig; checkpoint
+    "Stop a run whose model outputs NaN at validation: its last update made the weights non-finite"
+    nan = int(df.prob.isna().sum())
+    if not nan:
+        return
+    weights = not all(torch.isfinite(p).all() for p in model.parameters())
+    why = 'the update of that step made its weights non-finite' if weights else 'its outputs overflow'
     raise FloatingPointError(
-        f'loss became non-finite at step {step} ({bad}); {kept}. Rerun with a lower lr (now {cfg.lr}) '
-        f'or clip=1.0 and a new --out (a run folder keeps its settings), or check the data for '
-        f'broken crops'
+        f'the training diverged at step {step}: the model outputs NaN on {nan} of {len(df)} validation frames '
+        f'({why}; the loss was still finite); {_kept(cfg, saved)}'
     )
 
 # %% ../nbs/08_train.ipynb #c019c
@@ -335,8 +353,17 @@ def check_config(cfg):  # a TrainConfig
             raise ValueError(f'{k}={getattr(cfg, k)} must be at least 1, give {k}=N with N >= 1')
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ValueError(f'lr={cfg.lr} must be a positive number, e.g. lr=1e-3')
+    for k in ('weight_decay', 'clip', 'clip_value'):
+        if not (math.isfinite(getattr(cfg, k)) and getattr(cfg, k) >= 0):
+            raise ValueError(f'{k}={getattr(cfg, k)} must be a finite number >= 0 (0: off), e.g. {k}=0')
     if not 0 <= cfg.warmup < 1:
         raise ValueError(f'warmup={cfg.warmup} is a fraction of the steps, give 0 <= warmup < 1')
+    for m in cfg.milestones:
+        ok = isinstance(m, (list, tuple)) and len(m) == 2 and all(isinstance(x, (int, float)) for x in m)
+        if not ok or not (0 <= m[0] <= 1 and math.isfinite(m[1]) and m[1] >= 0):
+            raise ValueError(
+                f'milestones: {m} is not [fraction of the steps in 0..1, lr factor >= 0], e.g. [[0.5, 0.1]]'
+            )
     if cfg.workers < 0:
         raise ValueError(f'workers={cfg.workers} must be 0 (load in this process) or more')
     if cfg.select not in ('val', 'test'):
@@ -352,7 +379,7 @@ def prep_settings(data):  # a `dfnb prep` folder
     if not f.is_file():
         return None
     try:
-        s = json.loads(f.read_text()).get('settings', {})
+        s = read_json(f).get('settings', {})
     except (ValueError, UnicodeDecodeError, AttributeError):
         raise ValueError(
             f'{f} is not a prep report dfnb can read: rerun `dfnb prep` into that folder to rewrite it'
@@ -365,7 +392,7 @@ def imported_from(run):  # a run folder
     "The file a run's weights were imported from (`dfnb import`), or None for a run dfnb trained"
     f = Path(run) / 'summary.json'
     try:
-        imp = json.loads(f.read_text()).get('imported') if f.is_file() else None
+        imp = read_json(f).get('imported') if f.is_file() else None
     except (ValueError, UnicodeDecodeError, AttributeError):
         return None
     return imp.get('file') if isinstance(imp, dict) else None
@@ -382,6 +409,10 @@ def train(
     if not cfg.data:
         raise ValueError('no training data: pass --data <a dfnb prep folder>')
     check_config(cfg)
+    cls = DETECTORS.get(cfg.method)  # its settings are checked now, before the run folder is made
+    check_settings(
+        cls.__name__, {**cls.defaults, **preset_of(cfg.method, cfg.preset or None)['model'], **cfg.model}, cls.defaults
+    )
     device = pick_device(cfg.device)
     rank, world = init_distributed(device)
     if cfg.batch_size % world:
@@ -478,7 +509,7 @@ def _train(cfg, out, device, rank, world, log, progress):
         with autocast(device, cfg.amp):
             o = net({**b, 'image': channels_last(b['image'], cfg.amp)})
             L = model.losses(b, o)
-        _finite(L, step, cfg, saved_step)
+        _finite(L, step + 1, cfg, saved_step)
         opt.zero_grad(set_to_none=True)
         L['total'].backward()
         if cfg.clip:
@@ -497,7 +528,9 @@ def _train(cfg, out, device, rank, world, log, progress):
             logger.row('train', done, lr=float(sched.get_last_lr()[0]), images_per_s=round(ips, 1), **row)
             echo(f'step {done}/{cfg.steps} ' + ' '.join(f'{k} {v:.4f}' for k, v in row.items()) + f' {ips:.0f} img/s')
         if done % cfg.val_every == 0 or done == cfg.steps:
-            res = evaluate_scores(score_loader(model, val_dl, device, cfg.amp), ci=False)
+            scores = score_loader(model, val_dl, device, cfg.amp)
+            _diverged(scores, done, model, cfg, saved_step)
+            res = evaluate_scores(scores, ci=False)
             score = res['video']['auc'] if cfg.metric == 'video_auc' else res['frame']['auc']
             if rank == 0:
                 logger.row(
@@ -569,7 +602,7 @@ def _trained_lines(cfg, s, st, prep):  # the run's config.yaml, summary.json, mo
     pre = st.get('pretrained')
     pre = 'none (random weights)' if not pre else "timm's ImageNet weights" if pre == 'imagenet' else f'`{pre}`'
     rep = Path(cfg.get('data', '')) / 'prep_report.json'
-    ds = json.loads(rep.read_text()).get('dataset', '?') if rep.is_file() else '?'
+    ds = read_json(rep).get('dataset', '?') if rep.is_file() else '?'
     return [
         f"- **backbone**: `{st.get('backbone', '?')}` at {st.get('size', '?')} px; pretrained: {pre}",
         f"- **training data**: `{ds}` prepared in `{cfg.get('data', '?')}`"
@@ -604,7 +637,7 @@ def write_card(
     probabilities are calibrated, and what it is for; only from what the run recorded. Returns its path"""
     run = Path(run)
     cfg = read_yaml(run / 'config.yaml') or {}
-    s = json.loads((run / 'summary.json').read_text()) if (run / 'summary.json').exists() else {}
+    s = read_json((run / 'summary.json')) if (run / 'summary.json').exists() else {}
     st, prep = s.get('settings') or {}, s.get('prep') or {}
     method = s.get('method') or cfg.get('method', '?')
     paper = getattr(DETECTORS.get(method), 'paper', '') if method in detector_names() else ''
@@ -613,11 +646,7 @@ def write_card(
     md += _imported_lines(imp, st, prep) if imp else _trained_lines(cfg, s, st, prep)
     md.append('')
     res = run / 'eval' / 'results.json'  # each test set's full results, read once
-    evals = (
-        {n: json.loads((run / 'eval' / f'{n}.json').read_text()) for n in json.loads(res.read_text())}
-        if res.is_file()
-        else {}
-    )
+    evals = {n: read_json((run / 'eval' / f'{n}.json')) for n in read_json(res)} if res.is_file() else {}
     if evals:
         md += [
             '## Metrics',
@@ -636,7 +665,7 @@ def write_card(
         md.append('')
     dec_f = run / 'decisions.json'
     if dec_f.is_file():
-        fit = json.loads(dec_f.read_text())
+        fit = read_json(dec_f)
         md += [
             '## Calibration and decisions',
             '',

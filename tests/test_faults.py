@@ -1061,3 +1061,164 @@ def test_more_a_spreadsheet_csv_and_a_broken_manifest(world, run, tmp_path):
     shutil.copy(run / 'p/ffpp/manifest.parquet', bad / 'manifest.parquet')
     (bad / 'prep_report.json').write_text('{')
     one_error(dfnb('train', '--data', bad, '--out', tmp_path / 'r2', 'steps=1'), str(bad / 'prep_report.json'))
+
+
+# 13. issue 30: the last silent answers --------------------------------------------------------------------------------
+
+TINY = ['steps=2', 'val_every=2', 'batch_size=8', 'model.backbone=resnet10t', 'model.size=64', 'threads=1']
+
+
+def test_13_numbers_are_finite_and_in_range(run, tmp_path):
+    base = ['train', '--method', 'bce', '--data', run / 'p/ffpp', '--out', tmp_path / 'r', '--no-progress', *TINY]
+    for bad, msg in (
+        ('model.size=nan', "model.size='nan' is not a number"),
+        ('model.size=-3', 'model.size=-3 must be a whole number of pixels from 16 to 4096'),
+        ('model.drop=nan', "model.drop='nan' is not a number"),
+        ('weight_decay=nan', 'weight_decay=nan must be a finite number'),
+        ('clip=inf', 'clip=inf must be a finite number'),
+    ):
+        one_error(dfnb(*base, bad), msg)
+    assert not (tmp_path / 'r').exists()
+    for opt, msg in (('--max-mb', 'nan'), ('--port', '70000'), ('--frames', '0'), ('--timeout', 'inf')):
+        r = dfnb('serve', '--run', run / 'run', opt, msg)
+        one_error(r, f'{opt} {msg}: give')
+        assert 'loading' not in r.stdout  # refused before anything is loaded or bound
+
+
+def test_13_weights_of_a_larger_network_are_refused(run, tmp_path):
+    import timm
+
+    torch.save(timm.create_model('resnet34', num_classes=0).state_dict(), tmp_path / 'r34.pt')
+    r = dfnb(
+        'train',
+        '--data',
+        run / 'p/ffpp',
+        '--out',
+        tmp_path / 'r',
+        *TINY,
+        'model.backbone=resnet18',
+        f'model.pretrained={tmp_path / "r34.pt"}',
+        '--no-progress',
+    )
+    one_error(r, 'r34.pt holds', 'weights that backbone resnet18 does not have', 'layer1.2.')
+
+
+def test_13_attributes_that_match_no_video_and_a_linked_method_folder(world, run, tmp_path):
+    ev = ['eval', '--run', run / 'run', '--data', run / 'p/ffpp', '--n-boot', '5']
+    (tmp_path / 'none.csv').write_text('video_id,site\nclip-01,a\nclip-02,b\n')
+    one_error(
+        dfnb(*ev, '--out', tmp_path / 'e1', '--attributes', tmp_path / 'none.csv'),
+        'none.csv',
+        'none of its 2 video ids matches',
+    )
+    vids = pd.read_parquet(run / 'p/ffpp/manifest.parquet').query("split == 'test'").video_id.unique()
+    (tmp_path / 'some.csv').write_text('video_id,site\n' + f'{vids[0]},a\n{vids[1]},b\n')
+    r = dfnb(*ev, '--out', tmp_path / 'e2', '--attributes', tmp_path / 'some.csv')
+    assert r.returncode == 0 and f'attributes for 2 of the {len(vids)} videos' in r.stdout, r.stderr
+    ds = tmp_path / 'ds'  # a folder dataset whose fake method folder is a symbolic link: read, not left out
+    put(a_video(world), ds / 'real/a.mp4')
+    put(a_video(world, fake=True), tmp_path / 'elsewhere/Deepfakes/b.mp4')
+    (ds / 'fake').mkdir()
+    (ds / 'fake/Deepfakes').symlink_to(tmp_path / 'elsewhere/Deepfakes', target_is_directory=True)
+    r = dfnb(
+        'prep',
+        '--dataset',
+        'folder',
+        '--root',
+        ds,
+        '--out',
+        tmp_path / 'p',
+        '--frames',
+        '2',
+        '--size',
+        '64',
+        '--backend',
+        'mediapipe',
+        '--no-progress',
+    )
+    assert r.returncode == 0, r.stderr
+    assert set(pd.read_parquet(tmp_path / 'p/manifest.parquet').video_id) == {'real/a', 'fake/Deepfakes/b'}
+
+
+def test_13_damaged_files_and_missing_configs_are_named(run, tmp_path):
+    ev = ['eval', '--data', run / 'p/ffpp', '--n-boot', '5']
+    (tmp_path / 'e').mkdir()
+    (tmp_path / 'e/ffpp.json').write_text('{"setup": {"test_data": ')
+    one_error(
+        dfnb(*ev, '--run', run / 'run', '--out', tmp_path / 'e'), str(tmp_path / 'e/ffpp.json'), 'is not readable JSON'
+    )
+    shutil.copytree(run / 'run', tmp_path / 'bare')
+    (tmp_path / 'bare/config.yaml').unlink()
+    one_error(
+        dfnb(*ev, '--run', tmp_path / 'bare', '--out', tmp_path / 'e2'),
+        str(tmp_path / 'bare/config.yaml'),
+        'is missing',
+        'incomplete run folder',
+    )
+    r = dfnb('bench', '--preset', 'smoke', '--claims-from', tmp_path / 'nowhere', '--out', tmp_path / 'b')
+    one_error(r, 'nowhere is not a folder')
+    assert not (tmp_path / 'b').exists()  # refused before any world is written or any run trained
+
+
+def test_13_a_failed_write_names_the_file_and_the_cause(run, tmp_path):
+    small = tmp_path / 'small'
+    small.mkdir()
+    cli = ' '.join(f"'{a}'" for a in DFNB)
+
+    def on_small_disk(size, args):
+        cmd = f'mount -t tmpfs -o size={size} none {small} && {cli} ' + ' '.join(map(str, args))
+        return subprocess.run(['unshare', '-m', 'sh', '-c', cmd], capture_output=True, text=True, timeout=600, env=ENV)
+
+    one_error(
+        on_small_disk('20k', ['export', '--run', run / 'run', '--onnx', small / 'm.onnx']),
+        'disk full',
+        str(small / 'm.onnx'),
+        'free space',
+    )
+    one_error(
+        on_small_disk(
+            '12k', ['eval', '--run', run / 'run', '--data', run / 'p/ffpp', '--n-boot', '5', '--out', small / 'e']
+        ),
+        'disk full',
+        str(small / 'e'),
+        'free space',
+    )
+    one_error(
+        dfnb('export', '--run', run / 'run', '--onnx', tmp_path / 'no/such/folder/m.onnx'),
+        'the folder it goes into does not exist',
+        str(tmp_path / 'no/such/folder/m.onnx'),
+    )
+
+
+def test_13_a_training_that_diverges_says_so_at_the_right_step(run, tmp_path):
+    plugin = tmp_path / 'poisoned.py'
+    plugin.write_text(
+        'import torch\n'
+        'from dfnb.core import DETECTORS\n'
+        'from dfnb.detectors.base import BCEDetector\n\n\n'
+        "@DETECTORS.register('poisoned')\n"
+        'class Poisoned(BCEDetector):\n'
+        '    calls = 0\n\n'
+        '    def losses(self, batch, out):\n'
+        '        Poisoned.calls += 1\n'
+        '        if Poisoned.calls == 2:  # the second update leaves the weights NaN; its loss was finite\n'
+        '            with torch.no_grad():\n'
+        "                self.head.weight.fill_(float('nan'))\n"
+        '        return super().losses(batch, out)\n'
+    )
+    r = dfnb(
+        '--plugin',
+        plugin,
+        'train',
+        '--method',
+        'poisoned',
+        '--data',
+        run / 'p/ffpp',
+        '--out',
+        tmp_path / 'r',
+        *TINY,
+        '--no-progress',
+    )
+    assert r.returncode == 3 and 'Traceback' not in r.stderr, r.stderr
+    assert 'the training diverged at step 2: the model outputs NaN on' in r.stderr, r.stderr
+    assert 'drop the frames' not in r.stderr
