@@ -328,6 +328,10 @@ def make_handler(
                 log(f"{ext} {n / 2**20:.1f} MB: {res.get('verdict')} in {time.time() - t0:.2f} s")
             except ValueError as e:  # unreadable media and the like: said on the page
                 code, res = 400, dict(error=str(e).replace(str(f), 'the upload'))
+            except Exception as e:  # anything else (a full disk, a failing model): an answer and one line, no trace
+                why = f'{type(e).__name__}: {str(e).replace(str(f), "the upload")[:200]}'
+                log(f'{self.client_address[0]}: the analysis failed ({why})')
+                code, res = 500, dict(error=f'the analysis failed ({why})')
             finally:
                 f.unlink(missing_ok=True)  # gone before the answer leaves: the client never sees it on disk
                 slots.release()
