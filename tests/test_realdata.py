@@ -167,7 +167,10 @@ def test_an_imported_run_goes_through_eval_export_and_serve(meso_run, tmp_path):
     cmd = [sys.executable, '-m', 'dfnb.cli', 'serve', '--run', str(meso_run), '--port', '0', '--frames', '4']
     srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
     try:
-        m = re.search(r'on http://127\.0\.0\.1:(\d+)/', srv.stdout.readline())
+        line = srv.stdout.readline()
+        while line and not line.startswith('serving'):  # after its loading line
+            line = srv.stdout.readline()
+        m = re.search(r'on http://127\.0\.0\.1:(\d+)/', line)
         assert m
         c = http.client.HTTPConnection('127.0.0.1', int(m[1]), timeout=300)
         c.request('POST', '/analyse?name=frame.jpg', body=(REAL / 'dfdc_samples/mqzvfufzoq_fr0.jpg').read_bytes())
