@@ -284,7 +284,16 @@ def verdict(
 ):
     "One file's decision (`video_decisions` of its frames) as JSON-safe values, with the rule it was decided by"
     if len(probs) == 0:
-        return dict(verdict=None, prob=None, score=None, threshold=None, rule=None, decided_by='no face was found')
+        return dict(
+            verdict=None,
+            prob=None,
+            score=None,
+            threshold=None,
+            rule=None,
+            temperature=None,
+            calibrated=fit is not None,
+            decided_by='no face was found',
+        )
     d = fit or FALLBACK
     v = video_decisions(pd.DataFrame(dict(video_id='file', prob=np.asarray(probs, np.float64))), fit).iloc[0]
     how = f"the {d['video_rule']} rule and threshold fixed on validation, temperature {d['temperature']:.3f}"
@@ -294,6 +303,8 @@ def verdict(
         score=round(float(v.score), 4),
         threshold=round(float(v.threshold), 4),
         rule=d['video_rule'],
+        temperature=float(d['temperature']),
+        calibrated=fit is not None,
         decided_by=how if fit else FALLBACK_NOTE,
     )
 

@@ -113,7 +113,6 @@ def export_onnx(
             f"sigmoid(logit({d['video_threshold']}) / {d['temperature']})",
             decided_by='decisions fixed on validation by dfnb eval' if fit else FALLBACK_NOTE,
         ),
-        normalise=dict(mean=[round(float(v), 6) for v in MEAN], std=[round(float(v), 6) for v in STD], scale=255),
     )
     onnx.helper.set_model_props(m, {f'{META}.{k}': json.dumps(v) for k, v in info.items()})
     try:
@@ -144,7 +143,7 @@ def is_dfnb_onnx(
 def onnx_metadata(
     path,  # an ONNX file from `export_onnx`
 ):
-    "The dfnb metadata of an exported file (crop settings, normalisation, decisions)"
+    "The dfnb metadata of an exported file (input, crop settings, decisions and the verdict recipe)"
     import onnxruntime as ort  # see `export_onnx`
 
     props = ort.InferenceSession(str(path), providers=['CPUExecutionProvider']).get_modelmeta().custom_metadata_map

@@ -12,7 +12,7 @@ from pathlib import Path
 from .core import claim_dir, DirLock, data_root
 from .train import save_checkpoint, write_card
 from .detectors.base import create_detector
-from .detectors.mesonet import mesonet_kind, load_keras_mesonet
+from .detectors.mesonet import mesonet_kind, mesonet_state
 
 # %% ../nbs/10g_import.ipynb #i005
 def sha256(path):  # a file
@@ -103,12 +103,12 @@ def import_mesonet(
     weights = Path(weights)
     if not weights.is_file():
         raise FileNotFoundError(f'{weights} does not exist or is not a file: give a MesoNet .h5 weights file')
-    kind, _ = mesonet_kind(weights)
+    kind, layers = mesonet_kind(weights)  # the file read once: checked, then loaded
     digest = sha256(weights)
     out = Path(out or data_root() / 'runs' / weights.stem)
     _check_out(out, digest)
     model = create_detector(kind)
-    load_keras_mesonet(model.net, weights)
+    model.net.load_state_dict(mesonet_state(model.net, layers, weights.name))
     name, trained_on = MESONET_FILES.get(digest, (None, None))
     imported = dict(
         file=weights.name,

@@ -29,7 +29,7 @@ import numpy as np
 from .core import read_json
 from .data import denormalize
 from .decisions import apply_temperature
-from .eval import detect, grad_cam, load_run, read_decisions, run_config, run_crop_settings, run_face_backend
+from .eval import detect, grad_cam, load_run, run_config, run_crop_settings, run_face_backend
 from .prep import IMAGE_EXTS, VIDEO_EXTS, make_backend
 
 # %% ../nbs/10c_serve.ipynb #s005
@@ -85,16 +85,15 @@ def analyse(
     t0 = time.time()
     r = detect(path, run, frames=frames, _model=loaded, crops=True, faces=faces)
     x = r.pop('crops')
-    fit = read_decisions(run)
-    cal = lambda p: round(float(apply_temperature(p, fit['temperature'] if fit else 1.0)), 4)  # the verdict's scale
+    T = r['temperature'] or 1.0  # the scale of the verdict detect made
+    cal = lambda p: round(float(apply_temperature(p, T)), 4)
     main = [f for f in r['faces'] if f['face'] == 0]
     out = dict(
         frames_sampled=r['frames_sampled'],
         frames_total=r['frames_total'],
         faces=len(r['faces']),
         series=[dict(frame=f['frame'], prob=cal(f['prob'])) for f in main],
-        calibrated=fit is not None,
-        **{k: r[k] for k in ('verdict', 'prob', 'score', 'threshold', 'rule', 'decided_by')},
+        **{k: r[k] for k in ('verdict', 'prob', 'score', 'threshold', 'rule', 'calibrated', 'decided_by')},
     )
     if main:
         top = np.argsort([-f['prob'] for f in r['faces']])[:cams]
