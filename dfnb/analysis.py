@@ -23,8 +23,8 @@ from .data import normalize, resize_to
 from .metrics import ScoreAccumulator
 from .detectors.caddm import caddm_noise
 from .detectors.prodet import ANCHORS, order_edges
-from .eval import PERTURBATIONS, cam_map, grad_cam, load_run, perturbed_batches, plot_tsne, run_config
-from .eval import some_videos
+from .runs import load_run, run_config, run_file
+from .probes import PERTURBATIONS, cam_map, grad_cam, perturbed_batches, plot_tsne, some_videos
 
 # %% ../nbs/09a_analysis.ipynb #c007
 def as_model(
@@ -452,7 +452,7 @@ def plot_mi(
         runs = [runs]
     if not isinstance(runs, dict):
         runs = {Path(r).name: r for r in runs}
-    logs = {name: pd.read_csv(Path(r) / 'train.csv') for name, r in runs.items()}
+    logs = {name: pd.read_csv(run_file(r, 'train_log')) for name, r in runs.items()}
     for name, df in logs.items():
         if 'mi' not in df:
             raise ValueError(f'{runs[name]}/train.csv has no mi column: a DID run with use_T=True logs it')

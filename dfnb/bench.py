@@ -26,13 +26,15 @@ from dfnb.core import (
     set_threads,
     worker_pool,
 )
-from .core import detector_modules, read_yaml
-from .train import batch_items, first_batch, FeaturesMissing, train_speed, peak_rss_mb
+from .core import detector_modules
+from .runs import FeaturesMissing, dataset_names, read_results, run_config, run_file
+from .perf import batch_items, first_batch, train_speed, peak_rss_mb
 from .pretrain import pretrain, default_out
 from .synth import synthesize
 from .prep import prepare
-from .eval import robustness, identity_probe, identity_retrieval, features, backbone_features, sweep, seeds_table
-from .eval import markdown_table, dataset_names, format_seeds, plot_robustness
+from .probes import robustness, identity_probe, identity_retrieval, features, backbone_features, plot_robustness
+from .sweeps import sweep
+from .eval import markdown_table, format_seeds, seeds_table
 from .data import load_manifest
 from .detectors.base import create_detector
 from .decisions import decision_tables
@@ -419,7 +421,7 @@ def method_claims(methods=None):  # detectors (None: every registered one)
 # %% ../nbs/10_bench.ipynb #q01c
 def _cross(run, train_set, level='frame', metric='auc'):  # a run folder; the training set's name
     "Mean over the cross-domain test sets of one run's metric"
-    r = read_json((Path(run) / 'eval/results.json'))
+    r = read_results(run)
     v = [r[s][level][metric] for s in r if s != train_set]
     if not v:
         raise ValueError(f'{run} was evaluated on its training set only: evaluate it on cross-domain sets too')
@@ -444,9 +446,7 @@ def paired_difference(a, b):  # per-seed values of the two sides, in seed order
 def _seeds_of(runs, name):  # a runs folder; a run name
     "Seeds of the evaluated runs <runs>/<name>-s<seed>"
     return {
-        int(s)
-        for p in Path(runs).glob(f'{name}-s*/eval/results.json')
-        if (s := p.parents[1].name[len(name) + 2 :]).isdigit()
+        int(s) for p in Path(runs).glob(f'{name}-s*') if (s := p.name[len(name) + 2 :]).isdigit() and read_results(p)
     }
 
 # %% ../nbs/10_bench.ipynb #q01f
@@ -490,7 +490,7 @@ def runs_protocol(
     the method's defaults); settings that differ are listed as 'varies'"""
     if not Path(runs).is_dir():
         raise FileNotFoundError(f'{runs} is not a folder: point it at a folder of dfnb runs (<name>-s<seed>/)')
-    cfgs = [read_yaml(f) or {} for f in sorted(Path(runs).glob('*-s*/config.yaml'))]
+    cfgs = [run_config(p) for p in sorted(Path(runs).glob('*-s*')) if run_file(p, 'config').is_file()]
     if not cfgs:
         raise FileNotFoundError(f'{runs} holds no <name>-s<seed>/config.yaml: point it at a folder of dfnb runs')
     model = lambda c: (
@@ -808,10 +808,8 @@ def bench_decisions(
     reports = {}
     for m in methods:
         for s in seeds:
-            ev = Path(runs) / f'{m}-s{s}' / 'eval'
-            names = read_json((ev / 'results.json')) if (ev / 'results.json').exists() else {}
-            for n in names:
-                d = read_json((ev / f'{n}.json')).get('decisions')
+            for n, r in read_results(Path(runs) / f'{m}-s{s}', full=True).items():
+                d = r.get('decisions')
                 if d:
                     reports[(f'{m}-s{s}', n)] = d
     if not reports:

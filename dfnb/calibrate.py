@@ -15,12 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import read_json, claim_dir, data_root, derive_seed, rng
+from .core import claim_dir, data_root, derive_seed, rng
 from .synth import CDF_CRF, fake_clip, make_clip, make_identity, sample_knobs, write_video
 from .prep import align_face, five_points, read_frames
 from .data import normalize, resize_to
 from .metrics import evaluate_scores
-from .eval import load_run, markdown_table, run_crop_settings, sweep
+from .runs import load_run, read_results, run_crop_settings, run_file
+from .eval import markdown_table
+from .sweeps import sweep
 from .bench import bench_worlds
 
 # %% ../nbs/10a_calibrate.ipynb #c005
@@ -51,11 +53,13 @@ def calibration_table(
     for v in variants:
         row = dict(detector=v)
         for s in seeds:
-            f = Path(runs) / f'{v}-s{s}' / 'eval' / 'results.json'
-            if not f.exists():
-                raise FileNotFoundError(f'{f} is missing: run `dfnb calibrate` (it trains and evaluates the runs)')
-            for name in read_json(f):
-                res = read_json((f.parent / f'{name}.json'))
+            ev = run_file(Path(runs) / f'{v}-s{s}', 'eval')
+            got = read_results(ev, full=True)
+            if not got:
+                raise FileNotFoundError(
+                    f"{ev / 'results.json'} is missing: run `dfnb calibrate` (it trains and evaluates the runs)"
+                )
+            for name, res in got.items():
                 row.setdefault(name, []).append(round(res[level]['auc'], 4))
                 if name == train_set:
                     for m, r in sorted(res.get('by', {}).items()):

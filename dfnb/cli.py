@@ -16,8 +16,11 @@ from .synth import PRESETS, synthesize
 from .prep import READERS, COMPRESSIONS, FFPP_METHODS, BACKENDS, COMBINED, TEMPLATES, prepare, summary
 from .pretrain import OBJECTIVES, pretrain, card_markdown
 from .train import train, train_config
-from .eval import evaluate_run, eval_figures, robustness, plot_robustness, features, plot_tsne, show_cams
-from .eval import test_sets, sweep, format_seeds, markdown_table, detect
+from .runs import read_summary, test_sets
+from .eval import evaluate_run, eval_figures, format_seeds, markdown_table
+from .probes import robustness, plot_robustness, features, plot_tsne, show_cams
+from .detect import detect
+from .sweeps import sweep
 from .bench import BENCH_PRESETS, METHODS, bench, decisions_markdown
 from .decisions import decision_tables, plot_reliability
 from .calibrate import calibrate
@@ -650,7 +653,7 @@ def add_import(sub):
 def run_import(a):
     "Run `dfnb import`: prints the run folder, the method and where the weights came from, as JSON"
     run = import_weights(a.kind, a.weights, a.out)
-    s = read_json((run / 'summary.json'))
+    s = read_summary(run)
     imp = s['imported']
     out = dict(run=str(run), method=s['method'], file=imp['file'], sha256=imp['sha256'], trained_on=imp['trained_on'])
     print(json.dumps(out))

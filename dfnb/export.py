@@ -16,7 +16,7 @@ import torch
 
 from .data import MEAN, STD
 from .core import writing
-from .eval import load_run, run_crop_settings, read_decisions
+from .runs import load_run, run_crop_settings, read_decisions
 from .decisions import FALLBACK, FALLBACK_NOTE
 from .prep import template
 

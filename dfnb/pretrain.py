@@ -14,7 +14,8 @@ from pathlib import Path
 from .core import DirLock, autocast, claim_dir, data_root, pick_device, seed_everything, set_threads
 from .data import load_manifest, make_loader
 from .detectors.base import create_backbone, num_features
-from .train import iter_batches, load_checkpoint, lr_factor, rng_state, save_checkpoint, set_rng_state
+from .runs import load_checkpoint, save_checkpoint
+from .train import iter_batches, lr_factor, rng_state, set_rng_state
 
 # %% ../nbs/08a_pretrain.ipynb #c005
 def real_frames(

@@ -29,7 +29,9 @@ import numpy as np
 from .core import read_json
 from .data import denormalize
 from .decisions import apply_temperature
-from .eval import detect, grad_cam, load_run, run_config, run_crop_settings, run_face_backend
+from .runs import load_run, read_summary, run_config, run_crop_settings
+from .detect import detect, run_face_backend
+from .probes import grad_cam
 from .prep import IMAGE_EXTS, VIDEO_EXTS, make_backend
 
 # %% ../nbs/10c_serve.ipynb #s005
@@ -60,7 +62,7 @@ def training_note(
 ):
     "What the run's detector was trained on, in a few words, from what the run recorded (for the page)"
     run = Path(run)
-    s = read_json((run / 'summary.json')) if (run / 'summary.json').is_file() else {}
+    s = read_summary(run)
     imp = s.get('imported')
     if isinstance(imp, dict):
         return f"weights published by their authors, trained on {imp.get('trained_on', 'data they do not record')}"

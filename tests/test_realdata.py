@@ -53,7 +53,7 @@ def test_mesonet_port_reproduces_the_reference(name, tmp_path):
     "Each published file, imported, gives the Keras model's logits on the 4 test faces and the random input"
     import torch
     from PIL import Image
-    from dfnb.eval import load_run
+    from dfnb.runs import load_run
     from dfnb.importer import import_mesonet
     from dfnb.data import MEAN, STD
 

@@ -137,7 +137,7 @@ def test_one_file_one_verdict(served, world, tmp_path):
     import onnxruntime as ort
     import pandas as pd
     from dfnb.decisions import verdict
-    from dfnb.eval import detect
+    from dfnb.detect import detect
     from dfnb.export import onnx_metadata
 
     url, _, _, run_dir = served

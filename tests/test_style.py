@@ -117,3 +117,82 @@ def test_no_private_name_crosses_modules():
                 bad += [f'{f.relative_to(ROOT)}:{n.lineno} {a.name}' for a in n.names if a.name.startswith('_')]
     bad = [b for b in bad if not b.endswith(' __version__')]
     assert not bad, 'private names imported from another dfnb module:\n' + '\n'.join(bad)
+
+
+def export_kinds(nb):  # a notebook path
+    "Each code cell as 'public' (an export cell defining a public name), 'export' (other export cells) or 'other'"
+    kinds = []
+    for _, src in code_cells(nb):
+        if not re.match(r'#\|\s*export', src):
+            kinds.append('other')
+            continue
+        body = ast.parse(python_only(src)).body
+        names = [n.name for n in body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
+        names += [t.id for n in body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+        kinds.append('public' if any(not n.startswith('_') for n in names) else 'export')
+    return kinds
+
+
+def test_export_rhythm():
+    "One public definition, then its example: at least 75% of public export cells followed by a non-export code cell"
+    followed = total = 0
+    long_runs = []
+    for nb in NOTEBOOKS:
+        kinds = export_kinds(nb)
+        pub = [i for i, k in enumerate(kinds) if k == 'public']
+        total += len(pub)
+        followed += sum(1 for i in pub if i + 1 < len(kinds) and kinds[i + 1] == 'other')
+        run = 0
+        for k in kinds:
+            run = 0 if k == 'other' else run + 1
+            if run > 4:
+                long_runs.append(f'{nb.relative_to(ROOT)}')
+                break
+    assert not long_runs, 'more than 4 export cells in a row with no example between them:\n' + '\n'.join(long_runs)
+    assert followed >= 0.75 * total, f'only {followed} of {total} public export cells are followed by an example'
+
+
+def branch_points(node):  # an AST node
+    "if/elif, ternaries, loops, comprehension conditions, boolean operators, except clauses and asserts under `node`"
+    k = 0
+    for n in ast.walk(node):
+        if isinstance(n, (ast.If, ast.IfExp, ast.For, ast.While, ast.ExceptHandler, ast.Assert)):
+            k += 1
+        elif isinstance(n, ast.BoolOp):
+            k += len(n.values) - 1
+        elif isinstance(n, ast.comprehension):
+            k += 1 + len(n.ifs)
+    return k
+
+
+def test_frame_dataset_stays_small():
+    "Sample kinds are their own classes; `FrameDataset` keeps the manifest, the keyed randomness and the dispatch"
+    tree = ast.parse((ROOT / 'dfnb/data.py').read_text(encoding='utf-8'))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == 'FrameDataset')
+    assert branch_points(cls) < 30, f'FrameDataset has {branch_points(cls)} branch points'
+
+
+def test_eval_is_the_protocol_only():
+    "eval imports neither train nor prep (runs own the folder, detect the raw files, sweeps the trainings)"
+    tree = ast.parse((ROOT / 'dfnb/eval.py').read_text(encoding='utf-8'))
+    bad = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module in ('train', 'prep')]
+    assert not bad, bad
+
+
+RUN_FILE_NAMES = {'best.pt', 'last.pt', 'config.yaml', 'summary.json', 'card.md', 'decisions.json',
+                  'val_scores.parquet', 'results.json', 'train.csv', 'val.csv'}  # fmt: skip
+
+
+def test_only_runs_names_run_files():
+    "No module but `runs` builds the path of a run's file (messages may name them); pretrain's folder is not a run"
+    bad = []
+    for f in MODULES:
+        if f.name in ('runs.py', 'pretrain.py'):
+            continue
+        tree = ast.parse(f.read_text(encoding='utf-8'))
+        in_fstring = {id(m) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for m in ast.walk(n)}
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in in_fstring:
+                if n.value.split('/')[-1] in RUN_FILE_NAMES:
+                    bad.append(f'{f.relative_to(ROOT)}:{n.lineno} {n.value!r}')
+    assert not bad, "a run's files named outside dfnb.runs:\n" + '\n'.join(bad)
