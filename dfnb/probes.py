@@ -29,7 +29,7 @@ PERTURBATIONS = dict(
     shift=(0.02, 0.04, 0.06, 0.08, 0.10),
 )
 
-
+# %% ../nbs/09c_probes.ipynb #c016v
 def some_videos(
     man,  # a manifest table
     max_videos,  # how many videos to keep (None: all)

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'run_file', 'save_checkpoint', 'load_checkpoint', 'write_config', 'run_config', 'write_summary',
-           'read_summary', 'prep_settings', 'imported_from', 'run_crop_settings', 'write_decisions', 'fitted_decisions',
-           'read_decisions', 'test_sets', 'check_results_owner', 'dataset_names', 'write_set_results',
-           'write_results_index', 'read_results', 'Logger', 'truncate_logs', 'write_card', 'load_run',
-           'check_import_target', 'write_imported_run', 'FeaturesMissing', 'score_loader']
+           'read_summary', 'prep_settings', 'imported_from', 'run_crop_settings', 'write_decisions', 'read_decisions',
+           'fitted_decisions', 'test_sets', 'dataset_names', 'write_set_results', 'check_results_owner',
+           'write_results_index', 'read_results', 'Logger', 'truncate_logs', 'write_card', 'check_import_target',
+           'write_imported_run', 'load_run', 'FeaturesMissing', 'score_loader']
 
 # %% ../nbs/08_runs.ipynb #r002
 import csv, json, os, re, shutil
@@ -18,7 +18,7 @@ from .core import claim_dir, DirLock, detector_names, DETECTORS
 from .detectors.base import create_detector
 from .decisions import FALLBACK_NOTE, apply_temperature
 
-# %% ../nbs/08_runs.ipynb #r005
+# %% ../nbs/08_runs.ipynb #r006
 RUN_FILES = dict(
     config='config.yaml',
     best='best.pt',
@@ -32,7 +32,7 @@ RUN_FILES = dict(
     val_log='val.csv',
 )  # a run folder's files, by role
 
-# %% ../nbs/08_runs.ipynb #r006
+
 def run_file(
     run,  # a run folder, or a checkpoint file in one
     role,  # a `RUN_FILES` key
@@ -181,13 +181,6 @@ def write_decisions(
     val.to_parquet(run_file(run, 'val_scores'), index=False)
     run_file(run, 'decisions').write_text(json.dumps(fit, indent=1))
 
-# %% ../nbs/08_runs.ipynb #r020
-def fitted_decisions(run):  # a run folder
-    "(validation scores, decisions) kept by `write_decisions`, or None when they were never fitted"
-    if not (run_file(run, 'decisions').exists() and run_file(run, 'val_scores').exists()):
-        return None
-    return pd.read_parquet(run_file(run, 'val_scores')), read_decisions(run)
-
 # %% ../nbs/08_runs.ipynb #c007b8
 def read_decisions(run):  # a run folder (or a checkpoint file in one)
     "What `dfnb eval` fixed on the run's validation split (`decisions.json`), or None when it was never evaluated"
@@ -201,6 +194,13 @@ def read_decisions(run):  # a run folder (or a checkpoint file in one)
     if not isinstance(fit, dict) or not {'temperature', 'video_rule', 'video_threshold'} <= set(fit):
         raise ValueError(f'{f} is not the decisions file dfnb eval writes: delete it and rerun dfnb eval to refit it')
     return fit
+
+# %% ../nbs/08_runs.ipynb #r020
+def fitted_decisions(run):  # a run folder
+    "(validation scores, decisions) kept by `write_decisions`, or None when they were never fitted"
+    if not (run_file(run, 'decisions').exists() and run_file(run, 'val_scores').exists()):
+        return None
+    return pd.read_parquet(run_file(run, 'val_scores')), read_decisions(run)
 
 # %% ../nbs/08_runs.ipynb #c007
 _SET_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
@@ -237,20 +237,6 @@ def test_sets(data):  # prep folders, 'NAME=DIR' strings, or (name, folder) pair
         )
     return sets
 
-# %% ../nbs/08_runs.ipynb #c007b
-def check_results_owner(out, sets):
-    "Refuse to overwrite a result file that holds another folder's results under the same name"
-    for name, p in sets:
-        f = out / f'{name}.json'
-        if not f.is_file():
-            continue
-        old = read_json(f).get('setup', {}).get('test_data')
-        if old and Path(old).is_absolute() and Path(old) != p.resolve():
-            raise ValueError(
-                f'{f} holds results for {old}, not {p.resolve()}: name this test set differently '
-                f'(--data NAME={p}), or write to another --out'
-            )
-
 # %% ../nbs/08_runs.ipynb #c022eb
 def dataset_names(preps):  # `dfnb prep` folders (or NAME=DIR strings)
     "Their names, as `evaluate_run` keys its results"
@@ -272,6 +258,20 @@ def write_set_results(
         scores.to_parquet(out / f'{name}_scores.parquet', index=False)
     with writing(out / f'{name}_videos.parquet'):
         videos.to_parquet(out / f'{name}_videos.parquet', index=False)
+
+# %% ../nbs/08_runs.ipynb #c007b
+def check_results_owner(out, sets):
+    "Refuse to overwrite a result file that holds another folder's results under the same name"
+    for name, p in sets:
+        f = out / f'{name}.json'
+        if not f.is_file():
+            continue
+        old = read_json(f).get('setup', {}).get('test_data')
+        if old and Path(old).is_absolute() and Path(old) != p.resolve():
+            raise ValueError(
+                f'{f} holds results for {old}, not {p.resolve()}: name this test set differently '
+                f'(--data NAME={p}), or write to another --out'
+            )
 
 # %% ../nbs/08_runs.ipynb #r023
 def write_results_index(
@@ -341,7 +341,7 @@ def truncate_logs(out, step):
             else:
                 f.write_text(''.join(lines[:1] + [l for l in lines[1:] if int(l.split(',', 1)[0]) <= step]))
 
-# %% ../nbs/08_runs.ipynb #c020f2
+# %% ../nbs/08_runs.ipynb #c020g
 def _trained_lines(cfg, s, st, prep):  # the run's config.yaml, summary.json, model settings and crop settings
     "The card's lines on how dfnb made a trained run: backbone, data, faces, training, selection"
     pre = st.get('pretrained')
@@ -362,7 +362,7 @@ def _trained_lines(cfg, s, st, prep):  # the run's config.yaml, summary.json, mo
         f"({s.get('best', '?')} at step {s.get('best_step', '?')})",
     ]
 
-# %% ../nbs/08_runs.ipynb #c020f3
+
 def _imported_lines(imp, st, prep):  # summary.json's `imported` record; the model settings; the crop settings
     "The card's lines on where imported weights came from and how faces are cropped for them"
     return [
@@ -374,7 +374,7 @@ def _imported_lines(imp, st, prep):  # summary.json's `imported` record; the mod
         f"({imp.get('crop', 'as the run records')})",
     ]
 
-# %% ../nbs/08_runs.ipynb #c020g
+
 def write_card(
     run,  # a run folder (its config.yaml and summary.json; eval/ and decisions.json once evaluated)
 ):
@@ -462,42 +462,6 @@ def write_card(
     f.write_text('\n'.join(md))
     return f
 
-# %% ../nbs/08_runs.ipynb #c005
-def load_run(
-    run,  # a run folder from `dfnb train`, or a checkpoint file
-    which='best',  # best (selected) or last
-    device='cpu',  # where to put the model
-):
-    "The trained detector of a run, in eval mode, and its checkpoint's metadata"
-    run = Path(run)
-    if run.is_dir() and run_file(run, which).exists() and not run_file(run, 'config').is_file():
-        raise FileNotFoundError(
-            f'{run_file(run, "config")} is missing: {run} is an incomplete run folder (dfnb train writes config.yaml '
-            f'beside {which}.pt); restore it, or give the checkpoint file itself'
-        )
-    f = run if run.is_file() else run_file(run, which)
-    if not f.exists():
-        raise FileNotFoundError(f'{f} does not exist: is {run} a run folder written by `dfnb train`?')
-    ck = load_checkpoint(f)
-    cfg = run_config(run)
-    method = ck.get('method') or cfg.get('method')
-    settings = ck.get('settings') or cfg.get('model', {})
-    if method is None:
-        raise ValueError(f'{f} does not say which detector it holds (no "method" entry)')
-    if settings.get('pretrained'):
-        settings = {**settings, 'pretrained': None}  # the checkpoint holds every weight
-    m = create_detector(method, **settings)
-    try:
-        m.load_state_dict(ck['model'])
-    except (KeyError, RuntimeError) as e:
-        why = str(e).strip().splitlines()[0][:160]
-        raise ValueError(
-            f'{f} does not hold weights of a {method} detector with its recorded settings ({why}): '
-            f'use the checkpoint its run wrote'
-        ) from None
-    m.to(pick_device(device)).eval()
-    return m, {k: v for k, v in ck.items() if k not in ('model', 'optimizer', 'scheduler', 'rng')}
-
 # %% ../nbs/08_runs.ipynb #i007
 def check_import_target(out, digest):  # the run folder asked for; the sha256 of the weights to import
     "Refuse a folder holding a trained run (finished or not), or weights imported from another file"
@@ -549,6 +513,42 @@ def write_imported_run(
         write_summary(out, summary)
         write_card(out)
     return out
+
+# %% ../nbs/08_runs.ipynb #c005
+def load_run(
+    run,  # a run folder from `dfnb train`, or a checkpoint file
+    which='best',  # best (selected) or last
+    device='cpu',  # where to put the model
+):
+    "The trained detector of a run, in eval mode, and its checkpoint's metadata"
+    run = Path(run)
+    if run.is_dir() and run_file(run, which).exists() and not run_file(run, 'config').is_file():
+        raise FileNotFoundError(
+            f'{run_file(run, "config")} is missing: {run} is an incomplete run folder (dfnb train writes config.yaml '
+            f'beside {which}.pt); restore it, or give the checkpoint file itself'
+        )
+    f = run if run.is_file() else run_file(run, which)
+    if not f.exists():
+        raise FileNotFoundError(f'{f} does not exist: is {run} a run folder written by `dfnb train`?')
+    ck = load_checkpoint(f)
+    cfg = run_config(run)
+    method = ck.get('method') or cfg.get('method')
+    settings = ck.get('settings') or cfg.get('model', {})
+    if method is None:
+        raise ValueError(f'{f} does not say which detector it holds (no "method" entry)')
+    if settings.get('pretrained'):
+        settings = {**settings, 'pretrained': None}  # the checkpoint holds every weight
+    m = create_detector(method, **settings)
+    try:
+        m.load_state_dict(ck['model'])
+    except (KeyError, RuntimeError) as e:
+        why = str(e).strip().splitlines()[0][:160]
+        raise ValueError(
+            f'{f} does not hold weights of a {method} detector with its recorded settings ({why}): '
+            f'use the checkpoint its run wrote'
+        ) from None
+    m.to(pick_device(device)).eval()
+    return m, {k: v for k, v in ck.items() if k not in ('model', 'optimizer', 'scheduler', 'rng')}
 
 # %% ../nbs/08_runs.ipynb #c017
 class FeaturesMissing(ValueError):
