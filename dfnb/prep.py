@@ -9,10 +9,10 @@ __all__ = ['VIDEO_EXTS', 'IMAGE_EXTS', 'VIDEO_COLUMNS', 'RESERVED', 'FFPP_METHOD
            'find_ffpp_splits', 'ffpp_split_pairs', 'ffpp_splits', 'read_ffpp', 'read_dfd', 'read_cdf', 'read_dfdc',
            'read_dfdcp', 'read_folder', 'read_csv', 'is_csv', 'dataset_root', 'read_dataset', 'is_synthetic',
            'check_complete', 'VideoError', 'even_indices', 'count_frames', 'read_frames', 'five_points', 'SidecarFaces',
-           'MTCNNFaces', 'mesh_to_68', 'MediaPipeFaces', 'RescuedFaces', 'installed', 'resolve_backend', 'make_backend',
-           'pick_faces', 'template', 'similarity', 'warp_points', 'align_face', 'prep_video', 'remove_video_dir',
-           'commit', 'done', 'parse_shard', 'shard_rows', 'check_settings', 'PrepSettings', 'PrepJob', 'prepare',
-           'report', 'summary', 'read_frame_at', 'show_prep', 'landmark_error']
+           'MTCNNFaces', 'mesh_to_68', 'MediaPipeFaces', 'pick_faces', 'RescuedFaces', 'installed', 'resolve_backend',
+           'make_backend', 'template', 'similarity', 'warp_points', 'align_face', 'prep_video', 'commit', 'done',
+           'remove_video_dir', 'parse_shard', 'shard_rows', 'check_settings', 'PrepSettings', 'PrepJob', 'report',
+           'summary', 'prepare', 'read_frame_at', 'show_prep', 'landmark_error']
 
 # %% ../nbs/02_prep.ipynb #c002
 import contextlib, importlib, json, os, re, time, shutil, zlib
@@ -83,7 +83,7 @@ def inside(
     "`root/rel` for a path read from an index file; refused (`ValueError`) unless `rel` is a plain relative path"
     return Path(root) / safe_rel(rel)
 
-# %% ../nbs/02_prep.ipynb #c005d
+# %% ../nbs/02_prep.ipynb #c005f
 def _name_ok(p):
     try:
         str(p).encode('utf-8')
@@ -91,11 +91,11 @@ def _name_ok(p):
         return False
     return True
 
-# %% ../nbs/02_prep.ipynb #c005e
+
 def _shown(p):
     return os.fsencode(p).decode('utf-8', 'backslashreplace')
 
-# %% ../nbs/02_prep.ipynb #c005f0
+
 def _walk(d):  # a folder
     "Every path under `d`, following linked folders (a method folder may be a link), each real folder once"
     seen = set()
@@ -107,7 +107,7 @@ def _walk(d):  # a folder
         seen.add(real)
         yield from (Path(top) / n for n in dirs + files)
 
-# %% ../nbs/02_prep.ipynb #c005f
+
 def _files(d, exts=VIDEO_EXTS, recursive=False, skipped=None):
     """Media files of folder `d` (sorted), linked folders and files followed (a link that loops is listed once); names
     that are hidden or not UTF-8 are left out and added to `skipped`"""
@@ -125,7 +125,7 @@ def _files(d, exts=VIDEO_EXTS, recursive=False, skipped=None):
             skipped.append(dict(path=_shown(p), reason=bad))
     return keep
 
-# %% ../nbs/02_prep.ipynb #c005g
+# %% ../nbs/02_prep.ipynb #c005h
 def _dup_or_nested(df):
     "The first pair of videos whose output folders would collide (same id, or one id a folder of the other), or None"
     paths = dict(zip(df.video_id, df.path))
@@ -141,7 +141,7 @@ def _dup_or_nested(df):
                 return paths[up], paths[v], f'the output folder of video {up!r} would hold that of {v!r}'
     return None
 
-# %% ../nbs/02_prep.ipynb #c005h
+
 def _table(rows, missing=(), skipped=()):
     import pandas as pd
 
@@ -157,7 +157,7 @@ def _table(rows, missing=(), skipped=()):
     df.attrs.update(missing=list(missing), skipped=list(skipped))
     return df
 
-# %% ../nbs/02_prep.ipynb #c005i
+
 def _row(
     dataset,
     split,
@@ -346,7 +346,7 @@ def read_dfd(
         )
     return _table(rows, missing, skipped)
 
-# %% ../nbs/02_prep.ipynb #c011
+# %% ../nbs/02_prep.ipynb #c011b
 CDF_FOLDERS = {'Celeb-real': 0, 'YouTube-real': 0, 'Celeb-synthesis': 1}
 
 
@@ -359,7 +359,7 @@ def _text(f):
     except IsADirectoryError:
         raise LayoutError(f'{f} is a folder, not a file: restore the original file') from None
 
-# %% ../nbs/02_prep.ipynb #c011b
+
 def read_cdf(
     root,  # the Celeb-DF folder (Celeb-real/, Celeb-synthesis/, YouTube-real/, List_of_testing_videos.txt)
     name='cdf',  # the dataset name written to the manifest (e.g. cdf1 for version 1)
@@ -412,7 +412,7 @@ def read_cdf(
     missing = [dict(what='test', path=r, reason=f'listed in {lst.name}, not on disk') for r in sorted(set(test) - seen)]
     return _table(rows, missing, skipped)
 
-# %% ../nbs/02_prep.ipynb #c014
+# %% ../nbs/02_prep.ipynb #c014d
 def _csv_rows(path):
     "The rows of a CSV index file as dicts, or a LayoutError naming it"
     import csv, io
@@ -422,7 +422,7 @@ def _csv_rows(path):
     except csv.Error as e:
         raise LayoutError(f'{path} is not a readable CSV ({e}): fix or restore it') from None
 
-# %% ../nbs/02_prep.ipynb #c014b
+
 def _json(path, what):  # an index file; what it should hold, for the message
     "A JSON index file holding a mapping, or a LayoutError naming it"
     try:
@@ -433,7 +433,7 @@ def _json(path, what):  # an index file; what it should hold, for the message
         raise LayoutError(f'{path} should map {what}, restore the original file')
     return d
 
-# %% ../nbs/02_prep.ipynb #c014c
+
 def _entry(f, key, v):
     "An index entry's fields (a mapping), or a LayoutError naming the file and the key"
     if not isinstance(v, dict):
@@ -444,7 +444,7 @@ def _entry(f, key, v):
         raise LayoutError(f'{f}: {e}') from None
     return rel
 
-# %% ../nbs/02_prep.ipynb #c014d
+
 def read_dfdc(
     root,  # the DFDC folder: dfdc_train_part_*/metadata.json and/or test/labels.csv
     name='dfdc',  # the dataset name written to the manifest
@@ -771,12 +771,6 @@ def read_frames(
     return idx, [got[i] for i in idx], total
 
 # %% ../nbs/02_prep.ipynb #c026
-def five_points(lm):  # (68+, 2) landmarks in the iBUG order
-    "Eye centres, nose tip and mouth corners from 68-point landmarks"
-    lm = np.asarray(lm, np.float32)
-    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
-
-# %% ../nbs/02_prep.ipynb #c026b
 def _face(box, score, lm5, lm=None):
     return dict(
         box=np.asarray(box, np.float32),
@@ -784,6 +778,12 @@ def _face(box, score, lm5, lm=None):
         lm5=np.asarray(lm5, np.float32),
         lm=None if lm is None else np.asarray(lm, np.float32),
     )
+
+
+def five_points(lm):  # (68+, 2) landmarks in the iBUG order
+    "Eye centres, nose tip and mouth corners from 68-point landmarks"
+    lm = np.asarray(lm, np.float32)
+    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
 
 # %% ../nbs/02_prep.ipynb #c026c
 class SidecarFaces:
@@ -831,7 +831,7 @@ class SidecarFaces:
         z = self.truth(path)
         return [z['masks'][i] for i in idx] if 'masks' in z else None
 
-# %% ../nbs/02_prep.ipynb #c026d
+# %% ../nbs/02_prep.ipynb #c026e
 def _import_help(e, module, help):  # the ImportError; the backend's package; how to install it
     "The install advice when `module` itself is missing, else the real import error (a dependency it needs)"
     if e.name == module:
@@ -842,7 +842,7 @@ def _import_help(e, module, help):  # the ImportError; the backend's package; ho
         f'reinstall the face backends: pip install --no-deps -r face-backends.txt'
     )
 
-# %% ../nbs/02_prep.ipynb #c026e
+
 MTCNN_HELP = (
     'the mtcnn face backend needs facenet-pytorch, installed without its stale pins: '
     'pip install --no-deps facenet-pytorch==2.6.0'
@@ -1061,6 +1061,15 @@ class MediaPipeFaces:
 
 BACKENDS = dict(sidecar=SidecarFaces, mediapipe=MediaPipeFaces, mtcnn=MTCNNFaces)
 
+# %% ../nbs/02_prep.ipynb #c026k
+def pick_faces(
+    faces,  # faces of one frame
+    policy='largest',  # 'largest' or 'all'
+):
+    "The largest face (by box area) first; all faces, largest first, with policy 'all'"
+    faces = sorted(faces, key=lambda f: -float((f['box'][2] - f['box'][0]) * (f['box'][3] - f['box'][1])))
+    return faces if policy == 'all' else faces[:1]
+
 # %% ../nbs/02_prep.ipynb #c026g3
 class RescuedFaces:
     """A real backend whose misses are searched again: near the face of the nearest sampled frame (zoomed; the
@@ -1237,15 +1246,6 @@ def make_backend(
     other = BACKENDS[second](**({'device': kw['device']} if 'device' in kw else {}))
     return RescuedFaces(BACKENDS[first](**kw), other), note
 
-# %% ../nbs/02_prep.ipynb #c026k
-def pick_faces(
-    faces,  # faces of one frame
-    policy='largest',  # 'largest' or 'all'
-):
-    "The largest face (by box area) first; all faces, largest first, with policy 'all'"
-    faces = sorted(faces, key=lambda f: -float((f['box'][2] - f['box'][0]) * (f['box'][3] - f['box'][1])))
-    return faces if policy == 'all' else faces[:1]
-
 # %% ../nbs/02_prep.ipynb #c031
 ARCFACE_5 = (
     np.array(
@@ -1302,7 +1302,7 @@ def align_face(
     M = similarity(lm5, template(kind, size, margin))
     return cv2.warpAffine(frame, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), M
 
-# %% ../nbs/02_prep.ipynb #c034
+# %% ../nbs/02_prep.ipynb #c034d
 MANIFEST_COLUMNS = [
     'dataset',
     'split',
@@ -1334,12 +1334,12 @@ STAGES = ('decode', 'detect', 'align', 'write')
 def _settings(cfg):
     return {k: cfg[k] for k in ('frames', 'size', 'margin', 'template', 'backend', 'faces', 'format', 'quality')}
 
-# %% ../nbs/02_prep.ipynb #c034b
+
 def _source_stamp(p):
     st = Path(p).stat() if Path(p).exists() else None
     return [st.st_size, st.st_mtime_ns] if st else None
 
-# %% ../nbs/02_prep.ipynb #c034c
+
 def _imwrite(path, img, cfg):
     import errno
 
@@ -1350,7 +1350,7 @@ def _imwrite(path, img, cfg):
         raise OSError(errno.ENOSPC, 'No space left on device', str(path))
     raise OSError(f'could not write {path}: check the output folder and its permissions')
 
-# %% ../nbs/02_prep.ipynb #c034d
+
 def prep_video(
     row,  # one row of a reader's table (a dict)
     root,  # the dataset root
@@ -1463,7 +1463,7 @@ def prep_video(
     rec['timings'] = t
     return rec
 
-# %% ../nbs/02_prep.ipynb #c036
+# %% ../nbs/02_prep.ipynb #c036f
 def _vdir(
     out,  # the output root
     video_id,  # a video id (checked by `safe_rel`)
@@ -1479,18 +1479,31 @@ def _vdir(
         raise LayoutError(f'{up} leads out of the output folder {out} (a link?): remove it, or choose another --out')
     return d
 
-# %% ../nbs/02_prep.ipynb #c036b
+
 def _crc(f):
     return zlib.crc32(Path(f).read_bytes()) & 0xFFFFFFFF
 
-# %% ../nbs/02_prep.ipynb #c036c
+
+def commit(rec, out, tmpdir):
+    "Write the record into the temporary folder, then move the folder into place (atomic on one file system)"
+    d = Path(tmpdir)
+    d.mkdir(parents=True, exist_ok=True)
+    rec['files'] = {p.name: [p.stat().st_size, _crc(p)] for p in sorted(d.iterdir())}
+    (d / '_video.json').write_text(json.dumps(rec))
+    dst = _vdir(out, rec['video_id'])
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() or dst.is_symlink():
+        remove_video_dir(dst, rec['video_id'])  # a stale folder of this video
+    os.replace(d, dst)
+
+# %% ../nbs/02_prep.ipynb #c036g
 def _own_files(rec):
     "The files prep wrote into a video's folder, by name: those the record lists, else those its rows name"
     if 'files' in rec:
         return set(rec['files'])
     return {Path(r[c]).name for r in rec.get('rows', []) for c in ('crop', 'landmarks', 'mask') if r.get(c)}
 
-# %% ../nbs/02_prep.ipynb #c036d
+
 def _owned_record(d, video_id):
     "The record in folder `d` when dfnb prep wrote that folder for `video_id`, else None"
     f = d / '_video.json'
@@ -1501,6 +1514,21 @@ def _owned_record(d, video_id):
     except (ValueError, UnicodeDecodeError, OSError):
         return None
     return rec if isinstance(rec, dict) and rec.get('video_id') == video_id else None
+
+
+def done(row, root, out, cfg):
+    "The record of an already prepared video whose files are all intact, or None when it must be (re)done"
+    d = _vdir(out, row['video_id'])
+    rec = _owned_record(d, row['video_id'])
+    if rec is None:
+        return None
+    if rec.get('source') != _source_stamp(Path(root) / row['path']) or rec.get('settings') != _settings(cfg):
+        return None
+    for name, want in rec.get('files', {n: None for n in _own_files(rec)}).items():
+        f = d / name
+        if not f.is_file() or (want is not None and [f.stat().st_size, _crc(f)] != want):
+            return None
+    return rec
 
 # %% ../nbs/02_prep.ipynb #c036e
 def remove_video_dir(
@@ -1516,62 +1544,6 @@ def remove_video_dir(
     for name in _own_files(rec) | {'_video.json'}:
         (d / name).unlink(missing_ok=True)
     d.rmdir()
-
-# %% ../nbs/02_prep.ipynb #c036f
-def commit(rec, out, tmpdir):
-    "Write the record into the temporary folder, then move the folder into place (atomic on one file system)"
-    d = Path(tmpdir)
-    d.mkdir(parents=True, exist_ok=True)
-    rec['files'] = {p.name: [p.stat().st_size, _crc(p)] for p in sorted(d.iterdir())}
-    (d / '_video.json').write_text(json.dumps(rec))
-    dst = _vdir(out, rec['video_id'])
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
-        remove_video_dir(dst, rec['video_id'])  # a stale folder of this video
-    os.replace(d, dst)
-
-# %% ../nbs/02_prep.ipynb #c036g
-def done(row, root, out, cfg):
-    "The record of an already prepared video whose files are all intact, or None when it must be (re)done"
-    d = _vdir(out, row['video_id'])
-    rec = _owned_record(d, row['video_id'])
-    if rec is None:
-        return None
-    if rec.get('source') != _source_stamp(Path(root) / row['path']) or rec.get('settings') != _settings(cfg):
-        return None
-    for name, want in rec.get('files', {n: None for n in _own_files(rec)}).items():
-        f = d / name
-        if not f.is_file() or (want is not None and [f.stat().st_size, _crc(f)] != want):
-            return None
-    return rec
-
-# %% ../nbs/02_prep.ipynb #c038
-_W = {}
-
-
-def _init_worker(backend, root, bkw):  # a resolved backend name; the dataset root; backend options
-    cv2.setNumThreads(1)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
-    _W['backend'] = make_backend(backend, root, **bkw)[0]
-
-# %% ../nbs/02_prep.ipynb #c038b
-def _work(args):
-    row, root, out, cfg, tmpdir = args
-    try:
-        rec = prep_video(row, root, out, _W['backend'], cfg, tmpdir)
-        commit(rec, out, tmpdir)
-    except OSError as e:
-        import errno
-
-        if e.errno == errno.ENOSPC:  # finished videos are kept: the rerun resumes
-            raise OSError(e.errno, 'No space left on device (finished videos are kept)', str(out)) from None
-        raise
-    return rec
 
 # %% ../nbs/02_prep.ipynb #c038c
 def parse_shard(s):  # 'i/k', i from 0
@@ -1649,140 +1621,6 @@ class PrepJob:
     def tag(self):
         "The file-name tag of this shard's manifest and report ('' for a whole run)"
         return '' if self.shard is None else f'.shard-{self.shard[0]}-of-{self.shard[1]}'
-
-# %% ../nbs/02_prep.ipynb #c039
-def prepare(
-    dataset,  # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder, csv
-    root,  # dataset root (a CSV file for csv)
-    out,  # output root (one per dataset and compression)
-    workers=1,  # processes
-    shard=None,  # (i, k) or 'i/k'
-    progress=True,  # show a progress bar
-    reader_kw=None,  # reader options (comp, splits, methods, name)
-    backend_kw=None,  # backend options (device, det_size, min_score)
-    allow_incomplete=False,  # go on when a split would have no real or no fake videos
-    **settings,  # `PrepSettings` fields (how faces are found and cropped), e.g. frames=32, size=256
-):
-    "Prepare a dataset: crops, landmarks, masks, the manifest and the report. Resumable; returns the report"
-    t0 = time.time()
-    out = Path(out)
-    opt = PrepSettings(**settings)
-    check_settings(opt.frames, opt.size, opt.margin, opt.quality, workers)
-    cfg = dict(
-        frames=opt.frames,
-        size=opt.size,
-        margin=opt.margin,
-        template=opt.align,
-        backend=opt.backend,
-        faces=opt.faces,
-        format=opt.format,
-        quality=opt.quality,
-    )
-    df = read_dataset(dataset, root, **(reader_kw or {}))
-    check_complete(df, root, allow_incomplete)
-    base = dataset_root(dataset, root)
-    if dataset == 'folder' and (base.resolve() == out.resolve() or base.resolve() in out.resolve().parents):
-        raise ValueError(
-            f'--out {out} lies inside the dataset folder {root}, whose media are listed recursively: a rerun '
-            f'would read the crops as videos, choose an output folder outside it'
-        )
-    # the backend is built later, in the process that uses it (MediaPipe does not survive a fork)
-    bname, note = resolve_backend(opt.backend, base)
-    cfg['backend'] = bname
-    name = str(df.dataset.iloc[0])
-    claim_dir(
-        out,
-        'prep',
-        legacy=[('manifest.parquet', 'prep_report.json')],
-        dataset=name,
-        source=str(base.resolve()),
-        settings=_settings(cfg),
-    )
-    shard = parse_shard(shard) if isinstance(shard, str) else shard
-    job = PrepJob(dataset, base, out, cfg, note, bname, shard, workers, progress, backend_kw, t0)
-    tag = job.tag
-    with contextlib.ExitStack() as locks:  # a shard shares the folder and holds its own range; a full run holds it all
-        locks.enter_context(DirLock(out, 'dfnb prep', shared=shard is not None))
-        if shard is not None:
-            locks.enter_context(DirLock(out, f'dfnb prep --shard {shard[0]}/{shard[1]}', f'.dfnb{tag}.lock'))
-        return _prepare(df, job)
-
-# %% ../nbs/02_prep.ipynb #c039b
-def _prepare(
-    df,  # the reader's table
-    job,  # a `PrepJob`
-):
-    "The body of `prepare`, under its locks"
-    import pandas as pd
-
-    root = job.root
-    out = job.out
-    cfg = job.cfg
-    shard = job.shard
-    tag = job.tag
-
-    tmp_root = out / '.tmp' / (tag.strip('.') or 'all')
-    if tmp_root.exists():
-        shutil.rmtree(tmp_root)  # this run's own scratch, under its lock
-    unsplit = df[df.split.isna()]
-    rows = shard_rows(df[df.split.notna()], shard).to_dict('records')
-    for r in rows:
-        r.update({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()})
-    recs, todo = {}, []
-    for r in rows:
-        rec = done(r, root, out, cfg)
-        if rec is not None:
-            recs[r['video_id']] = rec
-        else:
-            todo.append(r)
-    skipped_complete = len(recs)
-    bar = None
-    if job.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(rows), initial=skipped_complete, desc=f'prep {job.dataset}', unit='video')
-    counts = dict(done=0, skipped=skipped_complete, failed=0)
-    new = []
-    args = [(r, str(root), str(out), cfg, str(tmp_root / f'v{n:06d}')) for n, r in enumerate(todo)]
-
-    def take(rec):
-        recs[rec['video_id']] = rec
-        new.append(rec)
-        counts['failed' if rec['failed'] else 'done'] += 1
-        if bar:
-            bar.update(1)
-            bar.set_postfix(counts, refresh=False)
-
-    if job.workers > 1 and len(args) > 1:
-        from dfnb.prep import (
-            _init_worker as init,
-            _work as work,
-        )  # by module name: a fresh worker imports them (also from this notebook)
-
-        with worker_pool(job.workers, init, (job.backend, str(root), job.backend_kw or {})) as ex:
-            for rec in ex.map(work, args, chunksize=1):
-                take(rec)
-    else:
-        _W['backend'] = make_backend(job.backend, root, **(job.backend_kw or {}))[0]
-        for a in args:
-            take(_work(a))
-    if bar:
-        bar.close()
-    if tmp_root.exists():
-        shutil.rmtree(tmp_root, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        (out / '.tmp').rmdir()  # only when no other shard still works in it
-    ordered = [recs[r['video_id']] for r in rows]
-    man = pd.DataFrame([x for rec in ordered for x in rec['rows']], columns=MANIFEST_COLUMNS)
-    man = man.sort_values(['video_id', 'frame_idx', 'face_idx'], kind='stable').reset_index(drop=True)
-    with writing(out / f'manifest{tag}.parquet'):
-        man.to_parquet(out / f'manifest{tag}.parquet.tmp', index=False)
-        os.replace(out / f'manifest{tag}.parquet.tmp', out / f'manifest{tag}.parquet')
-    rep = report(job, ordered, unsplit, counts, len(man), new, df.attrs.get('missing', []), df.attrs.get('skipped', []))
-    with writing(out / f'prep_report{tag}.json'):
-        (out / f'prep_report{tag}.json.tmp').write_text(json.dumps(rep, indent=1))
-        os.replace(out / f'prep_report{tag}.json.tmp', out / f'prep_report{tag}.json')
-    return rep
 
 # %% ../nbs/02_prep.ipynb #c040
 def report(
@@ -1893,6 +1731,168 @@ def summary(rep):
             f"all are listed under 'skipped_inputs' in prep_report.json",
         )
     return '\n'.join(lines)
+
+# %% ../nbs/02_prep.ipynb #c039
+_W = {}
+
+
+def _init_worker(backend, root, bkw):  # a resolved backend name; the dataset root; backend options
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    _W['backend'] = make_backend(backend, root, **bkw)[0]
+
+
+def _work(args):
+    row, root, out, cfg, tmpdir = args
+    try:
+        rec = prep_video(row, root, out, _W['backend'], cfg, tmpdir)
+        commit(rec, out, tmpdir)
+    except OSError as e:
+        import errno
+
+        if e.errno == errno.ENOSPC:  # finished videos are kept: the rerun resumes
+            raise OSError(e.errno, 'No space left on device (finished videos are kept)', str(out)) from None
+        raise
+    return rec
+
+
+def _prepare(
+    df,  # the reader's table
+    job,  # a `PrepJob`
+):
+    "The body of `prepare`, under its locks"
+    import pandas as pd
+
+    root = job.root
+    out = job.out
+    cfg = job.cfg
+    shard = job.shard
+    tag = job.tag
+
+    tmp_root = out / '.tmp' / (tag.strip('.') or 'all')
+    if tmp_root.exists():
+        shutil.rmtree(tmp_root)  # this run's own scratch, under its lock
+    unsplit = df[df.split.isna()]
+    rows = shard_rows(df[df.split.notna()], shard).to_dict('records')
+    for r in rows:
+        r.update({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()})
+    recs, todo = {}, []
+    for r in rows:
+        rec = done(r, root, out, cfg)
+        if rec is not None:
+            recs[r['video_id']] = rec
+        else:
+            todo.append(r)
+    skipped_complete = len(recs)
+    bar = None
+    if job.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(rows), initial=skipped_complete, desc=f'prep {job.dataset}', unit='video')
+    counts = dict(done=0, skipped=skipped_complete, failed=0)
+    new = []
+    args = [(r, str(root), str(out), cfg, str(tmp_root / f'v{n:06d}')) for n, r in enumerate(todo)]
+
+    def take(rec):
+        recs[rec['video_id']] = rec
+        new.append(rec)
+        counts['failed' if rec['failed'] else 'done'] += 1
+        if bar:
+            bar.update(1)
+            bar.set_postfix(counts, refresh=False)
+
+    if job.workers > 1 and len(args) > 1:
+        from dfnb.prep import (
+            _init_worker as init,
+            _work as work,
+        )  # by module name: a fresh worker imports them (also from this notebook)
+
+        with worker_pool(job.workers, init, (job.backend, str(root), job.backend_kw or {})) as ex:
+            for rec in ex.map(work, args, chunksize=1):
+                take(rec)
+    else:
+        _W['backend'] = make_backend(job.backend, root, **(job.backend_kw or {}))[0]
+        for a in args:
+            take(_work(a))
+    if bar:
+        bar.close()
+    if tmp_root.exists():
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (out / '.tmp').rmdir()  # only when no other shard still works in it
+    ordered = [recs[r['video_id']] for r in rows]
+    man = pd.DataFrame([x for rec in ordered for x in rec['rows']], columns=MANIFEST_COLUMNS)
+    man = man.sort_values(['video_id', 'frame_idx', 'face_idx'], kind='stable').reset_index(drop=True)
+    with writing(out / f'manifest{tag}.parquet'):
+        man.to_parquet(out / f'manifest{tag}.parquet.tmp', index=False)
+        os.replace(out / f'manifest{tag}.parquet.tmp', out / f'manifest{tag}.parquet')
+    rep = report(job, ordered, unsplit, counts, len(man), new, df.attrs.get('missing', []), df.attrs.get('skipped', []))
+    with writing(out / f'prep_report{tag}.json'):
+        (out / f'prep_report{tag}.json.tmp').write_text(json.dumps(rep, indent=1))
+        os.replace(out / f'prep_report{tag}.json.tmp', out / f'prep_report{tag}.json')
+    return rep
+
+
+def prepare(
+    dataset,  # reader name: ffpp, cdf, dfdc, dfdcp, dfd, folder, csv
+    root,  # dataset root (a CSV file for csv)
+    out,  # output root (one per dataset and compression)
+    workers=1,  # processes
+    shard=None,  # (i, k) or 'i/k'
+    progress=True,  # show a progress bar
+    reader_kw=None,  # reader options (comp, splits, methods, name)
+    backend_kw=None,  # backend options (device, det_size, min_score)
+    allow_incomplete=False,  # go on when a split would have no real or no fake videos
+    **settings,  # `PrepSettings` fields (how faces are found and cropped), e.g. frames=32, size=256
+):
+    "Prepare a dataset: crops, landmarks, masks, the manifest and the report. Resumable; returns the report"
+    t0 = time.time()
+    out = Path(out)
+    opt = PrepSettings(**settings)
+    check_settings(opt.frames, opt.size, opt.margin, opt.quality, workers)
+    cfg = dict(
+        frames=opt.frames,
+        size=opt.size,
+        margin=opt.margin,
+        template=opt.align,
+        backend=opt.backend,
+        faces=opt.faces,
+        format=opt.format,
+        quality=opt.quality,
+    )
+    df = read_dataset(dataset, root, **(reader_kw or {}))
+    check_complete(df, root, allow_incomplete)
+    base = dataset_root(dataset, root)
+    if dataset == 'folder' and (base.resolve() == out.resolve() or base.resolve() in out.resolve().parents):
+        raise ValueError(
+            f'--out {out} lies inside the dataset folder {root}, whose media are listed recursively: a rerun '
+            f'would read the crops as videos, choose an output folder outside it'
+        )
+    # the backend is built later, in the process that uses it (MediaPipe does not survive a fork)
+    bname, note = resolve_backend(opt.backend, base)
+    cfg['backend'] = bname
+    name = str(df.dataset.iloc[0])
+    claim_dir(
+        out,
+        'prep',
+        legacy=[('manifest.parquet', 'prep_report.json')],
+        dataset=name,
+        source=str(base.resolve()),
+        settings=_settings(cfg),
+    )
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    job = PrepJob(dataset, base, out, cfg, note, bname, shard, workers, progress, backend_kw, t0)
+    tag = job.tag
+    with contextlib.ExitStack() as locks:  # a shard shares the folder and holds its own range; a full run holds it all
+        locks.enter_context(DirLock(out, 'dfnb prep', shared=shard is not None))
+        if shard is not None:
+            locks.enter_context(DirLock(out, f'dfnb prep --shard {shard[0]}/{shard[1]}', f'.dfnb{tag}.lock'))
+        return _prepare(df, job)
 
 # %% ../nbs/02_prep.ipynb #c046
 def read_frame_at(path, i):
