@@ -786,6 +786,9 @@ def five_points(lm):  # (68+, 2) landmarks in the iBUG order
     return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
 
 # %% ../nbs/02_prep.ipynb #c026c
+from .synth import read_sidecars
+
+
 class SidecarFaces:
     "Faces from the truth sidecars of a synthetic world (not a detector: exact landmarks, one face per frame)"
 
@@ -795,11 +798,11 @@ class SidecarFaces:
         self.root = Path(root)
         self.index = {}
         self.attrs = {}  # video → the subject's group attributes, where the world recorded them
-        for j in sorted((self.root / 'truth').rglob('*.json')):
-            try:
-                m = json.loads(j.read_text())
-            except (ValueError, UnicodeDecodeError):
-                raise LayoutError(f'{j} is not a readable truth sidecar: rewrite the world with `dfnb synth`') from None
+        try:
+            sidecars = read_sidecars(self.root)
+        except ValueError as e:  # the same message, as the layout error prep raises
+            raise LayoutError(str(e)) from None
+        for j, m in sidecars:
             for v in m['videos']:
                 self.index[v] = j.with_suffix('.npz')
                 self.attrs[v] = m.get('attributes')

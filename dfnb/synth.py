@@ -6,11 +6,12 @@
 __all__ = ['GEOM', 'GEOM_NAMES', 'FOREHEAD_ORDER', 'EXPR', 'CANON_BOX', 'POPS', 'CAPTURE', 'METHODS', 'PRESETS', 'FF_METHODS',
            'FF_CRF', 'CDF_CRF', 'DFDC_METHODS', 'DFDC_P', 'sample_geometry', 'clip_geometry', 'canonical_landmarks',
            'rotation', 'project', 'sample_appearance', 'identity_texture', 'attributes', 'render_face', 'frame_width',
-           'make_scene', 'clip_dynamics', 'render_clip', 'hull_mask', 'resolution_loss', 'sharpen', 'color_transfer',
-           'blend', 'triangles', 'pwa_warp', 'checkerboard', 'sample_knobs', 'fake_clip', 'perturb', 'x264_params',
-           'yuv_frame', 'write_video', 'write_json', 'write_npz', 'boxes_of', 'make_identity', 'make_clip',
-           'ffpp_layout', 'ffpp_outputs', 'task_ffpp_pair', 'cdf_layout', 'task_cdf_clip', 'task_cdf_youtube',
-           'dfdc_layout', 'task_dfdc_actor', 'plan', 'write_indexes', 'synthesize', 'truth_index']
+           'make_scene', 'clip_dynamics', 'render_clip', 'region_mask', 'resolution_loss', 'sharpen_face',
+           'match_colors', 'blend_face', 'triangles', 'pwa_warp', 'checkerboard', 'sample_knobs', 'fake_clip',
+           'perturb_capture', 'x264_params', 'yuv_frame', 'write_video', 'write_json', 'write_npz', 'boxes_of',
+           'make_identity', 'make_clip', 'ffpp_layout', 'ffpp_outputs', 'task_ffpp_pair', 'cdf_layout', 'task_cdf_clip',
+           'task_cdf_youtube', 'dfdc_layout', 'task_dfdc_actor', 'plan', 'write_indexes', 'synthesize', 'read_sidecars',
+           'truth_index']
 
 # %% ../nbs/01_synth.ipynb #c002
 import numpy as np, cv2, json, os, string, errno, time
@@ -529,7 +530,7 @@ def render_clip(ident, tex, scene, poses, exprs, seed):
     return [o[0] for o in out], [o[1] for o in out]
 
 # %% ../nbs/01_synth.ipynb #c017
-def hull_mask(shape, *pts_sets, dilate=0):
+def region_mask(shape, *pts_sets, dilate=0):
     "Filled convex hull of the union of point sets (uint8 0/255), optionally dilated by `dilate` px"
     m = np.zeros(shape[:2], np.uint8)
     pts = np.concatenate([np.asarray(p, np.float32) for p in pts_sets])
@@ -558,7 +559,7 @@ def resolution_loss(img, mask, scale):
     return out
 
 # %% ../nbs/01_synth.ipynb #c017d
-def sharpen(img, mask, amount):
+def sharpen_face(img, mask, amount):
     """Unsharp-mask the mask's bounding box by `amount` (0 = untouched): a swap synthesised at a higher resolution
     than the video"""
     if amount <= 0 or not mask.any():
@@ -572,7 +573,7 @@ def sharpen(img, mask, amount):
     return out
 
 # %% ../nbs/01_synth.ipynb #c017e
-def color_transfer(src, dst, mask, strength=1.0, mean_only=False):
+def match_colors(src, dst, mask, strength=1.0, mean_only=False):
     "Match src's per-channel mean (and std) inside mask to dst's, by `strength` in [0,1]"
     if strength <= 0 or not mask.any():
         return src
@@ -584,7 +585,7 @@ def color_transfer(src, dst, mask, strength=1.0, mean_only=False):
     return np.clip(t + strength * (t2 - t), 0, 255).astype(np.uint8)
 
 # %% ../nbs/01_synth.ipynb #c017f
-def blend(dst, src, hard, feather=0.0, poisson=False):
+def blend_face(dst, src, hard, feather=0.0, poisson=False):
     """Blend src into dst through mask `hard` (0/255): Gaussian-feathered alpha (sigma `feather` px) or Poisson.
     Returns (image, mask)"""
     if poisson:
@@ -688,10 +689,10 @@ def sample_knobs(method, r, overrides=None):
 
 # %% ../nbs/01_synth.ipynb #c020b
 def _swap_frame(tgt_img, tgt_lm, src_img, src_lm, k, s):
-    hard = hull_mask(tgt_img.shape, tgt_lm[:27], src_lm[:27])
-    src_img = sharpen(resolution_loss(src_img, hard, k['res_scale']), hard, k.get('sharpen', 0))
-    src_img = color_transfer(src_img, tgt_img, hard, k['color'])
-    return blend(tgt_img, src_img, hard, k['feather'] * 2 * s, k['poisson'])
+    hard = region_mask(tgt_img.shape, tgt_lm[:27], src_lm[:27])
+    src_img = sharpen_face(resolution_loss(src_img, hard, k['res_scale']), hard, k.get('sharpen', 0))
+    src_img = match_colors(src_img, tgt_img, hard, k['color'])
+    return blend_face(tgt_img, src_img, hard, k['feather'] * 2 * s, k['poisson'])
 
 # %% ../nbs/01_synth.ipynb #c020c
 def fake_clip(method, tgt, src, k, seed):
@@ -716,10 +717,10 @@ def fake_clip(method, tgt, src, k, seed):
             lm[17:68] = slm[17:68]
         elif method == 'FaceSwap':
             w = pwa_warp(src['frames'][i], src['lms'][i][:68], tlm[:68], timg.shape)
-            hard = hull_mask(timg.shape, tlm[:27])
+            hard = region_mask(timg.shape, tlm[:27])
             w = resolution_loss(w, hard, k['res_scale'])
-            w = color_transfer(w, timg, hard, k['color'], mean_only=True)
-            out, m = blend(timg, w, hard, k['feather'] * 2 * s, k['poisson'])
+            w = match_colors(w, timg, hard, k['color'], mean_only=True)
+            out, m = blend_face(timg, w, hard, k['feather'] * 2 * s, k['poisson'])
         else:
             ex = dict(tgt['exprs'][i])
             ex.update(
@@ -732,14 +733,14 @@ def fake_clip(method, tgt, src, k, seed):
             )
             rimg, rlm = render_face(tgt['ident'], ex, pose, tgt['scene'], rs, tgt['tex'])
             if method == 'Face2Face':
-                hard = hull_mask(timg.shape, tlm[2:15], rlm[2:15], tlm[29:36])
+                hard = region_mask(timg.shape, tlm[2:15], rlm[2:15], tlm[29:36])
                 keep = np.r_[2:15, 48:68]
             else:
-                hard = hull_mask(timg.shape, tlm[48:60], rlm[48:60], dilate=0.12 * s)
+                hard = region_mask(timg.shape, tlm[48:60], rlm[48:60], dilate=0.12 * s)
                 keep = np.r_[5:12, 48:68]
                 rimg = checkerboard(rimg, hard, k['checker'])
             rimg = resolution_loss(rimg, hard, k['res_scale'])
-            out, m = blend(timg, rimg, hard, k['feather'] * 2 * s, k['poisson'])
+            out, m = blend_face(timg, rimg, hard, k['feather'] * 2 * s, k['poisson'])
             lm[keep] = rlm[keep]
         frames.append(out)
         lms.append(lm)
@@ -747,7 +748,7 @@ def fake_clip(method, tgt, src, k, seed):
     return frames, lms, masks
 
 # %% ../nbs/01_synth.ipynb #c020d
-def perturb(frames, r):
+def perturb_capture(frames, r):
     "DFDC-style capture perturbations on a whole video: noise, blur, down-up rescale (each with some probability)"
     kn = dict(
         noise=float(r.uniform(0.01, 0.04)) if r.uniform() < 0.3 else 0.0,
@@ -1160,7 +1161,7 @@ def task_dfdc_actor(root, cfg, seed, i, real, fakes, split):
         if (root / rel).exists() and (root / _truth(rel)).with_suffix('.json').exists():
             return 0
         r = rng(seed, 'dfdc', 'capture', rel)
-        fr, pk = perturb(frames, r)
+        fr, pk = perturb_capture(frames, r)
         crf = int(r.integers(20, 37))
         v = [(rel, crf)]
         return _save(
@@ -1278,32 +1279,6 @@ def _run_task(args):
             ) from e
         raise
 
-# %% ../nbs/01_synth.ipynb #c030d
-def synthesize(out, preset='tiny', seed=0, worlds=('ffpp', 'cdf', 'dfdc'), workers=None, progress=True, **overrides):
-    "Write the synthetic worlds under `out`; resumable (finished videos are skipped). Returns a report dict"
-    if preset not in PRESETS:
-        raise ValueError(f'unknown preset {preset!r}: choose one of {list(PRESETS)}')
-    cfg = {**PRESETS[preset], **overrides}
-    if not (isinstance(cfg['frames'], int) and 1 <= cfg['frames'] <= 10000):
-        raise ValueError(f"--frames {cfg['frames']!r} is out of range, give a whole number from 1 to 10000")
-    if not (isinstance(cfg['size'], int) and 32 <= cfg['size'] <= 4096):
-        raise ValueError(f"--size {cfg['size']!r} is out of range, give a multiple of 16 from 32 to 4096")
-    if workers is not None and workers < 1:
-        raise ValueError(f'--workers {workers} must be at least 1')
-    t0 = time.time()
-    root = Path(out)
-    old = root / 'synth_report.json'
-    if old.is_file() and not (root / MARKER).exists():  # written by an older dfnb: the same worlds, or refused
-        r = json.loads(old.read_text())
-        if (r.get('preset'), r.get('seed'), r.get('config')) != (preset, seed, json.loads(json.dumps(cfg))):
-            raise ValueError(
-                f"{root} holds worlds of preset {r.get('preset')} seed {r.get('seed')} with other settings: "
-                f'choose another --out'
-            )
-    claim_dir(root, 'synth', legacy=('synth_report.json',), preset=preset, seed=seed, config=cfg)
-    with DirLock(root, 'dfnb synth'):
-        return _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0)
-
 # %% ../nbs/01_synth.ipynb #c030e
 def _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0):
     "The body of `synthesize`, in a folder this process holds"
@@ -1352,6 +1327,46 @@ def _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0):
     write_json(root / 'synth_report.json', rep)
     return rep
 
+# %% ../nbs/01_synth.ipynb #c030d
+def synthesize(out, preset='tiny', seed=0, worlds=('ffpp', 'cdf', 'dfdc'), workers=None, progress=True, **overrides):
+    "Write the synthetic worlds under `out`; resumable (finished videos are skipped). Returns a report dict"
+    if preset not in PRESETS:
+        raise ValueError(f'unknown preset {preset!r}: choose one of {list(PRESETS)}')
+    cfg = {**PRESETS[preset], **overrides}
+    if not (isinstance(cfg['frames'], int) and 1 <= cfg['frames'] <= 10000):
+        raise ValueError(f"--frames {cfg['frames']!r} is out of range, give a whole number from 1 to 10000")
+    if not (isinstance(cfg['size'], int) and 32 <= cfg['size'] <= 4096):
+        raise ValueError(f"--size {cfg['size']!r} is out of range, give a multiple of 16 from 32 to 4096")
+    if workers is not None and workers < 1:
+        raise ValueError(f'--workers {workers} must be at least 1')
+    t0 = time.time()
+    root = Path(out)
+    old = root / 'synth_report.json'
+    if old.is_file() and not (root / MARKER).exists():  # written by an older dfnb: the same worlds, or refused
+        r = json.loads(old.read_text())
+        if (r.get('preset'), r.get('seed'), r.get('config')) != (preset, seed, json.loads(json.dumps(cfg))):
+            raise ValueError(
+                f"{root} holds worlds of preset {r.get('preset')} seed {r.get('seed')} with other settings: "
+                f'choose another --out'
+            )
+    claim_dir(root, 'synth', legacy=('synth_report.json',), preset=preset, seed=seed, config=cfg)
+    with DirLock(root, 'dfnb synth'):
+        return _synthesize(root, cfg, preset, seed, worlds, workers, progress, t0)
+
+# %% ../nbs/01_synth.ipynb #c031b
+def read_sidecars(
+    root,  # a world's root (it holds truth/)
+):
+    "Every truth sidecar of a world as (its JSON path, its contents), in path order; an unreadable one is an error"
+    out = []
+    for j in sorted((Path(root) / 'truth').rglob('*.json')):
+        try:
+            m = json.loads(j.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(f'{j} is not a readable truth sidecar: rewrite the world with `dfnb synth`') from None
+        out.append((j, m))
+    return out
+
 # %% ../nbs/01_synth.ipynb #c032
 def truth_index(root):
     "One row per video file of a world, from its truth sidecars"
@@ -1359,8 +1374,7 @@ def truth_index(root):
 
     root = Path(root)
     rows = []
-    for j in sorted((root / 'truth').rglob('*.json')):
-        m = json.loads(j.read_text())
+    for j, m in read_sidecars(root):
         for v, crf in zip(m['videos'], m['crf']):
             rows.append(
                 dict(
