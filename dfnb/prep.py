@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np, cv2
 from pathlib import Path, PurePosixPath
 from .core import DirLock, claim_dir, worker_pool, writing
-from .synth import truth_index
+from .synth import read_sidecars, truth_index
 
 # %% ../nbs/02_prep.ipynb #c005
 VIDEO_EXTS = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v'}
@@ -786,9 +786,6 @@ def five_points(lm):  # (68+, 2) landmarks in the iBUG order
     return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
 
 # %% ../nbs/02_prep.ipynb #c026c
-from .synth import read_sidecars
-
-
 class SidecarFaces:
     "Faces from the truth sidecars of a synthetic world (not a detector: exact landmarks, one face per frame)"
 
