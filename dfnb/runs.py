@@ -7,14 +7,14 @@ __all__ = ['RUN_FILES', 'run_file', 'save_checkpoint', 'load_checkpoint', 'write
            'read_summary', 'prep_settings', 'imported_from', 'run_crop_settings', 'write_decisions', 'read_decisions',
            'fitted_decisions', 'test_sets', 'dataset_names', 'write_set_results', 'check_results_owner',
            'write_results_index', 'read_results', 'Logger', 'truncate_logs', 'write_card', 'check_import_target',
-           'write_imported_run', 'load_run', 'FeaturesMissing', 'score_loader']
+           'write_imported_run', 'load_run', 'plugin_of', 'FeaturesMissing', 'score_loader']
 
 # %% ../nbs/08_runs.ipynb #r002
-import csv, json, os, re, shutil
+import csv, json, os, re, shutil, sys
 import numpy as np, pandas as pd, torch
 from pathlib import Path
 from .core import read_json, save_config, writing, pick_device, autocast, channels_last
-from .core import claim_dir, DirLock, detector_names, DETECTORS
+from .core import claim_dir, DirLock, detector_names, DETECTORS, PLUGIN_ENV
 from .detectors.base import create_detector
 from .decisions import FALLBACK_NOTE, apply_temperature
 
@@ -536,6 +536,14 @@ def load_run(
     settings = ck.get('settings') or cfg.get('model', {})
     if method is None:
         raise ValueError(f'{f} does not say which detector it holds (no "method" entry)')
+    if method not in detector_names():
+        plug = ck.get('plugin') or read_summary(run if run.is_dir() else run.parent).get('plugin')
+        how = (
+            f'pass --plugin {plug} (or add it to ${PLUGIN_ENV})'
+            if plug
+            else 'pass the plugin that registers it (--plugin)'
+        )
+        raise ValueError(f'{f} holds a {method!r} detector, which no loaded plugin registers: {how}')
     if settings.get('pretrained'):
         settings = {**settings, 'pretrained': None}  # the checkpoint holds every weight
     m = create_detector(method, **settings)
@@ -549,6 +557,15 @@ def load_run(
         ) from None
     m.to(pick_device(device)).eval()
     return m, {k: v for k, v in ck.items() if k not in ('model', 'optimizer', 'scheduler', 'rng')}
+
+# %% ../nbs/08_runs.ipynb #r031
+def plugin_of(method):  # a registered detector name
+    "The plugin (a .py file, or a module name) that registered `method`; None for dfnb's own and a notebook's detectors"
+    mod = DETECTORS.get(method).__module__
+    if mod.split('.')[0] == 'dfnb' or mod == '__main__':
+        return None
+    f = getattr(sys.modules.get(mod), '__file__', None)
+    return str(Path(f).resolve()) if mod.startswith('dfnb_plugin_') and f else mod
 
 # %% ../nbs/08_runs.ipynb #c017
 class FeaturesMissing(ValueError):

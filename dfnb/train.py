@@ -26,7 +26,7 @@ from .detectors.base import preset_of, create_detector, check_settings
 from .data import make_loader, load_manifest, resume
 from .metrics import evaluate_scores
 from .runs import Logger, load_checkpoint, save_checkpoint, score_loader, prep_settings, imported_from
-from .runs import RUN_FILES, run_config, run_file, truncate_logs, write_card, write_config, write_summary
+from .runs import RUN_FILES, plugin_of, run_config, run_file, truncate_logs, write_card, write_config, write_summary
 
 # %% ../nbs/08_train.ipynb #c005
 @dataclass
@@ -387,6 +387,7 @@ def _train(cfg, out, device, rank, world, log, progress):
                         score=score,
                         prep=prep,
                         precision=precision,
+                        plugin=plugin_of(cfg.method),
                     )
                 rngs = rng_state()
                 save_checkpoint(
@@ -422,6 +423,7 @@ def _train(cfg, out, device, rank, world, log, progress):
         out=str(out),
         prep=prep,
         precision=precision,
+        plugin=plugin_of(cfg.method),
     )
     if rank == 0:
         write_summary(out, summ)
