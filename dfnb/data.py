@@ -488,11 +488,11 @@ def domain_names(
     extra = [d for n, kind in SAMPLE_KINDS.items() if n in set(needs) for d in kind.domains]
     return ('real', *ms, *dict.fromkeys(extra))
 
-# %% ../nbs/04_data.ipynb #c014p
+# %% ../nbs/04_data.ipynb #c014p0
 def _reads_pristine(needs):
     return 'pairs' in needs or any(SAMPLE_KINDS[n].pristine for n in needs if n in SAMPLE_KINDS)
 
-
+# %% ../nbs/04_data.ipynb #c014p
 def plan_kinds(
     made,  # the needs of the sample kinds to make (none at evaluation)
     label,  # the rows' labels
