@@ -24,9 +24,6 @@ def read_rgb(path):  # an image file
     return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
 
 # %% ../nbs/03_blend.ipynb #c008
-HULLS = ('dfl_full', 'extended', 'components', 'facehull')
-
-
 def _span(a, b):
     return list(range(a, b))
 
@@ -67,6 +64,9 @@ def raise_brows(lm):  # (68+, 2) landmarks
     return p
 
 # %% ../nbs/03_blend.ipynb #c008d
+HULLS = ('dfl_full', 'extended', 'components', 'facehull')
+
+
 def hull_mask(
     lm,  # (68, 2) or (81, 2) landmarks in image pixels
     shape,  # image shape (H, W, ...)
@@ -127,9 +127,6 @@ def elastic(
     return cv2.remap(x, gx + dx, gy + dy, interp, borderMode=border)
 
 # %% ../nbs/03_blend.ipynb #c014
-RATIOS = (0.25, 0.5, 0.75, 1, 1, 1)
-
-
 def _odd(r, lo, hi):
     return int(2 * r.integers(lo // 2, hi // 2 + 1) + 1)  # odd integer in [lo, hi]
 
@@ -161,6 +158,9 @@ def blend_mask(
     return cv2.resize(m / m.max(), (w, h), interpolation=cv2.INTER_LINEAR)
 
 # %% ../nbs/03_blend.ipynb #c014c
+RATIOS = (0.25, 0.5, 0.75, 1, 1, 1)
+
+
 def blend_ratio(r, ratios=RATIOS):  # np.random.Generator; the ratios to draw from
     "The dynamic blend ratio ρ (1 half of the time by default)"
     return float(ratios[int(r.integers(len(ratios)))])
@@ -520,6 +520,10 @@ def face_cut(lm, shape, enlarge=1.2):  # landmarks; image shape; enlargement of 
 def transpose_boxes(b):
     return np.asarray(b, np.float32)[:, [1, 0, 3, 2]]  # (x0, y0, x1, y1) ↔ (y0, x0, y1, x1)
 
+# %% ../nbs/03_blend.ipynb #c036b
+def _affine3(a):
+    return np.vstack([np.asarray(a, np.float64).reshape(2, 3), [0, 0, 1]])
+
 # %% ../nbs/03_blend.ipynb #c036
 def pristine_index(man):  # a manifest table
     "For each row, the position of its pixel-aligned pristine frame: itself for a real, -1 when missing"
@@ -543,10 +547,6 @@ def pristine_index(man):  # a manifest table
     return (
         want.merge(key, how='left', on=['video_id', 'frame_idx', 'face_idx'])['pos'].fillna(-1).astype(int).to_numpy()
     )
-
-# %% ../nbs/03_blend.ipynb #c036b
-def _affine3(a):
-    return np.vstack([np.asarray(a, np.float64).reshape(2, 3), [0, 0, 1]])
 
 # %% ../nbs/03_blend.ipynb #c036c
 def mfs_inputs(
