@@ -40,7 +40,7 @@ def _unknown(
     hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ''
     return _KeyError(f"unknown {what}{hint}; valid: {', '.join(valid) or '(none)'}")
 
-# %% ../nbs/00_core.ipynb #b41524c6
+# %% ../nbs/00_core.ipynb #b41524c6b
 def _is_dfnb_settings(f: Path) -> bool:
     "Is `f` an nbdev `settings.ini` whose `lib_name` is `dfnb`?"
     if not f.is_file():
@@ -52,7 +52,7 @@ def _is_dfnb_settings(f: Path) -> bool:
         return False
     return cp.get('DEFAULT', 'lib_name', fallback=None) == 'dfnb'
 
-# %% ../nbs/00_core.ipynb #b41524c6b
+
 def repo_root(
     start=None,  # Directory to start from; defaults to the current working directory
 ) -> Path | None:
@@ -132,7 +132,7 @@ def worker_init_fn(
     np.random.seed(s % 2**32)
     random.seed(s)
 
-# %% ../nbs/00_core.ipynb #67d9c833
+# %% ../nbs/00_core.ipynb #67d9c833b
 def _seed_key(k) -> str:
     "Canonical, process-independent text for one key of `derive_seed`."
     if isinstance(k, numbers.Integral):
@@ -145,7 +145,7 @@ def _seed_key(k) -> str:
         t, s = 'r', repr(k)
     return f'{t}{len(s)}:{s}'
 
-# %% ../nbs/00_core.ipynb #67d9c833b
+
 def derive_seed(
     *keys,  # Any mix of ints and strings (other objects are keyed by their `repr`)
 ) -> int:
@@ -178,17 +178,10 @@ def to_dict(
     return cfg
 
 # %% ../nbs/00_core.ipynb #ee5c8970
-_BOOLS = {'true': True, 'yes': True, 'on': True, '1': True, 'false': False, 'no': False, 'off': False, '0': False}
-
-
-def _tname(tp) -> str:
-    return getattr(tp, '__name__', None) if isinstance(tp, type) else str(tp).replace('typing.', '')
-
-# %% ../nbs/00_core.ipynb #ee5c8970b
 def _bad(key, v, tp, why='') -> ValueError:
     return ValueError(f"config key {key!r}: cannot use {v!r} as {_tname(tp)}{why}")
 
-# %% ../nbs/00_core.ipynb #ee5c8970c
+
 def _coerce_scalar(v, tp, key):
     "Convert a scalar `v` to the plain class `tp` (bool, int, float, str, Path, ...)."
     if tp is bool:
@@ -234,7 +227,7 @@ def _coerce_scalar(v, tp, key):
     except Exception as e:
         raise _bad(key, v, tp, f' ({e})') from e
 
-# %% ../nbs/00_core.ipynb #ee5c8970d
+
 def _coerce_seq(v, tp, key):
     "Convert a list-like `v` to `list[X]`/`tuple[...]`/`set[X]`."
     origin, args = get_origin(tp) or tp, get_args(tp)
@@ -247,7 +240,7 @@ def _coerce_seq(v, tp, key):
     item = args[0] if args else Any
     return origin(_coerce(x, item, f'{key}[{i}]') for i, x in enumerate(v))
 
-# %% ../nbs/00_core.ipynb #ee5c8970e
+
 def _coerce(v, tp, key: str):
     "Convert `v` to the annotated type `tp`; `key` (dotted) names the field in errors."
     origin, args = get_origin(tp), get_args(tp)
@@ -285,7 +278,14 @@ def _coerce(v, tp, key: str):
         raise _bad(key, v, tp)
     return _coerce_scalar(v, tp, key)
 
-# %% ../nbs/00_core.ipynb #aca97b26
+
+_BOOLS = {'true': True, 'yes': True, 'on': True, '1': True, 'false': False, 'no': False, 'off': False, '0': False}
+
+
+def _tname(tp) -> str:
+    return getattr(tp, '__name__', None) if isinstance(tp, type) else str(tp).replace('typing.', '')
+
+# %% ../nbs/00_core.ipynb #aca97b26f
 class _Required:
     "Placeholder for a field without default (see `load_config`); survives `deepcopy` as itself."
 
@@ -298,11 +298,11 @@ class _Required:
 
 _REQUIRED = _Required()
 
-# %% ../nbs/00_core.ipynb #aca97b26b
+
 def _join(prefix, k):
     return f'{prefix}.{k}' if prefix else str(k)
 
-# %% ../nbs/00_core.ipynb #aca97b26c
+
 def _hints(cls) -> dict:
     "Resolved type annotations of dataclass `cls` (falls back to the raw `field.type`)."
     try:
@@ -310,7 +310,7 @@ def _hints(cls) -> dict:
     except Exception:
         return {f.name: f.type for f in fields(cls)}
 
-# %% ../nbs/00_core.ipynb #aca97b26d
+
 def _field_default(f):
     "The default value of dataclass field `f`, or `MISSING`."
     if f.default is not MISSING:
@@ -319,7 +319,7 @@ def _field_default(f):
         return f.default_factory()
     return MISSING
 
-# %% ../nbs/00_core.ipynb #aca97b26e
+
 def _merge(a: dict, b: dict) -> dict:
     "Deep-merge `b` into a copy of `a` (values from `b` win; nested dicts are merged)."
     out = dict(a)
@@ -327,7 +327,7 @@ def _merge(a: dict, b: dict) -> dict:
         out[k] = _merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
     return out
 
-# %% ../nbs/00_core.ipynb #aca97b26f
+
 def from_dict(
     cls,  # The dataclass to build
     d: dict,  # Plain (e.g. YAML-loaded) data; missing keys take the defaults
@@ -405,21 +405,6 @@ def apply_overrides(
         node[parts[-1]] = parse_value(raw)
     return d
 
-# %% ../nbs/00_core.ipynb #92aa2ce6
-def _skeleton(cls) -> dict:
-    "Plain dict of `cls`'s defaults, with `_REQUIRED` for fields without one, so every valid key exists."
-    hints, out = _hints(cls), {}
-    for f in fields(cls):
-        if not f.init:
-            continue
-        if (v := _field_default(f)) is not MISSING:
-            out[f.name] = to_dict(v)
-        elif is_dataclass(hints.get(f.name)):
-            out[f.name] = _skeleton(hints[f.name])
-        else:
-            out[f.name] = _REQUIRED
-    return out
-
 # %% ../nbs/00_core.ipynb #92aa2ce6b
 def read_yaml(path):  # a YAML file from the user
     "The data of a YAML file, read safely (no Python tags); errors name the file"
@@ -440,6 +425,21 @@ def read_yaml(path):  # a YAML file from the user
         ) from None
 
 # %% ../nbs/00_core.ipynb #92aa2ce6c
+def _skeleton(cls) -> dict:
+    "Plain dict of `cls`'s defaults, with `_REQUIRED` for fields without one, so every valid key exists."
+    hints, out = _hints(cls), {}
+    for f in fields(cls):
+        if not f.init:
+            continue
+        if (v := _field_default(f)) is not MISSING:
+            out[f.name] = to_dict(v)
+        elif is_dataclass(hints.get(f.name)):
+            out[f.name] = _skeleton(hints[f.name])
+        else:
+            out[f.name] = _REQUIRED
+    return out
+
+
 def load_config(
     cls,  # Config dataclass
     path=None,  # YAML file with the values that differ from the defaults
@@ -488,11 +488,11 @@ def pick_device(
             raise RuntimeError(f"device {str(pref)!r} requested, but only {n} CUDA device(s) are visible")
     return dev
 
-# %% ../nbs/00_core.ipynb #e0b406b4
+# %% ../nbs/00_core.ipynb #e0b406b4b
 def _in_test() -> bool:
     return bool(os.environ.get('IN_TEST') or os.environ.get('PYTEST_CURRENT_TEST'))
 
-# %% ../nbs/00_core.ipynb #e0b406b4b
+
 def auto_threads() -> int:
     "The number of torch threads `set_threads('auto')` picks (see the rules above)."
     if omp := os.environ.get('OMP_NUM_THREADS', '').strip():
@@ -578,15 +578,15 @@ def autocast(
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
-# %% ../nbs/00_core.ipynb #5cb97982
+# %% ../nbs/00_core.ipynb #5cb97982c
 def _pays_channels_last(dev) -> bool:
     return dev.type == 'cuda' or (dev.type == 'cpu' and cpu_has_bf16())
 
-# %% ../nbs/00_core.ipynb #5cb97982b
+
 def _wants_channels_last(enabled, dev) -> bool:
     return enabled is True or enabled in ('bf16', 'fp16') or (enabled == 'auto' and _pays_channels_last(dev))
 
-# %% ../nbs/00_core.ipynb #5cb97982c
+
 def channels_last(
     x,  # An `nn.Module` or a tensor (only 4-D tensors are converted)
     enabled='auto',  # the amp setting: 'auto' (only where it pays), 'bf16', 'fp16', True or False
@@ -602,7 +602,7 @@ def channels_last(
         return x
     return x.contiguous(memory_format=torch.channels_last) if _wants_channels_last(enabled, x.device) else x
 
-# %% ../nbs/00_core.ipynb #c0plug
+# %% ../nbs/00_core.ipynb #c0plugb
 PLUGIN_ENV = 'DFNB_PLUGINS'  # modules or .py files that register detectors, separated by os.pathsep
 _PLUGINS_SEEN = set()  # the plugin specs this process has imported (each once)
 
@@ -616,7 +616,7 @@ def _import_file(p):  # a .py file
     spec.loader.exec_module(mod)
     return mod
 
-# %% ../nbs/00_core.ipynb #c0plugb
+
 def load_plugins(spec=None):  # modules or .py files separated by os.pathsep (None: $DFNB_PLUGINS)
     "Import the user's modules that register detectors (`dfnb --plugin`, `$DFNB_PLUGINS`), each once; how many were new"
     spec = os.environ.get(PLUGIN_ENV, '') if spec is None else spec
@@ -637,13 +637,13 @@ def load_plugins(spec=None):  # modules or .py files separated by os.pathsep (No
         new += 1
     return new
 
-# %% ../nbs/00_core.ipynb #b6cdfc39
+# %% ../nbs/00_core.ipynb #b6cdfc39b
 def _redefinition(old, new):
     "Whether `new` is `old` defined again (a notebook cell rerun, or a module imported after its notebook ran its cell)"
     same = getattr(old, '__qualname__', None) == getattr(new, '__qualname__', None)
     return same and (old.__module__ == new.__module__ or '__main__' in (old.__module__, new.__module__))
 
-# %% ../nbs/00_core.ipynb #b6cdfc39b
+
 class Registry:
     "A named collection of constructors, chosen by name, optionally imported lazily."
 
@@ -772,7 +772,7 @@ class Timer:
     def __repr__(self):
         return f'Timer({self.elapsed:.4f}s)' if self.start is not None else 'Timer(not started)'
 
-# %% ../nbs/00_core.ipynb #own1
+# %% ../nbs/00_core.ipynb #own1d
 MARKER = '.dfnb.json'
 
 
@@ -792,11 +792,11 @@ def _marker(path):
         )
     return mark
 
-# %% ../nbs/00_core.ipynb #own1b
+
 def _all_there(path, names):
     return all((path / n).exists() for n in ([names] if isinstance(names, str) else names))
 
-# %% ../nbs/00_core.ipynb #own1c
+
 def _only_dfnb_state(path):
     "Whether folder `path` holds nothing but dfnb's marker, lock files and an empty scratch folder"
     for p in path.iterdir():
@@ -807,7 +807,7 @@ def _only_dfnb_state(path):
         return False
     return True
 
-# %% ../nbs/00_core.ipynb #own1d
+
 def claim_dir(
     path,  # the output folder
     kind,  # what dfnb writes there: 'prep', 'run', 'synth' or 'bench'
@@ -926,13 +926,13 @@ def die_with_parent(parent):  # the pid this process must not outlive
     if os.getppid() != parent:
         os._exit(1)  # the parent died before the request took effect
 
-# %% ../nbs/00_core.ipynb #own7b
+# %% ../nbs/00_core.ipynb #own7c
 def _worker_start(parent, init, args):
     die_with_parent(parent)
     if init is not None:
         init(*args)
 
-# %% ../nbs/00_core.ipynb #own7c
+
 def worker_pool(
     n,  # processes
     initializer=None,  # run once in each worker (importable by module name)

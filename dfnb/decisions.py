@@ -75,10 +75,10 @@ def fit_temperature(
 
     return float(np.exp(minimize_scalar(nll, bounds=(-5, 5), method='bounded').x))
 
-# %% ../nbs/05a_decisions.ipynb #d013
+# %% ../nbs/05a_decisions.ipynb #d014
 THRESHOLD_RULES = ('fixed', 'eer', 'acc', 'fpr01', 'fpr05', 'tpr95')
 
-# %% ../nbs/05a_decisions.ipynb #d014
+
 def choose_threshold(
     y,  # labels
     p,  # fake probabilities
@@ -127,10 +127,10 @@ def threshold_table(
             rows.append(dict(rule=rule, fitted_on=name, **at_threshold(*test, choose_threshold(*fit, rule))))
     return pd.DataFrame(rows)
 
-# %% ../nbs/05a_decisions.ipynb #d020
+# %% ../nbs/05a_decisions.ipynb #d021
 AGGREGATIONS = ('mean', 'median', 'max', 'top2', 'top4', 'q75', 'q90')
 
-# %% ../nbs/05a_decisions.ipynb #d021
+
 def aggregate(
     df,  # frame predictions (video_id, label, prob)
     rule='mean',  # mean, median, max, top<k> or q<nn>

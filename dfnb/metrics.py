@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np, pandas as pd
 from sklearn.metrics import roc_curve, roc_auc_score, average_precision_score, accuracy_score
 
-# %% ../nbs/05_metrics.ipynb #c005
+# %% ../nbs/05_metrics.ipynb #c005b
 METRICS = ('auc', 'eer', 'ap', 'acc', 'acc_eer')  # the metrics that get bootstrap intervals
 
 
@@ -24,7 +24,7 @@ def _arr(x):
         return x.numpy()
     return np.asarray(x)
 
-# %% ../nbs/05_metrics.ipynb #c005b
+
 def check_scores(
     y,  # labels: 1 fake, 0 real
     p,  # fake probabilities in [0, 1]
@@ -65,7 +65,7 @@ def check_scores(
         )
     return y, p
 
-# %% ../nbs/05_metrics.ipynb #c005c
+# %% ../nbs/05_metrics.ipynb #c005d
 def _eer(
     fpr,  # (B, K) false-positive rates of B ROC curves, from threshold +inf down
     tpr,  # (B, K) true-positive rates
@@ -79,7 +79,7 @@ def _eer(
     eer = fpr[r, i - 1] + a / (a - b) * (fpr[r, i] - fpr[r, i - 1])
     return eer, np.argmin(np.abs(d[:, 1:]), axis=1) + 1  # skip the point at threshold +inf
 
-# %% ../nbs/05_metrics.ipynb #c005d
+
 def frame_metrics(
     y,  # labels: 1 fake, 0 real
     p,  # fake probabilities in [0, 1]
@@ -158,14 +158,14 @@ def video_scores(
             out[c] = g[c].first().to_numpy()
     return out
 
-# %% ../nbs/05_metrics.ipynb #c019
+# %% ../nbs/05_metrics.ipynb #c019b
 def _order(y, p):
     "Labels and scores sorted by decreasing score, and the last position of each distinct score"
     o = np.argsort(-p, kind='stable')
     ps = p[o]
     return o, y[o].astype(np.float64), ps, np.r_[np.flatnonzero(np.diff(ps)), len(ps) - 1]
 
-# %% ../nbs/05_metrics.ipynb #c019b
+
 def _weighted_metrics(
     ys,  # labels sorted by decreasing score
     ps,  # the sorted scores
@@ -233,15 +233,6 @@ def bootstrap_ci(
     q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
     return {k: [float(v) for v in np.percentile(np.concatenate([d[k] for d in out]), q)] for k in METRICS}
 
-# %% ../nbs/05_metrics.ipynb #c024
-def _roc_points(y, p, max_points=2000):
-    "ROC points for plotting, thinned evenly to at most `max_points`"
-    fpr, tpr, _ = roc_curve(y, p)
-    if len(fpr) > max_points:
-        k = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
-        fpr, tpr = fpr[k], tpr[k]
-    return dict(fpr=fpr.tolist(), tpr=tpr.tolist())
-
 # %% ../nbs/05_metrics.ipynb #c024a
 @dataclass
 class BootstrapSettings:
@@ -254,6 +245,15 @@ class BootstrapSettings:
     alpha: float = 0.05  # 1 - coverage of the intervals
 
 # %% ../nbs/05_metrics.ipynb #c024b
+def _roc_points(y, p, max_points=2000):
+    "ROC points for plotting, thinned evenly to at most `max_points`"
+    fpr, tpr, _ = roc_curve(y, p)
+    if len(fpr) > max_points:
+        k = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr = fpr[k], tpr[k]
+    return dict(fpr=fpr.tolist(), tpr=tpr.tolist())
+
+
 def evaluate_scores(
     df,  # frame predictions: columns video_id, label, prob (and method, dataset, frame_idx)
     by=None,  # a column (e.g. 'method') to break fakes down by, each scored against all reals

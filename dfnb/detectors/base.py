@@ -54,7 +54,7 @@ def load_weights(
         raise ValueError(f'{path}: none of its {len(sd)} keys match the model (wrong architecture or prefix?)')
     return dict(missing=list(res.missing_keys), unexpected=list(res.unexpected_keys))
 
-# %% ../../nbs/07_detectors.base.ipynb #c006c
+# %% ../../nbs/07_detectors.base.ipynb #c006e
 IMAGENET_HELP = (
     'warm timm\'s cache once where the internet is reachable (python -c "import timm; '
     'timm.create_model(\'{name}\', pretrained=True)") and copy ~/.cache/huggingface here, '
@@ -82,7 +82,7 @@ def _imagenet(name, args, kw):
             + IMAGENET_HELP.format(name=name)
         ) from None
 
-# %% ../../nbs/07_detectors.base.ipynb #c006d
+
 def _from_file(name, path, args, kw):
     "A timm backbone filled from a local weights file (timm's format, or a dfnb checkpoint), checked to fit"
     import timm
@@ -119,7 +119,7 @@ def _from_file(name, path, args, kw):
         )
     return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(state_dict=sd), **args, **kw)
 
-# %% ../../nbs/07_detectors.base.ipynb #c006e
+
 def create_backbone(
     name='resnet18',  # any timm model name
     pretrained=None,  # None (from scratch), 'imagenet' (timm's weights, downloaded once), or a local file

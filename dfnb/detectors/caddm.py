@@ -53,11 +53,11 @@ def make_anchors(
                 out += [[cx, cy, lo / size, hi / size], [cx, cy, hi / size, lo / size]]
     return torch.tensor(out, dtype=torch.float32).clamp(0, 1)
 
-# %% ../../nbs/07a_detectors.caddm.ipynb #c010
+# %% ../../nbs/07a_detectors.caddm.ipynb #c010b
 def _conv(c, k, pad, bn=True):
     return [nn.Conv2d(c, c, k, padding=pad, bias=not bn)] + ([nn.BatchNorm2d(c)] if bn else [])
 
-# %% ../../nbs/07a_detectors.caddm.ipynb #c010b
+
 class ADMStage(nn.Module):
     """One residual stage of the ADM: 'keep' (same side), 'reduce' (side − 2) or 'end' (k×k → 1×1, no BN); ReLU after
     the sum"""

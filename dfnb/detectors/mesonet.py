@@ -58,14 +58,14 @@ class Inception(nn.Module):
     def forward(self, x):
         return F.relu(torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1))
 
-# %% ../../nbs/07f_detectors.mesonet.ipynb #m010
+# %% ../../nbs/07f_detectors.mesonet.ipynb #m011
 MESONETS = dict(  # the two networks: what their first two blocks are and how many channels those give
     meso4=dict(blocks=[('conv', 3, 8, 3), ('conv', 8, 8, 5)], channels=(8, 8)),
     mesoinception=dict(blocks=[('inception', 3, 1, 4, 4, 2), ('inception', 11, 2, 4, 4, 2)], channels=(11, 12)),
 )
 POOLS = (2, 2, 2, 4)  # the pool side of each block
 
-# %% ../../nbs/07f_detectors.mesonet.ipynb #m011
+
 class MesoNet(nn.Module):
     """Meso-4 or MesoInception-4 as the authors' `classifiers.py` builds it: four blocks of convolution (ReLU), batch
     norm and `same` max pooling, then dropout, dense 16, LeakyReLU(0.1), dropout, dense 1: the logit of *real*"""
@@ -138,38 +138,6 @@ def keras_layers(
                 out.append((name, {w.split('/')[-1].split(':')[0]: np.asarray(g[name][w]) for w in wn}))
     return out
 
-# %% ../../nbs/07f_detectors.mesonet.ipynb #m015b
-def _layer_class(w):  # a layer's weights by name
-    "conv, norm or dense, from the weights a Keras layer holds"
-    if {'gamma', 'beta', 'moving_mean', 'moving_variance'} <= set(w):
-        return 'norm'
-    k = w.get('kernel')
-    return None if k is None else 'conv' if k.ndim == 4 else 'dense' if k.ndim == 2 else None
-
-# %% ../../nbs/07f_detectors.mesonet.ipynb #m015c
-def _creation_rank(names):  # the file names of one class of layer, in the file's order
-    "Each name's rank in creation order: by the number Keras appends (conv2d_7), else the file's order"
-    nums = [n.rsplit('_', 1)[-1] for n in names]
-    if all(x.isdigit() for x in nums) and len(set(nums)) == len(nums):
-        order = sorted(range(len(names)), key=lambda i: int(nums[i]))
-        return {names[i]: r for r, i in enumerate(order)}
-    return {n: r for r, n in enumerate(names)}
-
-# %% ../../nbs/07f_detectors.mesonet.ipynb #m015d
-def _targets(net):  # a MesoNet
-    "Its modules by class, in Keras's creation order: convolutions, batch norms, dense layers"
-    convs = [c for b in net.blocks for c in (b.convs() if isinstance(b, Inception) else [b])]
-    return dict(conv=convs, norm=list(net.norms), dense=[net.fc1, net.fc2])
-
-# %% ../../nbs/07f_detectors.mesonet.ipynb #m015e
-_KERAS_SHAPE = dict(  # a module's weights as Keras stores them
-    conv=lambda m: dict(kernel=tuple(m.weight.shape[2:]) + tuple(m.weight.shape[1::-1]), bias=tuple(m.bias.shape)),
-    norm=lambda m: dict.fromkeys(('gamma', 'beta', 'moving_mean', 'moving_variance'), tuple(m.weight.shape)),
-    dense=lambda m: dict(kernel=tuple(m.weight.shape[::-1]), bias=tuple(m.bias.shape)),
-)
-_ORDINAL = lambda i: f"{i + 1}{'st' if i == 0 else 'nd' if i == 1 else 'rd' if i == 2 else 'th'}"
-_CLASS = dict(conv='convolution', norm='batch norm', dense='dense layer')
-
 # %% ../../nbs/07f_detectors.mesonet.ipynb #m015f
 class LayerMisfit(ValueError):
     "A Keras file that does not fit a network; the message names the layer, `at` is its position in the file"
@@ -179,6 +147,38 @@ class LayerMisfit(ValueError):
         self.at = at
 
 # %% ../../nbs/07f_detectors.mesonet.ipynb #m016
+def _layer_class(w):  # a layer's weights by name
+    "conv, norm or dense, from the weights a Keras layer holds"
+    if {'gamma', 'beta', 'moving_mean', 'moving_variance'} <= set(w):
+        return 'norm'
+    k = w.get('kernel')
+    return None if k is None else 'conv' if k.ndim == 4 else 'dense' if k.ndim == 2 else None
+
+
+def _creation_rank(names):  # the file names of one class of layer, in the file's order
+    "Each name's rank in creation order: by the number Keras appends (conv2d_7), else the file's order"
+    nums = [n.rsplit('_', 1)[-1] for n in names]
+    if all(x.isdigit() for x in nums) and len(set(nums)) == len(nums):
+        order = sorted(range(len(names)), key=lambda i: int(nums[i]))
+        return {names[i]: r for r, i in enumerate(order)}
+    return {n: r for r, n in enumerate(names)}
+
+
+def _targets(net):  # a MesoNet
+    "Its modules by class, in Keras's creation order: convolutions, batch norms, dense layers"
+    convs = [c for b in net.blocks for c in (b.convs() if isinstance(b, Inception) else [b])]
+    return dict(conv=convs, norm=list(net.norms), dense=[net.fc1, net.fc2])
+
+
+_KERAS_SHAPE = dict(  # a module's weights as Keras stores them
+    conv=lambda m: dict(kernel=tuple(m.weight.shape[2:]) + tuple(m.weight.shape[1::-1]), bias=tuple(m.bias.shape)),
+    norm=lambda m: dict.fromkeys(('gamma', 'beta', 'moving_mean', 'moving_variance'), tuple(m.weight.shape)),
+    dense=lambda m: dict(kernel=tuple(m.weight.shape[::-1]), bias=tuple(m.bias.shape)),
+)
+_ORDINAL = lambda i: f"{i + 1}{'st' if i == 0 else 'nd' if i == 1 else 'rd' if i == 2 else 'th'}"
+_CLASS = dict(conv='convolution', norm='batch norm', dense='dense layer')
+
+
 def mesonet_state(
     net,  # a MesoNet to fill
     layers,  # from `keras_layers`

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['conv_mlp', 'Encoder', 'calc_mean_std', 'mean_variance_norm', 'matched_noise', 'CrossAttention', 'purify', 'IACC',
            'Head', 'shuffle_within_class', 'kaiming_', 'to_unit_range', 'SANet', 'double_conv', 'Decoder', 'rec_loss',
-           'con_loss', 'kl_mean', 'ib_loss', 'PDPDetector', 'swap_pairs']
+           'con_loss', 'kl_mean', 'ib_loss', 'swap_pairs', 'PDPDetector']
 
 # %% ../../nbs/07e_detectors.pdp.ipynb #c002
 import math
@@ -322,6 +322,20 @@ def ib_loss(
     glob = (kl_mean(z_pa_t, ra, t_global) + kl_mean(z_pa_s, rs, t_global)).abs()
     return torch.exp(-local) + 0.5 * torch.exp(glob), local, glob
 
+# %% ../../nbs/07e_detectors.pdp.ipynb #c029b
+def swap_pairs(
+    y,  # (N,) labels
+    generator=None,  # a CPU torch.Generator (default: the global one)
+):
+    """Decoder inputs (style rows, content rows): every row with itself, then k = min(#real, #fake) random (real,
+    fake) couples both ways"""
+    n = torch.arange(len(y), device=y.device)
+    r, f = n[y == 0], n[y == 1]
+    k = min(len(r), len(f))
+    r = r[torch.randperm(len(r), generator=generator)[:k].to(y.device)]
+    f = f[torch.randperm(len(f), generator=generator)[:k].to(y.device)]
+    return torch.cat([n, r, f]), torch.cat([n, f, r])
+
 # %% ../../nbs/07e_detectors.pdp.ipynb #c029
 @DETECTORS.register('pdp')
 class PDPDetector(Detector):
@@ -552,17 +566,3 @@ class PDPDetector(Detector):
             L['probe'] = probe
             total = total + c['w_probe'] * probe
         return dict(total=total, **L)
-
-# %% ../../nbs/07e_detectors.pdp.ipynb #c029b
-def swap_pairs(
-    y,  # (N,) labels
-    generator=None,  # a CPU torch.Generator (default: the global one)
-):
-    """Decoder inputs (style rows, content rows): every row with itself, then k = min(#real, #fake) random (real,
-    fake) couples both ways"""
-    n = torch.arange(len(y), device=y.device)
-    r, f = n[y == 0], n[y == 1]
-    k = min(len(r), len(f))
-    r = r[torch.randperm(len(r), generator=generator)[:k].to(y.device)]
-    f = f[torch.randperm(len(f), generator=generator)[:k].to(y.device)]
-    return torch.cat([n, r, f]), torch.cat([n, f, r])

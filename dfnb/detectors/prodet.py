@@ -27,13 +27,13 @@ def triplet_labels(raw):  # the official raw labels (N,): real 0, SBI 1, deepfak
     raw = torch.as_tensor(raw)
     return torch.stack([raw.clamp(0, 1), (raw >= 2).long(), (raw == 2).long()], 1).float()
 
-# %% ../../nbs/07d_detectors.prodet.ipynb #c007b
+# %% ../../nbs/07d_detectors.prodet.ipynb #c007c
 def _chain(order):
     if order not in ORDERS:
         raise ValueError(f'unknown order {order!r}: choose from {list(ORDERS)}')
     return ORDERS[order]
 
-# %% ../../nbs/07d_detectors.prodet.ipynb #c007c
+
 def order_edges(order='rbd'):  # a key of ORDERS
     "The (previous, next) anchor pairs that are bridged and linked by a transition"
     c = _chain(order)
