@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 import pandas as pd
+from .core import read_json
+from .runs import read_results, run_file
 from .eval import seeds_table, format_seeds, markdown_table
 from .bench import claims_table, claims_markdown
 
@@ -28,8 +30,8 @@ def results_page(
     R = Path(results)
     runs = R / 'runs'
     meta = json.loads((R / 'bench.json').read_text())
-    evaluated = lambda n: runs.glob(f'{n}-s*/eval/results.json')  # a name's evaluated runs <name>-s<seed>
-    seeds = {n: sorted(int(p.parents[1].name.rsplit('-s', 1)[1]) for p in evaluated(n)) for n in names}
+    evaluated = lambda n: [p for p in runs.glob(f'{n}-s*') if read_results(p)]  # a name's evaluated runs <name>-s<seed>
+    seeds = {n: sorted(int(p.name.rsplit('-s', 1)[1]) for p in evaluated(n)) for n in names}
     group = {n: [runs / f'{n}-s{s}' for s in seeds[n]] for n in names if seeds[n]}
     show = lambda t: display(Markdown(markdown_table(t)))
     note = lambda text: display(Markdown(text))
@@ -65,7 +67,7 @@ def results_page(
     fig, ax = plt.subplots(figsize=(6, 3))
     for k, (n, rs) in enumerate(group.items()):
         for j, r in enumerate(rs):
-            v = pd.read_csv(r / 'val.csv')
+            v = pd.read_csv(run_file(r, 'val_log'))
             ax.plot(v.step, v.frame_auc, color=f'C{k}', alpha=0.7, marker='.', label=n if j == 0 else None)
     ax.set_xlabel('step')
     ax.set_ylabel('validation frame AUC')
@@ -80,7 +82,7 @@ def results_page(
     )
     rows = []
     for n, rs in group.items():  # runs the bench scored for identity (its methods; ablation variants are not)
-        x = [json.loads((r / 'eval/identity.json').read_text()) for r in rs if (r / 'eval/identity.json').exists()]
+        x = [read_json(run_file(r, 'identity')) for r in rs if run_file(r, 'identity').exists()]
         if not x:
             continue
         rows.append(

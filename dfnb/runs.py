@@ -30,6 +30,7 @@ RUN_FILES = dict(
     eval='eval',
     train_log='train.csv',
     val_log='val.csv',
+    identity='eval/identity.json',
 )  # a run folder's files, by role
 
 

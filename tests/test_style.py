@@ -179,7 +179,7 @@ def test_eval_is_the_protocol_only():
     assert not bad, bad
 
 
-RUN_FILE_NAMES = {'best.pt', 'last.pt', 'config.yaml', 'summary.json', 'card.md', 'decisions.json',
+RUN_FILE_NAMES = {'best.pt', 'last.pt', 'config.yaml', 'summary.json', 'card.md', 'decisions.json', 'identity.json',
                   'val_scores.parquet', 'results.json', 'train.csv', 'val.csv'}  # fmt: skip
 
 
@@ -191,6 +191,7 @@ def test_only_runs_names_run_files():
             continue
         tree = ast.parse(f.read_text(encoding='utf-8'))
         in_fstring = {id(m) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for m in ast.walk(n)}
+        in_fstring |= {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}  # docstrings
         for n in ast.walk(tree):
             if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in in_fstring:
                 if n.value.split('/')[-1] in RUN_FILE_NAMES:
