@@ -592,8 +592,8 @@ def add_bench(sub):
         b,
         BenchSettings,
         ['data', 'tests', 'jobs', 'robust', 'claims', 'claims_from', 'workers', 'start'],
-        data=dict(type=None, extra='NAME=DIR'),
-        tests=dict(flag='--test', extra='NAME=DIR ...'),
+        data=dict(type=None, extra='given as NAME=DIR'),
+        tests=dict(flag='--test', extra='given as NAME=DIR ...'),
         robust=dict(flag='--no-robustness'),
         start=dict(choices=STARTS),
     )
