@@ -1584,8 +1584,8 @@ def check_settings(frames, size, margin, quality, workers):
 class PrepSettings:
     "How `prepare` finds and crops faces: what a prep folder is made with (its report's `settings`)"
 
-    frames: int = 32  # frames per video
-    size: int = 256  # crop side in px
+    frames: int = 32  # evenly spaced frames per video
+    size: int = 256  # crop side in px, 16 to 4096
     margin: float = 1.3  # alignment margin (standard template)
     align: str = 'standard'  # alignment template: standard or caddm
     backend: str = 'auto'  # face backend: auto, sidecar, mediapipe, mtcnn
@@ -1847,7 +1847,7 @@ def prepare(
     progress=True,  # show a progress bar
     reader_kw=None,  # reader options (comp, splits, methods, name)
     backend_kw=None,  # backend options (device, det_size, min_score)
-    allow_incomplete=False,  # go on when a split would have no real or no fake videos
+    allow_incomplete=False,  # go on when a split would have no real or no fake videos, or a requested method is absent
     **settings,  # `PrepSettings` fields (how faces are found and cropped), e.g. frames=32, size=256
 ):
     "Prepare a dataset: crops, landmarks, masks, the manifest and the report. Resumable; returns the report"

@@ -89,9 +89,9 @@ def default_out(data, objective='identity', backbone='resnet18', size=64, seed=0
 class PretrainSettings:
     "What a pretrained backbone is: its objective, architecture and recipe (all but `steps` name its folder's identity)"
 
-    objective: str = 'identity'  # identity or simclr
+    objective: str = 'identity'  # identity: classify who is in the frame; simclr: contrastive, needs no labels
     backbone: str = 'resnet18'  # a timm backbone
-    size: int = 64  # input side
+    size: int = 64  # input side in px
     steps: int = 400  # optimiser updates
     batch_size: int = 64  # images per update
     lr: float = 1e-3  # peak learning rate (one-cycle)
