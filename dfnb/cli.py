@@ -21,7 +21,8 @@ from .eval import evaluate_run, eval_figures, format_seeds, markdown_table
 from .probes import robustness, plot_robustness, features, plot_tsne, show_cams
 from .detect import detect
 from .sweeps import sweep
-from .bench import BENCH_PRESETS, METHODS, bench, decisions_markdown
+from .bench import BENCH_PRESETS, METHODS, bench
+from .report import decisions_markdown
 from .decisions import decision_tables, plot_reliability
 from .calibrate import calibrate
 from .export import export_onnx, onnx_parity
