@@ -23,7 +23,8 @@ from .eval import EvalSettings, evaluate_run, eval_figures, format_seeds, markdo
 from .probes import robustness, plot_robustness, features, plot_tsne, show_cams
 from .detect import detect
 from .sweeps import SweepSettings, sweep
-from .bench import BENCH_PRESETS, STARTS, BenchSettings, bench, decisions_markdown
+from .bench import BENCH_PRESETS, STARTS, BenchSettings, bench
+from .report import decisions_markdown
 from .decisions import decision_tables, plot_reliability
 from .calibrate import calibrate
 from .export import export_onnx, onnx_parity

@@ -13,7 +13,7 @@ import pandas as pd
 from .core import read_json
 from .runs import read_results, run_file
 from .eval import seeds_table, format_seeds, markdown_table
-from .bench import claims_table, claims_markdown
+from .report import claims_table, claims_markdown
 
 # %% ../nbs/10h_pages.ipynb #p007
 def results_page(

@@ -170,12 +170,12 @@ $('go').onclick = async () => {
 };
 </script></body></html>"""
 
-# %% ../nbs/10c_serve.ipynb #s011
+# %% ../nbs/10c_serve.ipynb #s011b
 MAX_MB = 100  # the largest upload the page accepts by default
 QUEUE = 8  # requests the service holds at once (uploading or waiting for the model); one more gets 503
 TIMEOUT = 30.0  # seconds a client may stall before it is dropped
 
-# %% ../nbs/10c_serve.ipynb #s011b
+
 def check_options(
     port,  # the port (0: any free one)
     max_mb,  # the upload limit in MB
