@@ -298,7 +298,7 @@ def decomposed_features(
         model.train(was)
     return {k: np.concatenate(v) for k, v in acc.items() if v}, man.reset_index(drop=True)
 
-# %% ../nbs/09a_analysis.ipynb #c029b
+# %% ../nbs/09a_analysis.ipynb #c029c
 def _train_domains(run):  # a run folder
     "The domain vocabulary of the data a run was trained on (None when it cannot be found)"
     if isinstance(run, nn.Module):
@@ -308,7 +308,7 @@ def _train_domains(run):  # a run folder
         return None
     return list(domain_names(load_manifest(dd, split='train')))
 
-# %% ../nbs/09a_analysis.ipynb #c029c
+
 def domain_confusion(
     run,  # a run folder, or a DID detector
     data,  # a `dfnb prep` folder

@@ -100,42 +100,6 @@ class PretrainSettings:
     seed: int = 0  # seeds the model, the data order and the views
 
 # %% ../nbs/08a_pretrain.ipynb #c013b
-def pretrain(
-    data,  # a `dfnb prep` folder: its real training frames are used, never its fakes
-    out=None,  # the output folder (default: `default_out`)
-    threads='auto',  # torch threads
-    amp='auto',  # autocast policy (see `core.amp_dtype`)
-    progress=False,  # a progress bar
-    log=print,  # progress lines
-    **settings,  # `PretrainSettings` fields, e.g. objective='simclr', steps=400
-):
-    """Pretrain a backbone on real faces; writes backbone.pt and its card, resumes, reuses a finished folder. Returns
-    the card"""
-    opt = PretrainSettings(**settings)
-    if opt.objective not in OBJECTIVES:
-        raise ValueError(f'unknown objective {opt.objective!r}: choose {" or ".join(OBJECTIVES)}')
-    for k, v in dict(steps=opt.steps, batch_size=opt.batch_size).items():
-        if v < 1:
-            raise ValueError(f'{k}={v} must be at least 1')
-    if not 16 <= opt.size <= 4096:
-        raise ValueError(f'size={opt.size} must be a whole number of pixels from 16 to 4096')
-    if not (math.isfinite(opt.lr) and opt.lr > 0):
-        raise ValueError(f'lr={opt.lr} must be a positive number, e.g. lr=1e-3')
-    out = Path(out or default_out(data, opt.objective, opt.backbone, opt.size, opt.seed))
-    settings = {k: v for k, v in asdict(opt).items() if k != 'steps'}  # what the folder is (steps may grow)
-    settings['data'] = str(Path(data).resolve())
-    man = real_frames(data, identities=opt.objective == 'identity')
-    card = out / 'card.json'
-    if card.is_file() and (out / 'backbone.pt').is_file():
-        c = json.loads(card.read_text())
-        if c.get('settings') == settings and c.get('steps', 0) >= opt.steps:
-            log(f'pretrained backbone reused: {out} ({c["steps"]} steps)')
-            return c
-    claim_dir(out, 'pretrain', **settings)
-    with DirLock(out, 'dfnb pretrain'):
-        return _pretrain(man, out, settings, opt.steps, threads, amp, progress, log)
-
-# %% ../nbs/08a_pretrain.ipynb #c014
 def _pretrain(man, out, s, steps, threads, amp, progress, log):
     "The body of `pretrain`, in a folder this process holds"
     set_threads(threads)
@@ -229,6 +193,42 @@ def _pretrain(man, out, s, steps, threads, amp, progress, log):
     (out / 'card.md').write_text(card_markdown(card))
     log(f'pretrained backbone -> {out / "backbone.pt"} ({card["seconds"]} s); identity probe {card["probe"]}')
     return card
+
+
+def pretrain(
+    data,  # a `dfnb prep` folder: its real training frames are used, never its fakes
+    out=None,  # the output folder (default: `default_out`)
+    threads='auto',  # torch threads
+    amp='auto',  # autocast policy (see `core.amp_dtype`)
+    progress=False,  # a progress bar
+    log=print,  # progress lines
+    **settings,  # `PretrainSettings` fields, e.g. objective='simclr', steps=400
+):
+    """Pretrain a backbone on real faces; writes backbone.pt and its card, resumes, reuses a finished folder. Returns
+    the card"""
+    opt = PretrainSettings(**settings)
+    if opt.objective not in OBJECTIVES:
+        raise ValueError(f'unknown objective {opt.objective!r}: choose {" or ".join(OBJECTIVES)}')
+    for k, v in dict(steps=opt.steps, batch_size=opt.batch_size).items():
+        if v < 1:
+            raise ValueError(f'{k}={v} must be at least 1')
+    if not 16 <= opt.size <= 4096:
+        raise ValueError(f'size={opt.size} must be a whole number of pixels from 16 to 4096')
+    if not (math.isfinite(opt.lr) and opt.lr > 0):
+        raise ValueError(f'lr={opt.lr} must be a positive number, e.g. lr=1e-3')
+    out = Path(out or default_out(data, opt.objective, opt.backbone, opt.size, opt.seed))
+    settings = {k: v for k, v in asdict(opt).items() if k != 'steps'}  # what the folder is (steps may grow)
+    settings['data'] = str(Path(data).resolve())
+    man = real_frames(data, identities=opt.objective == 'identity')
+    card = out / 'card.json'
+    if card.is_file() and (out / 'backbone.pt').is_file():
+        c = json.loads(card.read_text())
+        if c.get('settings') == settings and c.get('steps', 0) >= opt.steps:
+            log(f'pretrained backbone reused: {out} ({c["steps"]} steps)')
+            return c
+    claim_dir(out, 'pretrain', **settings)
+    with DirLock(out, 'dfnb pretrain'):
+        return _pretrain(man, out, settings, opt.steps, threads, amp, progress, log)
 
 # %% ../nbs/08a_pretrain.ipynb #c016
 @torch.no_grad()

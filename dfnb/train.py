@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'lr_factor', 'make_optimizer', 'rng_state', 'set_rng_state', 'dist_info',
-           'init_distributed', 'same_run', 'check_config', 'train', 'iter_batches']
+           'init_distributed', 'iter_batches', 'same_run', 'check_config', 'train']
 
 # %% ../nbs/08_train.ipynb #c002
 import json, os, time, math, random
@@ -163,43 +163,33 @@ def init_distributed(device):  # the torch.device this process trains on
         torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return rank, world
 
-# %% ../nbs/08_train.ipynb #c019b
-def _finite(losses, step, cfg, saved):  # loss terms; step (1-based, as logged); the run's TrainConfig; last checkpoint
-    "Stop the run with a message that names the step, the terms, what is kept and how to rerun"
-    bad = {k: float(v) for k, v in losses.items() if not torch.isfinite(v.detach()).all()}
-    if not bad:
-        return
-    raise FloatingPointError(f'loss became non-finite at step {step} ({bad}); {_kept(cfg, saved)}')
-
-# %% ../nbs/08_train.ipynb #c019b2
-def _kept(cfg, saved):  # the run's TrainConfig; step of the last checkpoint (or None)
-    "What a stopped run keeps, and how to rerun it"
-    kept = (
-        f'the checkpoint of step {saved} is kept in {cfg.out}/last.pt'
-        if saved
-        else f'no checkpoint was written yet (the first comes at step {min(cfg.val_every, cfg.steps)})'
-    )
-    return (
-        f'{kept}. Rerun with a lower lr (now {cfg.lr}) or clip=1.0 and a new --out (a run folder keeps its '
-        'settings), or check the data for broken crops'
-    )
-
-# %% ../nbs/08_train.ipynb #c019b3
-def _diverged(df, step, model, cfg, saved):  # validation scores; step (1-based); the model; TrainConfig; checkpoint
-    "Stop a run whose model outputs NaN at validation: its last update made the weights non-finite"
-    nan = int(df.prob.isna().sum())
-    if not nan:
-        return
-    weights = not all(torch.isfinite(p).all() for p in model.parameters())
-    why = 'the update of that step made its weights non-finite' if weights else 'its outputs overflow'
-    raise FloatingPointError(
-        f'the training diverged at step {step}: the model outputs NaN on {nan} of {len(df)} validation frames '
-        f'({why}; the loss was still finite); {_kept(cfg, saved)}'
-    )
-
-# %% ../nbs/08_train.ipynb #c019c
-def _to(b, device):
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in b.items()}
+# %% ../nbs/08_train.ipynb #c022
+def iter_batches(
+    loader,  # a training loader from `dfnb.data.make_loader`
+    start,  # first step
+    steps,  # last step (exclusive)
+):
+    "(step, batch) pairs from `start` to `steps`, epoch after epoch, resuming mid-epoch exactly"
+    s = loader.sampler
+    per = s.per_rank // loader.batch_size
+    if per == 0:
+        raise ValueError(
+            f'the training split has fewer items ({s.per_rank} per process) than one batch ({loader.batch_size}): '
+            'lower batch_size'
+        )
+    epoch, skip = divmod(start, per)
+    step = start
+    while step < steps:
+        s.set_epoch(epoch)
+        if skip:
+            resume(loader, epoch, skip)
+        for b in loader:
+            yield step, b
+            step += 1
+            if step >= steps:
+                return
+        epoch += 1
+        skip = 0
 
 # %% ../nbs/08_train.ipynb #c020
 def same_run(saved, cfg):  # a run's saved settings (its config.yaml); the TrainConfig that would resume it
@@ -233,41 +223,45 @@ def check_config(cfg):  # a TrainConfig
     if cfg.metric not in ('frame_auc', 'video_auc'):
         raise ValueError(f"metric must be frame_auc or video_auc, got {cfg.metric!r}")
 
-# %% ../nbs/08_train.ipynb #c020d
-def train(
-    cfg,  # a TrainConfig (or the overrides for one, as a list of key=value strings)
-    log=print,  # where progress lines go (rank 0)
-    progress=False,  # a tqdm progress bar over the steps (rank 0)
-):
-    "Train a detector; resumes from `<out>/last.pt` when present. Returns the run summary (also `summary.json`)"
-    if not isinstance(cfg, TrainConfig):
-        cfg = train_config(overrides=cfg)
-    if not cfg.data:
-        raise ValueError('no training data: pass --data <a dfnb prep folder>')
-    check_config(cfg)
-    cls = DETECTORS.get(cfg.method)  # its settings are checked now, before the run folder is made
-    check_settings(
-        cls.__name__, {**cls.defaults, **preset_of(cfg.method, cfg.preset or None)['model'], **cfg.model}, cls.defaults
+# %% ../nbs/08_train.ipynb #c019b
+def _kept(cfg, saved):  # the run's TrainConfig; step of the last checkpoint (or None)
+    "What a stopped run keeps, and how to rerun it"
+    kept = (
+        f'the checkpoint of step {saved} is kept in {cfg.out}/last.pt'
+        if saved
+        else f'no checkpoint was written yet (the first comes at step {min(cfg.val_every, cfg.steps)})'
     )
-    device = pick_device(cfg.device)
-    rank, world = init_distributed(device)
-    if cfg.batch_size % world:
-        raise ValueError(f'batch_size {cfg.batch_size} must divide by the {world} processes')
-    out = Path(cfg.out or data_root() / 'runs' / f'{cfg.method}-{cfg.seed}')
-    cfg.out = str(out)
-    if imported_from(out):
-        raise ValueError(
-            f'{out} holds weights imported by `dfnb import` ({imported_from(out)}), not a training run: train into '
-            'another --out (to fine-tune those weights, pass model.pretrained=<their file>)'
-        )
-    if rank != 0:
-        return _train(cfg, out, device, rank, world, log, progress)
-    legacy = [(RUN_FILES['config'], RUN_FILES['last']), (RUN_FILES['config'], RUN_FILES['summary'])]
-    claim_dir(out, 'run', legacy=legacy)  # run folders written before dfnb marked its folders
-    with DirLock(out, 'dfnb train'):
-        return _train(cfg, out, device, rank, world, log, progress)
+    return (
+        f'{kept}. Rerun with a lower lr (now {cfg.lr}) or clip=1.0 and a new --out (a run folder keeps its '
+        'settings), or check the data for broken crops'
+    )
 
-# %% ../nbs/08_train.ipynb #c020e
+
+def _finite(losses, step, cfg, saved):  # loss terms; step (1-based, as logged); the run's TrainConfig; last checkpoint
+    "Stop the run with a message that names the step, the terms, what is kept and how to rerun"
+    bad = {k: float(v) for k, v in losses.items() if not torch.isfinite(v.detach()).all()}
+    if not bad:
+        return
+    raise FloatingPointError(f'loss became non-finite at step {step} ({bad}); {_kept(cfg, saved)}')
+
+
+def _diverged(df, step, model, cfg, saved):  # validation scores; step (1-based); the model; TrainConfig; checkpoint
+    "Stop a run whose model outputs NaN at validation: its last update made the weights non-finite"
+    nan = int(df.prob.isna().sum())
+    if not nan:
+        return
+    weights = not all(torch.isfinite(p).all() for p in model.parameters())
+    why = 'the update of that step made its weights non-finite' if weights else 'its outputs overflow'
+    raise FloatingPointError(
+        f'the training diverged at step {step}: the model outputs NaN on {nan} of {len(df)} validation frames '
+        f'({why}; the loss was still finite); {_kept(cfg, saved)}'
+    )
+
+# %% ../nbs/08_train.ipynb #c020d
+def _to(b, device):
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in b.items()}
+
+
 def _train(cfg, out, device, rank, world, log, progress):
     "The body of `train`, in a run folder this process holds"
     set_threads(cfg.threads if cfg.threads == 'auto' else int(cfg.threads))
@@ -432,30 +426,36 @@ def _train(cfg, out, device, rank, world, log, progress):
         torch.distributed.barrier()
     return summ
 
-# %% ../nbs/08_train.ipynb #c022
-def iter_batches(
-    loader,  # a training loader from `dfnb.data.make_loader`
-    start,  # first step
-    steps,  # last step (exclusive)
+
+def train(
+    cfg,  # a TrainConfig (or the overrides for one, as a list of key=value strings)
+    log=print,  # where progress lines go (rank 0)
+    progress=False,  # a tqdm progress bar over the steps (rank 0)
 ):
-    "(step, batch) pairs from `start` to `steps`, epoch after epoch, resuming mid-epoch exactly"
-    s = loader.sampler
-    per = s.per_rank // loader.batch_size
-    if per == 0:
+    "Train a detector; resumes from `<out>/last.pt` when present. Returns the run summary (also `summary.json`)"
+    if not isinstance(cfg, TrainConfig):
+        cfg = train_config(overrides=cfg)
+    if not cfg.data:
+        raise ValueError('no training data: pass --data <a dfnb prep folder>')
+    check_config(cfg)
+    cls = DETECTORS.get(cfg.method)  # its settings are checked now, before the run folder is made
+    check_settings(
+        cls.__name__, {**cls.defaults, **preset_of(cfg.method, cfg.preset or None)['model'], **cfg.model}, cls.defaults
+    )
+    device = pick_device(cfg.device)
+    rank, world = init_distributed(device)
+    if cfg.batch_size % world:
+        raise ValueError(f'batch_size {cfg.batch_size} must divide by the {world} processes')
+    out = Path(cfg.out or data_root() / 'runs' / f'{cfg.method}-{cfg.seed}')
+    cfg.out = str(out)
+    if imported_from(out):
         raise ValueError(
-            f'the training split has fewer items ({s.per_rank} per process) than one batch ({loader.batch_size}): '
-            'lower batch_size'
+            f'{out} holds weights imported by `dfnb import` ({imported_from(out)}), not a training run: train into '
+            'another --out (to fine-tune those weights, pass model.pretrained=<their file>)'
         )
-    epoch, skip = divmod(start, per)
-    step = start
-    while step < steps:
-        s.set_epoch(epoch)
-        if skip:
-            resume(loader, epoch, skip)
-        for b in loader:
-            yield step, b
-            step += 1
-            if step >= steps:
-                return
-        epoch += 1
-        skip = 0
+    if rank != 0:
+        return _train(cfg, out, device, rank, world, log, progress)
+    legacy = [(RUN_FILES['config'], RUN_FILES['last']), (RUN_FILES['config'], RUN_FILES['summary'])]
+    claim_dir(out, 'run', legacy=legacy)  # run folders written before dfnb marked its folders
+    with DirLock(out, 'dfnb train'):
+        return _train(cfg, out, device, rank, world, log, progress)
