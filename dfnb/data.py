@@ -294,6 +294,12 @@ def _stack(path, arrays):  # an .npy file to write; equal-shaped arrays (None wh
     return True
 
 
+def _current(root, key):  # a prep folder; its `cache_key`
+    "Whether root's cache exists and has this key"
+    f = Path(root) / CACHE / 'cache.json'
+    return f.exists() and json.loads(f.read_text()).get('key') == key
+
+
 def _remove_own(folder):  # a cache folder
     "Delete the files a cache build writes, then the folder; refuse when it holds anything else"
     if other := sorted({p.name for p in folder.iterdir()} - set(CACHE_FILES)):
@@ -308,13 +314,15 @@ def build_cache(
     max_gb=None,  # refuse (ValueError) a cache larger than this many GB
     key=None,  # `cache_key(root)`, when computed already
 ):
-    "Decode every crop (and landmarks, mask) of a prep folder once into `root/CACHE`, atomically; its `DecodedCache`"
+    "Decode every crop (and landmarks, mask) of a prep folder once into `root/CACHE`, atomically, unless current"
     import pandas as pd, time
 
     root = Path(root)
     t0 = time.perf_counter()
     man = pd.read_parquet(root / MANIFEST)
     key = key or cache_key(root, man)
+    if _current(root, key):
+        return DecodedCache(root)
     paths = {
         name: list(dict.fromkeys(x for x in man[col] if known(x))) if col in man.columns else []
         for name, col in (('crops', 'crop'), ('landmarks', 'landmarks'), ('masks', 'mask'))
@@ -348,6 +356,9 @@ def build_cache(
             version=CACHE_VERSION, key=key, paths=paths, counts=counts, bytes=size, build_s=time.perf_counter() - t0
         )
         (tmp / 'cache.json').write_text(json.dumps(info))
+        if _current(root, key):  # another process built it meanwhile: keep theirs
+            _remove_own(tmp)
+            return DecodedCache(root)
         if (root / CACHE).exists():
             _remove_own(root / CACHE)  # a stale cache
         os.rename(tmp, root / CACHE)
@@ -369,10 +380,8 @@ def crop_reader(
         return CropReader(root)
     try:
         key = cache_key(root)
-        if (Path(root) / CACHE / 'cache.json').exists():
-            dc = DecodedCache(root)
-            if dc.info['key'] == key:
-                return dc
+        if _current(root, key):
+            return DecodedCache(root)
         return build_cache(root, CACHE_AUTO_GB if cache == 'auto' else None, key)
     except (OSError, ValueError, KeyError):
         if cache is True:
