@@ -190,17 +190,37 @@ def blend_ratio(r, ratios=RATIOS):  # np.random.Generator; the ratios to draw fr
     return float(ratios[int(r.integers(len(ratios)))])
 
 # %% ../nbs/03_blend.ipynb #c017
+def _support(m):  # a weight map (H, W[, 1])
+    "The rows and columns (slices) of m's bounding box of non-zero weights, or None when all are zero"
+    rows = np.flatnonzero(m.reshape(len(m), -1).any(1))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(m[rows[0] : rows[-1] + 1].reshape(rows[-1] + 1 - rows[0], m.shape[1], -1).any((0, 2)))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def alpha_blend(
     fg,  # foreground (H, W, C) uint8
     bg,  # background, same shape
     mask,  # weight of the foreground, (H, W) or (H, W, 1), in [0, 1]
 ):
-    "M·fg + (1 − M)·bg, rounded; equal to bg wherever M = 0"
+    "M·fg + (1 − M)·bg, rounded; equal to bg wherever M = 0 (so only the box of non-zero M is computed)"
     m = np.asarray(mask, np.float32)
     if m.ndim == 2 and bg.ndim == 3:
         m = m[..., None]
-    b = bg.astype(np.float32)
-    return np.clip(np.rint(b + m * (fg.astype(np.float32) - b)), 0, 255).astype(bg.dtype)
+    if fg.shape != bg.shape or m.shape[:2] != bg.shape[:2] or m.ndim != bg.ndim:  # broadcasting: all of it
+        b = bg.astype(np.float32)
+        return np.clip(np.rint(b + m * (fg.astype(np.float32) - b)), 0, 255).astype(bg.dtype)
+    out = bg.copy()
+    box = _support(m)
+    if box is not None:
+        b = bg[box].astype(np.float32)
+        d = fg[box].astype(np.float32)
+        d -= b
+        d *= m[box]
+        d += b
+        out[box] = np.clip(np.rint(d, out=d), 0, 255, out=d)
+    return out
 
 # %% ../nbs/03_blend.ipynb #c017b
 def color_transfer(
@@ -245,7 +265,10 @@ def blend(fg, bg, mask, kind='alpha'):  # kind: 'alpha' or 'poisson'
 
 # %% ../nbs/03_blend.ipynb #c020
 def rgb_shift(img, shift):  # uint8 RGB; three per-channel offsets in levels
-    "img + shift, per channel, clipped"
+    "img + shift, per channel, clipped (uint8 by a table per channel: the same values)"
+    if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == len(shift) == 3:
+        lut = np.clip(np.arange(256, dtype=np.int16)[:, None] + np.asarray(shift, np.int16), 0, 255)
+        return cv2.LUT(img, lut.astype(np.uint8).reshape(1, 256, 3))
     return np.clip(img.astype(np.int16) + np.asarray(shift, np.int16).reshape(1, 1, -1), 0, 255).astype(np.uint8)
 
 # %% ../nbs/03_blend.ipynb #c020b

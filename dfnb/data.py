@@ -137,13 +137,20 @@ def flip_index(k):  # number of landmarks (5, 68 or 81)
     raise ValueError(f'cannot mirror a {k}-point landmark layout: use 5, 68 or 81 points, or train with p_flip=0')
 
 # %% ../nbs/04_data.ipynb #c008f
+def _mirror(a):  # an image or mask
+    "a mirrored left-right, contiguous: OpenCV's flip where it takes the array (the same values, much faster)"
+    if a.dtype in (np.uint8, np.float32) and (a.ndim == 2 or a.ndim == 3 and a.shape[2] in (2, 3, 4)):
+        return cv2.flip(a, 1)
+    return np.ascontiguousarray(a[:, ::-1])
+
+
 def hflip(s):  # a raw sample: dict of uint8 images ('image', 'pristine'), 'mask', 'lm', 'boxes' (any may be missing)
     "The raw sample mirrored left-right: images, masks, landmarks (re-indexed) and boxes"
     s = dict(s)
     W = s['image'].shape[1]
     for k in ('image', 'pristine', 'mask'):
         if s.get(k) is not None:
-            s[k] = np.ascontiguousarray(s[k][:, ::-1])
+            s[k] = _mirror(s[k])
     if s.get('lm') is not None:
         lm = np.array(s['lm'], np.float32)[flip_index(len(s['lm']))]
         lm[:, 0] = W - 1 - lm[:, 0]
@@ -189,8 +196,8 @@ def normalize(img):  # uint8 RGB (H, W, 3)
     if img.dtype != np.uint8:
         return torch.from_numpy(np.ascontiguousarray(((img.astype(np.float32) / 255 - MEAN) / STD).transpose(2, 0, 1)))
     out = np.empty((3, *img.shape[:2]), np.float32)
-    for c in range(3):
-        np.take(_NORM[c], img[..., c], out=out[c])
+    for c, plane in enumerate(cv2.split(img)):
+        cv2.LUT(plane, _NORM[c : c + 1], dst=out[c])
     return torch.from_numpy(out)
 
 # %% ../nbs/04_data.ipynb #c008j
