@@ -15,7 +15,7 @@ from .core import DETECTORS, detector_names
 def device_settings(
     method,  # a registered detector
     preset='paper',  # the preset whose model and training values to take (a method without it: its defaults)
-    backbone=None,  # a backbone over the preset's (e.g. resnet10t for a check on a CPU)
+    backbone=None,  # a backbone over the preset's (e.g. resnet10t on a CPU); a method whose network is fixed keeps it
     size=None,  # an input side over the preset's
 ):
     "`(model settings, training values)` of `method` at `preset`, from random weights; `size` always filled in"
@@ -24,7 +24,8 @@ def device_settings(
     cls = DETECTORS.get(method)
     P = preset_of(method, preset if preset in getattr(cls, 'presets', {}) else None)
     model = {k: v for k, v in P['model'].items() if k != 'pretrained'}
-    model.update({k: v for k, v in (('backbone', backbone), ('size', size)) if v is not None})
+    fixed = getattr(cls, 'kind', None) == cls.defaults.get('backbone')  # MesoNet: its network is its own
+    model.update({k: v for k, v in (('backbone', None if fixed else backbone), ('size', size)) if v is not None})
     return {'size': cls.defaults['size'], **model}, P['train']
 
 # %% ../nbs/10e_device.ipynb #d008
@@ -51,26 +52,45 @@ def device_world(
     return data
 
 # %% ../nbs/10e_device.ipynb #d011
+def _loader_speed(data, size, batches, batch_size, workers, needs):  # as `dfnb.perf.loader_speed`'s
+    "`dfnb.perf.loader_speed`'s measurement over an epoch long enough for `batches` (a small world's is not)"
+    from dfnb.data import make_loader  # reason: it loads torch and OpenCV, which `dfnb device --help` must not
+
+    n = (batches + 1) * batch_size
+    kw = dict(needs=needs, size=size, batch_size=batch_size, workers=workers, train=True, num_samples=n)
+    it = iter(make_loader(data, 'train', **kw))
+    next(it)  # the workers' start
+    t0 = time.perf_counter()
+    k = sum(len(next(it)['label']) for _ in range(batches))
+    return dict(size=size, needs=sorted(needs), images_per_s=round(k / (time.perf_counter() - t0), 1))
+
+
 def loader_rows(
     data,  # {side: a dfnb prep folder cropped at that side}
     workers=(1,),  # worker counts to measure with (0: in this process)
-    batches=8,  # timed batches per measurement (after one untimed)
+    batches=8,  # timed batches per worker process (after one untimed batch)
     batch_size=32,  # items per batch (a quad counts one)
     kinds=None,  # sample kinds: 'frame' and those of `dfnb.data.SAMPLE_KINDS` (default: all)
-    measure=None,  # a function with `dfnb.perf.loader_speed`'s arguments and result (default: it)
+    measure=None,  # a function with `dfnb.perf.loader_speed`'s arguments and result (default: its own)
 ):
-    "Loader rows: training-loader images/s of each sample kind at each side and worker count"
+    """Loader rows: training-loader images/s of each sample kind at each side and worker count, over as many batches
+    per worker process (so that many workers are timed at their pace, not at their start)"""
     from dfnb.data import SAMPLE_KINDS  # reason: it loads torch and OpenCV, which `dfnb device --help` must not
-    from dfnb.perf import loader_speed  # reason: as above
 
-    measure = measure or loader_speed
+    measure = measure or _loader_speed
     rows = []
     for kind in kinds or ['frame', *SAMPLE_KINDS]:
         needs = frozenset() if kind == 'frame' else frozenset({kind})
         for size, d in data.items():
             for w in workers:
                 t0 = time.perf_counter()
-                r = measure(d, size, batches=batches, batch_size=batch_size, workers=w, needs=needs)
+                try:
+                    r = measure(d, size, batches=batches * max(w, 1), batch_size=batch_size, workers=w, needs=needs)
+                except StopIteration:  # the epoch ended before the timed batches did
+                    raise ValueError(
+                        f'{d} holds too few {kind} items for {batches * max(w, 1) + 1} batches of {batch_size}: give more '
+                        '--ids or --frames, or fewer --loader-batches or a smaller --loader-batch'
+                    ) from None
                 rows.append(
                     dict(
                         part='loader',
@@ -195,11 +215,13 @@ def device_table(
     return '\n'.join(lines)
 
 # %% ../nbs/10e_device.ipynb #d020
-def _check_args(steps, step_steps, loader_batches, ids, frames, sizes, workers, run_workers, batch_size):
+def _check_args(steps, step_steps, loader_batches, loader_batch, ids, frames, sizes, workers, run_workers, batch_size):
     "Refuse, naming the option and what fits, the arguments a check cannot honour"
     for k, v in (('steps', steps), ('step-steps', step_steps), ('loader-batches', loader_batches)):
         if not (isinstance(v, int) and v >= 0):
             raise ValueError(f'--{k} {v!r} must be a whole number >= 0 (0 leaves that part out)')
+    if not (isinstance(loader_batch, int) and loader_batch >= 1):
+        raise ValueError(f'--loader-batch {loader_batch!r} must be at least 1 (e.g. --loader-batch 32)')
     if not (isinstance(ids, int) and ids >= 8 and ids % 2 == 0):
         raise ValueError(f'--ids {ids!r} must be an even number of identities, at least 8 (e.g. --ids 32)')
     if not (isinstance(frames, int) and 1 <= frames <= 1000):
@@ -238,7 +260,7 @@ def device_check(
     cores = os.cpu_count() or 1
     workers = tuple(workers) if workers is not None else tuple(sorted({1, cores}))
     sizes = tuple(sizes)
-    _check_args(steps, step_steps, loader_batches, ids, frames, sizes, workers, run_workers, batch_size)
+    _check_args(steps, step_steps, loader_batches, loader_batch, ids, frames, sizes, workers, run_workers, batch_size)
     names = detector_names()
     methods = list(methods) if methods is not None else names
     bad = [m for m in methods if m not in names]
@@ -290,6 +312,7 @@ def add_device(sub):  # the subparsers of an argparse parser (`dfnb`'s)
     p.add_argument('--steps', type=int, default=200, help='steps of each run; 0: no runs (default: %(default)s)')
     p.add_argument('--step-steps', type=int, default=10, help='timed steps per step measurement (default: %(default)s)')
     p.add_argument('--loader-batches', type=int, default=8, help='timed batches per loader measurement (default: 8)')
+    p.add_argument('--loader-batch', type=int, default=32, help='items per loader batch (default: %(default)s)')
     p.add_argument('--sizes', type=int, nargs='+', default=[256, 380], help='loader crop sides (default: 256 380)')
     p.add_argument('--workers', type=int, nargs='+', default=None, help="loader workers (default: 1 and the cores)")
     p.add_argument('--run-workers', type=int, default=None, help="the runs' loader workers (default: cores less one)")
@@ -301,7 +324,18 @@ def add_device(sub):  # the subparsers of an argparse parser (`dfnb`'s)
 # %% ../nbs/10e_device.ipynb #d029
 def run_device(a):  # parsed arguments of `add_device`'s parser
     "Run `dfnb device`; returns the table"
-    keys = ['out', 'methods', 'preset', 'backbone', 'size', 'batch_size', 'steps', 'step_steps', 'loader_batches']
+    keys = [
+        'out',
+        'methods',
+        'preset',
+        'backbone',
+        'size',
+        'batch_size',
+        'steps',
+        'step_steps',
+        'loader_batches',
+        'loader_batch',
+    ]
     keys += ['sizes', 'workers', 'run_workers', 'ids', 'frames', 'device']
     return device_check(**{k: getattr(a, k) for k in keys}, log=lambda m: print(m, flush=True))
 
