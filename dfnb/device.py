@@ -88,8 +88,8 @@ def loader_rows(
                     r = measure(d, size, batches=batches * max(w, 1), batch_size=batch_size, workers=w, needs=needs)
                 except StopIteration:  # the epoch ended before the timed batches did
                     raise ValueError(
-                        f'{d} holds too few {kind} items for {batches * max(w, 1) + 1} batches of {batch_size}: give more '
-                        '--ids or --frames, or fewer --loader-batches or a smaller --loader-batch'
+                        f'{d} holds too few {kind} items for {batches * max(w, 1) + 1} batches of {batch_size}: '
+                        'give more --ids or --frames, or fewer --loader-batches or a smaller --loader-batch'
                     ) from None
                 rows.append(
                     dict(
