@@ -735,6 +735,9 @@ class LoaderSettings(SampleSettings):
     rank: int = 0  # DDP rank
     world_size: int = 1  # DDP number of ranks
     num_samples: int = None  # positions per training epoch (default: the dataset's length)
+    pin_memory: bool = False  # batches in page-locked memory, so copies to a GPU overlap the compute
+    persistent_workers: bool = False  # keep the worker processes (and their opened caches) between epochs
+    prefetch_factor: int = None  # batches each worker loads ahead (default: torch's, 2)
 
 # %% ../nbs/04_data.ipynb #c014s3
 def take_settings(
@@ -993,7 +996,8 @@ def make_loader(
         num_workers=opt.workers,
         worker_init_fn=worker_init_fn,
         drop_last=opt.train,
-        persistent_workers=False,
+        pin_memory=opt.pin_memory,
+        **(dict(persistent_workers=opt.persistent_workers, prefetch_factor=opt.prefetch_factor) if opt.workers else {}),
     )
 
 # %% ../nbs/04_data.ipynb #c024b

@@ -296,6 +296,7 @@ def _train(cfg, out, device, rank, world, log, progress):
     keep = ['real', *cfg.methods] if cfg.methods else None
     data = load_manifest(cfg.data, methods=keep)
     vdata = data if not cfg.val_data else load_manifest(cfg.val_data, methods=keep)
+    feed = dict(pin_memory=device.type == 'cuda', persistent_workers=cfg.workers > 0)  # GPU copies overlap compute
     train_dl = make_loader(
         data,
         'train',
@@ -307,10 +308,11 @@ def _train(cfg, out, device, rank, world, log, progress):
         workers=cfg.workers,
         rank=rank,
         world_size=world,
+        **feed,
         **model.data_options(),
     )
     val_dl = make_loader(
-        vdata, cfg.select, size=size, batch_size=max(cfg.batch_size, 64), train=False, workers=cfg.workers
+        vdata, cfg.select, size=size, batch_size=max(cfg.batch_size, 64), train=False, workers=cfg.workers, **feed
     )
     prep = prep_settings(cfg.data)
     opt, sched = make_optimizer(model, cfg)
