@@ -92,7 +92,9 @@ def _comments(src):  # a class or a function, or the dotted path of one ('dfnb.t
     if isinstance(src, str):
         mod, name = src.rsplit('.', 1)
         lines = _module_lines(mod)
-        at = next(i for i, l in enumerate(lines) if re.match(rf'(class {name}\b|def {name}\()', l))
+        at = next((i for i, l in enumerate(lines) if re.match(rf'(class {name}\b|def {name}\()', l)), None)
+        if at is None:
+            raise ValueError(f'{mod} has no top-level class or function {name}')
         is_class = lines[at].startswith('class')
     else:
         src = inspect.unwrap(src)
@@ -396,10 +398,7 @@ def add_pretrain(sub):
 # %% ../nbs/11_cli.ipynb #c007qb
 def run_pretrain(a):
     "Run `dfnb pretrain`; prints the card"
-    from dfnb.pretrain import (
-        pretrain,
-        card_markdown,
-    )  # needs torch: imported when the command runs, so that `dfnb --help` does not
+    from dfnb.pretrain import pretrain, card_markdown  # imports torch: only when run
 
     c = pretrain(
         a.data,
@@ -460,10 +459,7 @@ def add_train(sub):
 # %% ../nbs/11_cli.ipynb #c009f
 def run_train(a):
     "Run `dfnb train`"
-    from dfnb.train import (
-        train,
-        train_config,
-    )  # needs torch: imported when the command runs, so that `dfnb --help` does not
+    from dfnb.train import train, train_config  # imports torch: only when run
 
     named = (('method', a.method), ('preset', a.preset), ('data', a.data), ('out', a.out))
     over = list(a.overrides) + [f'{k}={v}' for k, v in named if v is not None]
@@ -518,28 +514,11 @@ def add_eval(sub):
 def run_eval(a):
     "Run `dfnb eval`"
     import pandas as pd
-    from dfnb.runs import (
-        run_file,
-        test_sets,
-    )  # needs torch: imported when the command runs, so that `dfnb --help` does not
-    from dfnb.eval import (
-        evaluate_run,
-        eval_figures,
-    )  # needs torch: imported when the command runs, so that `dfnb --help` does not
-    from dfnb.decisions import (
-        decision_tables,
-        plot_reliability,
-    )  # needs torch: imported when the command runs, so that `dfnb --help` does not
-    from dfnb.report import (
-        decisions_markdown,
-    )  # needs torch: imported when the command runs, so that `dfnb --help` does not
-    from dfnb.probes import (
-        robustness,
-        plot_robustness,
-        features,
-        plot_tsne,
-        show_cams,
-    )  # needs torch: imported when the command runs, so that `dfnb --help` does not
+    from dfnb.runs import run_file, test_sets  # imports torch: only when run
+    from dfnb.eval import evaluate_run, eval_figures  # imports torch: only when run
+    from dfnb.decisions import decision_tables, plot_reliability  # imports pandas: only when run
+    from dfnb.report import decisions_markdown  # imports torch: only when run
+    from dfnb.probes import robustness, plot_robustness, features, plot_tsne, show_cams  # imports torch: only when run
 
     _at_least(a, 1, 'batch_size', 'max_videos')
     _at_least(a, 0, 'workers', 'n_boot')
@@ -615,7 +594,7 @@ def _detect_json(f):
 # %% ../nbs/11_cli.ipynb #c009l
 def run_detect(a):
     "Run `dfnb detect`"
-    from dfnb.detect import detect  # needs torch: imported when the command runs, so that `dfnb --help` does not
+    from dfnb.detect import detect  # imports torch: only when run
 
     if a.json:
         _may_write(a.json, _detect_json)
@@ -675,11 +654,8 @@ def _sweep_table(f):
 # %% ../nbs/11_cli.ipynb #c009h
 def run_sweep(a):
     "Run `dfnb sweep`: prints the table as markdown and writes it as CSV and markdown"
-    from dfnb.sweeps import sweep  # needs torch: imported when the command runs, so that `dfnb --help` does not
-    from dfnb.eval import (
-        format_seeds,
-        markdown_table,
-    )  # needs torch: imported when the command runs, so that `dfnb --help` does not
+    from dfnb.sweeps import sweep  # imports torch: only when run
+    from dfnb.eval import format_seeds, markdown_table  # imports torch: only when run
 
     _at_least(a, 1, 'jobs')
     _at_least(a, 0, 'n_boot')
@@ -752,7 +728,7 @@ def _named_dir(s):  # 'name=DIR' or 'DIR'
 # %% ../nbs/11_cli.ipynb #c009k
 def run_bench(a):
     "Run `dfnb bench`"
-    from dfnb.bench import bench  # needs torch: imported when the command runs, so that `dfnb --help` does not
+    from dfnb.bench import bench  # imports torch: only when run
 
     _at_least(a, 1, 'seeds', 'jobs', 'workers')
     if a.test and not a.data:
@@ -797,7 +773,7 @@ def add_calibrate(sub):
 # %% ../nbs/11_cli.ipynb #c009o
 def run_calibrate(a):
     "Run `dfnb calibrate`; prints the table"
-    from dfnb.calibrate import calibrate  # needs torch: imported when the command runs, so that `dfnb --help` does not
+    from dfnb.calibrate import calibrate  # imports torch: only when run
 
     _at_least(a, 1, 'jobs')
     _at_least(a, 0, 'knobs')
@@ -829,10 +805,7 @@ def add_export(sub):
 def run_export(a):
     "Run `dfnb export`: writes the file, checks it against PyTorch, prints a summary as JSON"
     import torch  # only for the random parity crops
-    from dfnb.export import (
-        export_onnx,
-        onnx_parity,
-    )  # needs torch: imported when the command runs, so that `dfnb --help` does not
+    from dfnb.export import export_onnx, onnx_parity  # imports torch: only when run
 
     info = export_onnx(a.run, a.onnx, a.opset)
     S = info['input_size']
@@ -865,7 +838,7 @@ def add_serve(sub):
 # %% ../nbs/11_cli.ipynb #c009s
 def run_serve(a):
     "Run `dfnb serve` until interrupted"
-    from dfnb.serve import serve  # needs torch: imported when the command runs, so that `dfnb --help` does not
+    from dfnb.serve import serve  # imports torch: only when run
 
     if a.host not in ('127.0.0.1', 'localhost', '::1'):
         print(f'dfnb: warning: listening on {a.host}: anyone who can reach this machine can upload files', flush=True)
@@ -899,10 +872,8 @@ def add_import(sub):
 # %% ../nbs/11_cli.ipynb #c009v
 def run_import(a):
     "Run `dfnb import`: prints the run folder, the method and where the weights came from, as JSON"
-    from dfnb.importer import (
-        import_weights,
-    )  # needs torch: imported when the command runs, so that `dfnb --help` does not
-    from dfnb.runs import read_summary  # needs torch: imported when the command runs, so that `dfnb --help` does not
+    from dfnb.importer import import_weights  # imports torch: only when run
+    from dfnb.runs import read_summary  # imports torch: only when run
 
     run = import_weights(a.kind, a.weights, a.out)
     s = read_summary(run)
