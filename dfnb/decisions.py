@@ -14,9 +14,6 @@ import re
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
-from sklearn.calibration import calibration_curve
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
 
 from .metrics import check_scores, video_scores
 
@@ -27,6 +24,9 @@ def calibration_metrics(
     bins=15,  # equal-width probability bins
 ):
     "ECE, maximum calibration error, Brier score and log loss, with the reliability diagram's points"
+    from sklearn.calibration import calibration_curve  # slow to import: not at start-up (detect, serve)
+    from sklearn.metrics import brier_score_loss, log_loss  # slow to import: not at start-up (detect, serve)
+
     y, p = check_scores(y, p)
     frac, conf = calibration_curve(y, p, n_bins=bins, strategy='uniform')
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -68,6 +68,9 @@ def fit_temperature(
     p,  # validation fake probabilities
 ):
     "The temperature T that minimises the log loss of `apply_temperature(p, T)` (searched over log T in [-5, 5])"
+    from scipy.optimize import minimize_scalar  # slow to import: not at start-up (detect, serve)
+    from sklearn.metrics import log_loss  # slow to import: not at start-up (detect, serve)
+
     y, p = check_scores(y, p)
 
     def nll(t):
@@ -85,6 +88,8 @@ def choose_threshold(
     rule='eer',  # one of `THRESHOLD_RULES`
 ):
     "The threshold a rule picks on (y, p)"
+    from sklearn.metrics import roc_curve  # slow to import: not at start-up (detect, serve)
+
     y, p = check_scores(y, p)
     if rule == 'fixed':
         return 0.5
@@ -159,6 +164,8 @@ def video_aucs(
     rules=AGGREGATIONS,  # aggregation rules
 ):
     "Video AUC of each rule, in rule order"
+    from sklearn.metrics import roc_auc_score  # slow to import: not at start-up (detect, serve)
+
     return {r: float(roc_auc_score(*aggregate(df, r)[['label', 'prob']].to_numpy().T)) for r in rules}
 
 # %% ../nbs/05a_decisions.ipynb #d023
@@ -181,6 +188,8 @@ def fairness_table(
     label='label',  # label column
 ):
     "Per group: videos, reals, fakes, AUC (both classes present), FPR and FNR at `threshold`; and the largest gaps"
+    from sklearn.metrics import roc_auc_score  # slow to import: not at start-up (detect, serve)
+
     rows = []
     for g, d in videos.dropna(subset=[group]).groupby(group, sort=True):
         y, hit = d[label].to_numpy(), d[prob].to_numpy() >= threshold

@@ -61,7 +61,7 @@ def detect(
         raise ValueError(f'{e}: give a readable video or image') from None
     ck = _model[1] if _model else load_checkpoint(Path(run) if Path(run).is_file() else run_file(run, 'best'))
     st = run_crop_settings(run, ck, prep)
-    be, note = faces or make_backend(run_face_backend(st, backend), None)
+    be, note = faces or make_backend(run_face_backend(st, backend), None, lazy=True)
     found = be(frs, idx, None)
     model, meta = _model or load_run(run, device=device)
     dev = next(model.parameters()).device

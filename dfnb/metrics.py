@@ -9,7 +9,6 @@ __all__ = ['METRICS', 'FF4', 'METRIC_NAMES', 'check_scores', 'frame_metrics', 'v
 # %% ../nbs/05_metrics.ipynb #c002
 from dataclasses import asdict, dataclass
 import numpy as np, pandas as pd
-from sklearn.metrics import roc_curve, roc_auc_score, average_precision_score, accuracy_score
 
 # %% ../nbs/05_metrics.ipynb #c005b
 METRICS = ('auc', 'eer', 'ap', 'acc', 'acc_eer')  # the metrics that get bootstrap intervals
@@ -86,6 +85,9 @@ def frame_metrics(
     threshold=0.5,  # the threshold of `acc` (fake when p >= threshold)
 ):
     "AUC, EER (and its threshold), AP, accuracy at `threshold` and at the EER threshold, and the counts"
+    # slow to import: not at start-up (detect, serve)
+    from sklearn.metrics import roc_curve, roc_auc_score, average_precision_score, accuracy_score
+
     y, p = check_scores(y, p)
     fpr, tpr, thr = roc_curve(y, p, drop_intermediate=False)
     eer, j = _eer(fpr[None], tpr[None])
@@ -247,6 +249,8 @@ class BootstrapSettings:
 # %% ../nbs/05_metrics.ipynb #c024b
 def _roc_points(y, p, max_points=2000):
     "ROC points for plotting, thinned evenly to at most `max_points`"
+    from sklearn.metrics import roc_curve  # slow to import: not at start-up (detect, serve)
+
     fpr, tpr, _ = roc_curve(y, p)
     if len(fpr) > max_points:
         k = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))

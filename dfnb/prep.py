@@ -1196,6 +1196,7 @@ COMBINED = ('mediapipe+mtcnn', 'mtcnn+mediapipe')  # a real backend whose misses
 def resolve_backend(
     name,  # 'auto', 'sidecar', 'mediapipe', 'mtcnn', 'mediapipe+mtcnn' or 'mtcnn+mediapipe'
     root,  # the dataset root (None for a lone file: auto then means a real detector)
+    lazy=False,  # True: the rescuing backend of a combined one is checked to be installed, not imported
 ):
     "Which backend `name` means for `root` (checked, not built): returns (name, a note for the report)"
     auto = name == 'auto'
@@ -1219,10 +1220,12 @@ def resolve_backend(
                 'mediapipe or mtcnn'
             )
         return name, 'sidecar backend: truth landmarks of a synthetic world'
-    for part in name.split('+'):
+    for i, part in enumerate(name.split('+')):
         help = MEDIAPIPE_HELP if part == 'mediapipe' else MTCNN_HELP
         if not installed(part):
             raise ImportError(help)
+        if lazy and i > 0:
+            continue
         module = dict(mediapipe='mediapipe', mtcnn='facenet_pytorch')[part]
         try:
             importlib.import_module(module)  # fail here, before any output is written, when a dependency is broken
@@ -1231,19 +1234,36 @@ def resolve_backend(
     return name, f'{name} backend' + (' (auto: no truth sidecars here)' if auto else '')
 
 # %% ../nbs/02_prep.ipynb #c026j
+class _Later:  # a backend built at its first use
+    "A backend class and its options, built when first asked for faces"
+
+    def __init__(self, cls, **kw):  # a backend class; its options
+        self.cls, self.kw, self.name, self.built = cls, kw, cls.name, None
+
+    def __getattr__(self, k):
+        if self.built is None:
+            self.built = self.cls(**self.kw)
+        return getattr(self.built, k)
+
+    def __call__(self, *a, **kw):
+        return self.__getattr__('__call__')(*a, **kw)
+
+
 def make_backend(
     name,  # 'auto', 'sidecar', 'mediapipe', 'mtcnn', 'mediapipe+mtcnn' or 'mtcnn+mediapipe'
     root,  # the dataset root (the sidecar backend reads its truth/)
+    lazy=False,  # build a combined backend's rescuer at its first miss (one file's start-up: MTCNN imports in seconds)
     **kw,  # options of the (primary) backend; `device` goes to both
 ):
     "A face backend by name, built; returns (backend, a note for the report)"
-    name, note = resolve_backend(name, root)
+    name, note = resolve_backend(name, root, lazy)
     if name == 'sidecar':
         return SidecarFaces(root), note
     if '+' not in name:
         return BACKENDS[name](**kw), note
     first, second = name.split('+')
-    other = BACKENDS[second](**({'device': kw['device']} if 'device' in kw else {}))
+    okw = {'device': kw['device']} if 'device' in kw else {}
+    other = _Later(BACKENDS[second], **okw) if lazy else BACKENDS[second](**okw)
     return RescuedFaces(BACKENDS[first](**kw), other), note
 
 # %% ../nbs/02_prep.ipynb #c031

@@ -371,7 +371,7 @@ def serve(
     check_options(port, max_mb, frames, queue, timeout)
     log(f'dfnb serve: loading {Path(run).name} (the detector and the face models) ...')
     loaded = load_run(run, device='cpu')
-    faces = make_backend(run_face_backend(run_crop_settings(run, loaded[1])), None)
+    faces = make_backend(run_face_backend(run_crop_settings(run, loaded[1])), None, lazy=True)
     remove_stale_uploads(log=log)
     if threading.current_thread() is threading.main_thread():  # a TERM (a service manager, a test) stops it cleanly
 
