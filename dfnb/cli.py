@@ -6,8 +6,8 @@
 __all__ = ['USER_ERRORS', 'source_value', 'option_docs', 'option_specs', 'add_options', 'add_synth', 'run_synth', 'add_prep',
            'run_prep', 'add_pretrain', 'run_pretrain', 'add_train', 'run_train', 'add_eval', 'run_eval', 'add_detect',
            'run_detect', 'add_sweep', 'run_sweep', 'add_bench', 'run_bench', 'add_calibrate', 'run_calibrate',
-           'add_export', 'run_export', 'add_serve', 'run_serve', 'add_import', 'run_import', 'parser', 'error_line',
-           'plugins_first', 'main']
+           'add_export', 'run_export', 'add_serve', 'run_serve', 'add_import', 'run_import', 'add_device', 'run_device',
+           'parser', 'error_line', 'plugins_first', 'main']
 
 # %% ../nbs/11_cli.ipynb #c002
 import argparse, ast, builtins, functools, importlib, inspect, json, linecache, re, sys, textwrap, tokenize
@@ -882,6 +882,42 @@ def run_import(a):
     print(json.dumps(out))
     return out
 
+# %% ../nbs/11_cli.ipynb #c013d
+def add_device(sub):
+    "Register `dfnb device`; returns its parser"
+    p = sub.add_parser(
+        'device',
+        help='measure the loader, the step and short runs on this machine (a GPU one), as one table',
+        description='Write a synthetic FF++ world, then measure the training loader of each sample kind, each '
+        "method's fp32 and bf16 step at its paper preset, and a short training run of each; print one markdown table.",
+    )
+    add_options(
+        p,
+        'dfnb.device.device_check',
+        ['out', 'methods', 'preset', 'backbone', 'size', 'batch_size', 'steps', 'step_steps', 'loader_batches'],
+        out=dict(type=Path),
+        methods=dict(nargs='+'),
+        size=dict(type=int),
+        batch_size=dict(type=int),
+    )
+    add_options(
+        p,
+        'dfnb.device.device_check',
+        ['loader_batch', 'sizes', 'workers', 'run_workers', 'ids', 'frames', 'device'],
+        workers=dict(type=int, nargs='+'),
+        run_workers=dict(type=int),
+    )
+    return p
+
+# %% ../nbs/11_cli.ipynb #c013e
+def run_device(a):
+    "Run `dfnb device`: prints the table"
+    from dfnb.device import device_check  # imports torch once the arguments are read: only when run
+
+    keys = ['out', 'methods', 'preset', 'backbone', 'size', 'batch_size', 'steps', 'step_steps', 'loader_batches']
+    keys += ['loader_batch', 'sizes', 'workers', 'run_workers', 'ids', 'frames', 'device']
+    return device_check(**{k: getattr(a, k) for k in keys}, log=lambda m: print(m, flush=True))
+
 # %% ../nbs/11_cli.ipynb #c011p0
 class _Parser(argparse.ArgumentParser):
     "argparse, with dfnb's one error line"
@@ -907,7 +943,7 @@ def parser():
     commands = [(add_synth, run_synth), (add_prep, run_prep), (add_pretrain, run_pretrain), (add_train, run_train)]
     commands += [(add_eval, run_eval), (add_detect, run_detect), (add_sweep, run_sweep), (add_bench, run_bench)]
     commands += [(add_calibrate, run_calibrate), (add_export, run_export), (add_serve, run_serve)]
-    commands += [(add_import, run_import)]
+    commands += [(add_import, run_import), (add_device, run_device)]
     for add, run in commands:
         add(sub).set_defaults(func=run)
     return p

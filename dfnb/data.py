@@ -12,7 +12,7 @@ __all__ = ['MANIFEST', 'FLIP68', 'FLIP5', 'MEAN', 'STD', 'AUG', 'CACHE', 'CACHE_
            'show_batch']
 
 # %% ../nbs/04_data.ipynb #c002
-import hashlib, inspect, json, math, os, shutil
+import hashlib, inspect, json, math, os
 from dataclasses import dataclass, fields
 import numpy as np, cv2, torch
 from pathlib import Path
