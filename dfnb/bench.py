@@ -25,7 +25,7 @@ from dfnb.core import (
 )
 from .core import detector_modules
 from .runs import FeaturesMissing, run_file
-from .perf import batch_items, first_batch, train_speed, peak_rss_mb
+from .perf import batch_items, first_batch, train_speed, peak_rss_mb, loader_table
 from .pretrain import pretrain, default_out
 from .synth import synthesize
 from .prep import prepare
@@ -51,6 +51,7 @@ BENCH_PRESETS = {
         robust_videos=2,
         images=8,
         perf=dict(steps=1, reps=1),
+        loader=dict(workers=(0,), batches=1, stages=4),  # the loader table: each sample kind at the preset's side
         start='pretrained',
         pretrain=dict(objective='identity', backbone='resnet10t', size=64, steps=4, batch_size=8),
         protocol=['steps=3', 'val_every=3', 'log_every=1', 'model.backbone=resnet10t', 'model.size=64'],
@@ -65,6 +66,7 @@ BENCH_PRESETS = {
         robust_videos=12,
         images=32,
         perf=dict(steps=4, reps=1),
+        loader=dict(workers=(0, 1, 2), batches=4, stages=16),
         start='pretrained',
         pretrain=dict(objective='identity', backbone='resnet18', size=64, steps=400, batch_size=64),
         protocol=['steps=300', 'val_every=100', 'log_every=50', 'model.backbone=resnet18', 'model.size=64'],
@@ -543,6 +545,9 @@ def bench_perf(
     df = perf_table(data, methods, size=P['size'], images=P['images'], **P['perf'], **kw)
     with tempfile.TemporaryDirectory() as tmp:
         df.attrs.update(data_speed(tmp), methods=list(methods), backbone=kw.get('backbone'))
+    if P.get('loader'):  # samples/s of each sample kind's training loader, per process, and where the time goes
+        lt = loader_table(data, sizes=(P['size'],), **P['loader'])
+        df.attrs['loader'] = lt.to_dict('records')
     Path(out).mkdir(parents=True, exist_ok=True)
     df.to_csv(f, index=False)
     j.write_text(json.dumps(df.attrs))

@@ -14,6 +14,7 @@ from pathlib import Path
 from .core import detector_names, DETECTORS
 from .runs import dataset_names, read_results, run_config, run_file
 from .probes import plot_robustness
+from .perf import loader_markdown
 from .eval import markdown_table, format_seeds, seeds_table
 from .decisions import decision_tables
 
@@ -501,6 +502,17 @@ def write_report(
             f"{a.get('preparation_frames_per_s')} frames/s (one process each, a tiny world).",
             '',
         ]
+        if a.get('loader'):
+            md += [
+                '### Loader',
+                '',
+                'Training-loader items per second of each sample kind (a quad is one item of four images), per loader '
+                'process (workers 0: in the main process), and the milliseconds per item of each stage, on the '
+                'training set:',
+                '',
+                loader_markdown(pd.DataFrame(a['loader'])),
+                '',
+            ]
         pf.to_csv(out / 'perf.csv', index=False)
     s = meta['seconds']
     md += [

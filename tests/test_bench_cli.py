@@ -32,6 +32,7 @@ def test_bench_smoke_killed_then_resumed(tmp_path):
     for m in ('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp'):
         assert f'| {m} |' in rep, m
     assert 'Every backbone starts from the same **dfnb pretrain** backbone' in rep  # one warm start for all
+    assert '### Loader' in rep and '| quad | 64 | 0 |' in rep  # every sample kind's loader, measured
     assert (res / 'robustness.png').exists() and (res / 'auc.png').exists()
     # the claims, checked on runs trained elsewhere (here: the same folder), through the CLI flag; nothing is retrained
     r = subprocess.run(cmd + ['--claims-from', str(res / 'runs')], capture_output=True, text=True, timeout=600, env=env)
