@@ -538,7 +538,7 @@ def load_run(
     if method is None:
         raise ValueError(f'{f} does not say which detector it holds (no "method" entry)')
     if method not in detector_names():
-        plug = ck.get('plugin') or read_summary(run if run.is_dir() else run.parent).get('plugin')
+        plug = ck.get('plugin') or read_summary(run).get('plugin')
         how = (
             f'pass --plugin {plug} (or add it to ${PLUGIN_ENV})'
             if plug
