@@ -24,7 +24,7 @@ from dfnb.core import (
     worker_pool,
 )
 from .core import detector_modules
-from .runs import FeaturesMissing, run_file
+from .runs import FeaturesMissing, run_file, read_summary
 from .perf import batch_items, first_batch, train_speed, peak_rss_mb, loader_table
 from .pretrain import pretrain, default_out
 from .synth import synthesize
@@ -269,6 +269,17 @@ def check_bench_inputs(opt):  # a BenchSettings
         runs_protocol(opt.claims_from)  # a folder without runs, or with a config it cannot read, fails now
 
 # %% ../nbs/10_bench.ipynb #c013p0
+def _post_job(
+    run, data, robust, videos, rset, threads
+):  # run folder; in-domain test prep; robustness or not; its videos; retrieval set; torch threads
+    "One run's robustness table and identity rows, computed in a worker process and cached in the run's folder"
+    set_threads(threads)
+    log = lambda m: print(m, flush=True)
+    if robust:
+        run_robustness(run, data, videos, log)
+    run_identity(run, data, rset, log)
+
+
 def _bench(
     preset,  # a `BENCH_PRESETS` name
     methods,  # the detectors
@@ -320,6 +331,15 @@ def _bench(
     groups = {m: [out / 'runs' / f'{m}-s{s}' for s in seeds] for m in methods}
     video = seeds_table(groups, sets=list(frame.set.unique()), level='video', metrics=('auc', 'eer', 'ap'))
     t2 = time.time()
+    rset = retrieval_set(tests[1:])
+    if jobs > 1:  # each run's robustness and identity rows in parallel processes, longest training first; cached
+        from dfnb.bench import _post_job  # by its module name, so that a worker process can import it
+
+        todo = sorted((r for rs in groups.values() for r in rs), key=lambda r: -read_summary(r).get('seconds', 0))
+        with worker_pool(jobs) as ex:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            for f in [ex.submit(_post_job, r, data, opt.robust, P['robust_videos'], rset, threads) for r in todo]:
+                f.result()
     rob = (
         pd.concat(
             [
@@ -331,7 +351,6 @@ def _bench(
         if opt.robust
         else None
     )
-    rset = retrieval_set(tests[1:])
     runs = [(m, r) for m, rs in groups.items() for r in rs]
     ident = [dict(method=m, run=Path(r).name, **run_identity(r, data, rset, log)) for m, r in runs]
     ident = pd.DataFrame(ident + reference_identity(protocol, data, rset, out, log))
