@@ -82,6 +82,12 @@ def read_torch_weights(
         raise FileNotFoundError(
             f'{path} does not exist or is not a file: give the checkpoint file the authors published'
         )
+    with open(path, 'rb') as fh:
+        head = fh.read(4)
+    if head != b'PK\x03\x04' and head[:1] != b'\x80':  # torch.save writes a zip archive (a pickle before torch 1.6)
+        raise ValueError(
+            f'{path} is not a torch checkpoint (neither a zip archive nor a pickle): give the .pth/.pkl file'
+        )
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
