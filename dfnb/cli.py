@@ -850,7 +850,7 @@ def add_import(sub):
     "Register `dfnb import`; returns its parser"
     i = sub.add_parser(
         'import',
-        help="published weights (MesoNet's Keras files) as a run folder that eval, detect, serve and export take",
+        help='published weights (MesoNet, CADDM, ProDet) as a run folder that eval, detect, serve and export take',
         description='Read the weights a method\'s authors published and write an ordinary run folder: config, '
         'checkpoint, the crop settings the weights expect, and a card saying where they came from. The file is '
         'checked to be the method\'s architecture first (one line names the first layer that does not fit).',
@@ -862,7 +862,7 @@ def add_import(sub):
         name=dict(
             flag='kind',
             choices=list(source_value('dfnb.importer.IMPORTERS')),
-            help='whose weights: mesonet (Meso4 or MesoInception4, Keras .h5)',
+            help='whose weights: mesonet (Keras .h5), caddm (efficientnet-b3.pkl), prodet (ProDet_best.pth)',
         ),
         weights=dict(flag='weights', type=Path),
         out=dict(type=Path, extra='default: <data root>/runs/<file stem>'),

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['ANCHORS', 'RAW_OF_ANCHOR', 'ATTRIBUTES', 'ORDERS', 'FAKE', 'VARIANTS', 'HEADS', 'AUGS', 'triplet_labels',
            'order_edges', 'attribute_matrix', 'anchor_weights', 'soft_targets', 'soft_ce', 'bridge', 'TransitionBlock',
-           'attribute_head', 'Projector', 'AttributeAttention', 'reinit_stem', 'feature_map_backbone', 'anchor_index',
-           'ProDetDetector']
+           'attribute_head', 'Projector', 'AttributeAttention', 'reinit_stem', 'freeze_same_padding',
+           'feature_map_backbone', 'anchor_index', 'ProDetDetector']
 
 # %% ../../nbs/07d_detectors.prodet.ipynb #c002
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -177,14 +177,68 @@ def reinit_stem(backbone):  # a timm model
     setattr(backbone.get_submodule(parent) if parent else backbone, attr, new)
     return name
 
+# %% ../../nbs/07d_detectors.prodet.ipynb #c020f
+class _FixedPadConv2d(nn.Conv2d):
+    "A convolution that zero-pads its input by fixed (left, right, top, bottom) amounts"
+
+    def __init__(self, conv, pad):  # the convolution to copy; its padding
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            0,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+        )
+        self.pad = tuple(int(p) for p in pad)
+        self.load_state_dict(conv.state_dict())
+
+    def forward(self, x):
+        return super().forward(F.pad(x, self.pad))
+
+
+def _same(n, k, s, d):  # input side, kernel, stride, dilation
+    "TF 'same' padding (before, after) along one side"
+    p = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+    return p // 2, p - p // 2
+
+
+def freeze_same_padding(
+    backbone,  # a timm model whose 'same' convolutions pad per input (tf_efficientnet_*), a chain of layers
+    size,  # the image side their padding is fixed for (efficientnet_pytorch's B4: 380)
+):
+    """Fix each dynamically 'same'-padded convolution to the padding an image of `size` px gives it, as
+    efficientnet_pytorch's static padding does for any input; returns the names of those convolutions"""
+    from timm.layers import Conv2dSame  # timm is imported where a backbone is built
+
+    side, names = int(size), []
+    for name, m in list(backbone.named_modules()):  # in the order of the forward pass (a chain)
+        if not isinstance(m, nn.Conv2d) or m.stride[0] == 1:
+            continue
+        k, s, dl = m.kernel_size[0], m.stride[0], m.dilation[0]
+        if isinstance(m, Conv2dSame):
+            p = _same(side, k, s, dl)
+            parent, _, attr = name.rpartition('.')
+            setattr(backbone.get_submodule(parent) if parent else backbone, attr, _FixedPadConv2d(m, p * 2))
+            names.append(name)
+            side = -(-side // s)
+        else:
+            side = (side + 2 * m.padding[0] - dl * (k - 1) - 1) // s + 1
+    return names
+
 # %% ../../nbs/07d_detectors.prodet.ipynb #c020e
 def feature_map_backbone(
     name='resnet18',  # any timm model name
     pretrained=None,  # a local weights file
     reinit=False,  # re-initialise the stem after loading (`reinit_stem`)
+    same_pad=None,  # fix the 'same' padding for this image side (`freeze_same_padding`); None: per input
 ):
     "A timm backbone whose output is its last feature map (N×C×h×w)"
     bb = create_backbone(name, pretrained, global_pool='')
+    if same_pad:
+        freeze_same_padding(bb, same_pad)
     if reinit:
         reinit_stem(bb)
     return bb
@@ -227,6 +281,7 @@ class ProDetDetector(Detector):
         dim=512,
         hidden=256,
         reinit_stem=False,
+        same_pad=None,
         aug='dfnb',
     )
     needs = frozenset({'quad'})
@@ -264,7 +319,7 @@ class ProDetDetector(Detector):
                 raise ValueError(f'{k} must be one of {list(ok)}, got {c[k]!r}')
         if not 0 < c['alpha_min'] <= c['alpha_max']:
             raise ValueError(f"need 0 < alpha_min <= alpha_max, got {c['alpha_min']}, {c['alpha_max']}")
-        self.backbone = feature_map_backbone(c['backbone'], c['pretrained'], c['reinit_stem'])
+        self.backbone = feature_map_backbone(c['backbone'], c['pretrained'], c['reinit_stem'], c['same_pad'])
         self.adjust = nn.Conv2d(num_features(self.backbone), c['dim'], 1)
         self.grid = self._measure_grid()
         self.edges = order_edges(c['order'])
