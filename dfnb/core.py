@@ -8,7 +8,7 @@ __all__ = ['REALDATA_ENV', 'AMP_MODES', 'PLUGIN_ENV', 'DETECTORS', 'BACKBONES', 
            'to_dict', 'from_dict', 'parse_value', 'apply_overrides', 'read_yaml', 'load_config', 'save_config',
            'pick_device', 'auto_threads', 'set_threads', 'cpu_has_bf16', 'amp_dtype', 'autocast', 'channels_last',
            'load_plugins', 'Registry', 'detector_modules', 'detector_names', 'Timer', 'claim_dir', 'writing', 'DirLock',
-           'die_with_parent', 'worker_pool']
+           'die_with_parent', 'worker_pool', 'prefetched']
 
 # %% ../nbs/00_core.ipynb #83868b0d
 import configparser, contextlib, copy, difflib, functools, hashlib, importlib, json, numbers, os, random, re, sys
@@ -948,3 +948,41 @@ def worker_pool(
     return ProcessPoolExecutor(
         n, mp_context=mp.get_context('spawn'), initializer=start, initargs=(os.getpid(), initializer, initargs)
     )
+
+# %% ../nbs/00_core.ipynb #pf1
+def prefetched(
+    it,  # any iterable (a DataLoader)
+    ahead=2,  # items read ahead
+):
+    "The items of `it`, in order, read ahead by a background thread"
+    import queue, threading
+
+    q, stop, end = queue.Queue(ahead), threading.Event(), object()
+
+    def fill():
+        try:
+            for x in it:
+                while not stop.is_set():
+                    try:
+                        q.put((x, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((end, None))
+        except BaseException as e:  # handed to the loop, which raises it
+            q.put((end, e))
+
+    t = threading.Thread(target=fill, daemon=True)
+    t.start()
+    try:
+        while True:
+            x, err = q.get()
+            if x is end:
+                if err is not None:
+                    raise err
+                return
+            yield x
+    finally:
+        stop.set()
