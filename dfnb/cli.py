@@ -534,7 +534,7 @@ def run_eval(a):
         n_boot=max(a.n_boot, 1),
         out=a.out,
         attributes=a.attributes,
-        selection_gap=a.selection_gap,
+        selection_gap=not a.no_selection_gap,
     )
     out = a.out or run_file(a.run, 'eval')
     reports = {(a.run.name, n): r['decisions'] for n, r in res.items() if r.get('decisions')}

@@ -57,7 +57,7 @@ class EvalSettings:
     device: str = 'auto'  # torch device
     amp: bool = False  # autocast while scoring; False: float32, as detect, the page and ONNX score, so all agree
     attributes: Path = None  # a CSV of video_id and group columns for fair slices, beside the recorded groups
-    selection_gap: bool = True  # also score the run's other validated checkpoints: what test-set selection would claim
+    selection_gap: bool = True  # test-selection gap: every validated checkpoint scored, as test-set selection would
 
 # %% ../nbs/09_eval.ipynb #c007s1
 def score_candidates(
