@@ -34,7 +34,7 @@ from .sweeps import sweep
 from .eval import seeds_table
 from .data import load_manifest
 from .detectors.base import create_detector
-from .report import claims_table, runs_protocol, claims_from_meta, bench_decisions, write_report
+from .report import claims_table, runs_protocol, claims_from_meta, bench_decisions, selection_gaps, write_report
 
 # %% ../nbs/10_bench.ipynb #c005
 METHODS = ('bce', *(n for n, m in detector_modules().items() if n == m))  # bce, then dfnb's methods found on disk:
@@ -384,6 +384,7 @@ def _bench(
         frame=frame,
         video=video,
         decisions=bench_decisions(out / 'runs', methods, seeds),
+        selection=selection_gaps(out / 'runs', methods, seeds),
         claims=cl,
         robustness=rob,
         identity=ident,

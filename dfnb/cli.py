@@ -491,7 +491,7 @@ def add_eval(sub):
         e, 'dfnb.eval.EvalSettings', ['split', 'batch_size', 'workers', 'n_boot'], n_boot=dict(extra='0: no intervals')
     )
     add_options(e, 'dfnb.eval.evaluate_run', ['out'], out=dict(type=Path))
-    add_options(e, 'dfnb.eval.EvalSettings', ['attributes'])
+    add_options(e, 'dfnb.eval.EvalSettings', ['attributes', 'selection_gap'])
     e.add_argument(
         '--robustness',
         action='store_true',
@@ -534,6 +534,7 @@ def run_eval(a):
         n_boot=max(a.n_boot, 1),
         out=a.out,
         attributes=a.attributes,
+        selection_gap=not a.no_selection_gap,
     )
     out = a.out or run_file(a.run, 'eval')
     reports = {(a.run.name, n): r['decisions'] for n, r in res.items() if r.get('decisions')}

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'run_file', 'save_checkpoint', 'load_checkpoint', 'write_config', 'run_config', 'write_summary',
-           'read_summary', 'prep_settings', 'imported_from', 'run_crop_settings', 'write_decisions', 'read_decisions',
-           'fitted_decisions', 'test_sets', 'dataset_names', 'write_set_results', 'check_results_owner',
-           'write_results_index', 'read_results', 'Logger', 'truncate_logs', 'write_card', 'check_import_target',
-           'write_imported_run', 'load_run', 'plugin_of', 'FeaturesMissing', 'score_loader']
+           'read_summary', 'candidate_file', 'candidate_checkpoints', 'prep_settings', 'imported_from',
+           'run_crop_settings', 'write_decisions', 'read_decisions', 'fitted_decisions', 'test_sets', 'dataset_names',
+           'write_set_results', 'check_results_owner', 'write_results_index', 'read_results', 'Logger', 'truncate_logs',
+           'write_card', 'check_import_target', 'write_imported_run', 'load_run', 'plugin_of', 'FeaturesMissing',
+           'score_loader']
 
 # %% ../nbs/08_runs.ipynb #r002
 import csv, json, os, re, shutil, sys
@@ -31,6 +32,7 @@ RUN_FILES = dict(
     train_log='train.csv',
     val_log='val.csv',
     identity='eval/identity.json',
+    candidates='checkpoints',  # step_<N>.pt: each validated step's weights (`candidate_file`)
 )  # a run folder's files, by role
 
 
@@ -123,6 +125,34 @@ def read_summary(run):  # a run folder
     "The run's `summary.json` ({} for a run that has not finished)"
     f = run_file(run, 'summary')
     return read_json(f) if f.is_file() else {}
+
+# %% ../nbs/08_runs.ipynb #r015c
+def candidate_file(
+    run,  # a run folder
+    step,  # a validated step
+):
+    "The file that keeps the weights of one validated step"
+    return run_file(run, 'candidates') / f'step_{int(step)}.pt'
+
+# %% ../nbs/08_runs.ipynb #r015d
+def candidate_checkpoints(run):  # a run folder
+    """{step: checkpoint file} of every validated step whose weights the run kept: its `checkpoints/step_<N>.pt`, and
+    `best.pt` and `last.pt` for the steps its summary says they hold; sorted by step"""
+    found = {}
+    d = run_file(run, 'candidates')
+    for f in sorted(d.glob('step_*.pt')) if d.is_dir() else []:
+        if m := re.fullmatch(r'step_(\d+)\.pt', f.name):
+            found[int(m[1])] = f
+    try:
+        s = read_summary(run)
+    except (ValueError, UnicodeDecodeError):  # a damaged summary: the step files alone
+        s = {}
+    s = s if isinstance(s, dict) else {}
+    for role, key in (('best', 'best_step'), ('last', 'steps')):
+        step = s.get(key)
+        if isinstance(step, int) and step not in found and run_file(run, role).is_file():
+            found[step] = run_file(run, role)
+    return dict(sorted(found.items()))
 
 # %% ../nbs/08_runs.ipynb #c020c
 def prep_settings(data):  # a `dfnb prep` folder
@@ -279,8 +309,9 @@ def write_results_index(
     out,  # the evaluation folder
     results,  # {test set name: its results}
 ):
-    "Write `results.json`: each set's frame and video metrics and setup"
-    idx = {k: {kk: v[kk] for kk in ('frame', 'video', 'setup')} for k, v in results.items()}
+    "Write `results.json`: each set's frame and video metrics and setup (and `test_selected`, where it was measured)"
+    keys = ('frame', 'video', 'setup', 'test_selected')
+    idx = {k: {kk: v[kk] for kk in keys if kk in v} for k, v in results.items()}
     (Path(out) / 'results.json').write_text(json.dumps(idx, indent=1))
 
 # %% ../nbs/08_runs.ipynb #r024

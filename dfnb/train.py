@@ -25,8 +25,9 @@ from .core import amp_dtype, parse_value, read_yaml, data_root, claim_dir, DirLo
 from .detectors.base import preset_of, create_detector, check_settings
 from .data import make_loader, load_manifest, resume
 from .metrics import evaluate_scores
-from .runs import Logger, load_checkpoint, save_checkpoint, score_loader, prep_settings, imported_from
-from .runs import RUN_FILES, plugin_of, run_config, run_file, truncate_logs, write_card, write_config, write_summary
+from .runs import Logger, candidate_file, load_checkpoint, save_checkpoint, score_loader, prep_settings
+from .runs import RUN_FILES, imported_from, plugin_of, run_config, run_file, truncate_logs, write_card
+from .runs import candidate_checkpoints, write_config, write_summary
 
 # %% ../nbs/08_train.ipynb #c005
 @dataclass
@@ -53,6 +54,7 @@ class TrainConfig:
     clip: float = 0.0  # gradient-norm clipping (0: off)
     clip_value: float = 0.0  # gradient clipping by value at ±clip_value (0: off)
     val_every: int = 200  # steps between validations (and checkpoints)
+    keep_candidates: bool = True  # keep each validated step's weights (checkpoints/) for dfnb eval's test-selection gap
     select: str = 'val'  # checkpoint selection split: val (default) or test (DeepfakeBench-compatible, labelled)
     metric: str = 'frame_auc'  # selection metric: frame_auc or video_auc
     log_every: int = 20  # steps between log rows
@@ -215,7 +217,9 @@ def iter_batches(
 def same_run(saved, cfg):  # a run's saved settings (its config.yaml); the TrainConfig that would resume it
     "Settings that must not change when a run is resumed (steps may be extended)"
     keep = lambda d: {
-        k: v for k, v in d.items() if k not in ('steps', 'workers', 'threads', 'device', 'compile', 'out')
+        k: v
+        for k, v in d.items()
+        if k not in ('steps', 'workers', 'threads', 'device', 'compile', 'out', 'keep_candidates')
     }
     return keep({**to_dict(TrainConfig()), **saved}) == keep(to_dict(cfg))  # keys added since the run default
 
@@ -284,6 +288,19 @@ def _to(b, device):
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in b.items()}
 
 
+def _restore_candidates(out, start, weights, best_step):  # run folder; step resumed from; its weights; selected step
+    "Write again the step files a finished run dropped (its last and its selected step), before training goes on"
+    f = candidate_file(out, start)
+    if not f.exists():
+        f.parent.mkdir(exist_ok=True)
+        save_checkpoint(f, model=weights, step=start)
+    f = candidate_file(out, best_step or 0)
+    if best_step and not f.exists() and run_file(out, 'best').exists():
+        b = load_checkpoint(run_file(out, 'best'))
+        if b.get('step') == best_step:  # not a best.pt written after the checkpoint resumed from
+            save_checkpoint(f, model=b['model'], step=best_step)
+
+
 def _train(cfg, out, device, rank, world, log, progress):
     "The body of `train`, in a run folder this process holds"
     set_threads(cfg.threads if cfg.threads == 'auto' else int(cfg.threads))
@@ -336,9 +353,14 @@ def _train(cfg, out, device, rank, world, log, progress):
         saved_step = start
         if rank == 0:
             set_rng_state(ck['rng'])  # other ranks keep their seed: the data order itself depends only on (seed, step)
+        if rank == 0 and cfg.keep_candidates and start < cfg.steps:  # a finished run extended: what its end dropped
+            _restore_candidates(out, start, ck['model'], best_step)
         echo(f'resuming {out} at step {start}')
     if rank == 0:
         truncate_logs(out, start)  # rows after the checkpoint (all rows of a run killed before its first)
+        for s, f in candidate_checkpoints(out).items():  # step files after it too: rewritten when their step comes
+            if s > start and f.parent == run_file(out, 'candidates'):
+                f.unlink()
         write_config(cfg, out)
     echo(f'{cfg.method} on {device}, precision {precision} (amp={cfg.amp})')
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -388,6 +410,9 @@ def _train(cfg, out, device, rank, world, log, progress):
             res = evaluate_scores(scores, ci=False)
             score = res['video']['auc'] if cfg.metric == 'video_auc' else res['frame']['auc']
             if rank == 0:
+                if cfg.keep_candidates:  # every validated step's weights: the candidates of any selection rule
+                    candidate_file(out, done).parent.mkdir(exist_ok=True)
+                    save_checkpoint(candidate_file(out, done), model=model.state_dict(), step=done)
                 logger.row(
                     'val',
                     done,
@@ -449,6 +474,10 @@ def _train(cfg, out, device, rank, world, log, progress):
     if rank == 0:
         write_summary(out, summ)
         write_card(out)
+        for s in {best_step, cfg.steps} - {None}:  # best.pt and last.pt hold these weights (`candidate_checkpoints`)
+            candidate_file(out, s).unlink(missing_ok=True)
+        if run_file(out, 'candidates').is_dir() and not any(run_file(out, 'candidates').iterdir()):
+            run_file(out, 'candidates').rmdir()  # a run of one validation keeps no step file
     if world > 1:
         torch.distributed.barrier()
     return summ
