@@ -15,7 +15,7 @@ import csv, json, os, re, shutil, sys
 import numpy as np, pandas as pd, torch
 from pathlib import Path
 from .core import read_json, save_config, writing, pick_device, autocast, channels_last
-from .core import claim_dir, DirLock, detector_names, DETECTORS, PLUGIN_ENV
+from .core import claim_dir, DirLock, detector_names, DETECTORS, PLUGIN_ENV, prefetched
 from .detectors.base import create_detector
 from .decisions import FALLBACK_NOTE, apply_temperature
 
@@ -619,7 +619,7 @@ def score_loader(
     rows, F = [], []
     try:
         with torch.no_grad():
-            for b in loader:
+            for b in prefetched(loader):  # the next batch is read while this one is scored
                 x = b['image'].to(device)
                 with autocast(device, amp):
                     out = model({**b, 'image': channels_last(x, amp)})

@@ -180,7 +180,7 @@ def test_eval_is_the_protocol_only():
 
 
 RUN_FILE_NAMES = {'best.pt', 'last.pt', 'config.yaml', 'summary.json', 'card.md', 'decisions.json', 'identity.json',
-                  'val_scores.parquet', 'results.json', 'train.csv', 'val.csv'}  # fmt: skip
+                  'val_scores.parquet', 'results.json', 'train.csv', 'val.csv', 'checkpoints'}  # fmt: skip
 
 
 def test_only_runs_names_run_files():
