@@ -29,7 +29,7 @@ def test_bench_smoke_killed_then_resumed(tmp_path):
         assert (res / 'runs' / name / 'best.pt').stat().st_mtime_ns == stamp, f'{name} was retrained'
         assert f'{name}: trained run reused' in r.stdout
     rep = (res / 'report.md').read_text()
-    for m in ('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp'):
+    for m in ('bce', 'caddm', 'exposing', 'did', 'prodet', 'pdp', 'gend'):
         assert f'| {m} |' in rep, m
     assert 'Every backbone starts from the same **dfnb pretrain** backbone' in rep  # one warm start for all
     assert '### Loader' in rep and '| quad | 64 | 0 |' in rep  # every sample kind's loader, measured

@@ -61,14 +61,44 @@ IMAGENET_HELP = (
     'timm.create_model(\'{name}\', pretrained=True)") and copy ~/.cache/huggingface here, '
     'or pass model.pretrained=<a local weights file>'
 )
+_SIZE_FREE = ('timm.models.vision_transformer', 'timm.models.eva', 'timm.models.deit')  # ViTs: any input side
 
 
-def _imagenet(name, args, kw):
-    "timm's own ImageNet weights of `name`, through its download and cache"
+def _vit_size(name, img_size):  # a timm model name; the input side, or None for any
+    "A ViT's size setting: built for `img_size` (its grid resampled once), or for any side; nothing for a CNN"
     import timm
 
+    arch = name.split('.', 1)[0]
+    if not timm.is_model(arch) or timm.models.model_entrypoint(arch).__module__ not in _SIZE_FREE:
+        return {}
+    return dict(img_size=img_size) if img_size else dict(dynamic_img_size=True)
+
+
+def _timm_tag(name, tag):  # the backbone; a timm pretrained tag (`arch.tag`, or `arch` for timm's default)
+    "Refuse, before any download, a tag of another architecture or one timm does not know"
+    import timm
+
+    arch, own = tag.split('.', 1)[0], name.split('.', 1)[0]
+    if arch != own:
+        raise ValueError(
+            f'model.pretrained=timm:{tag} holds weights of {arch}, not of the backbone {own}: give a tag of {own} '
+            f'(timm.list_pretrained({own + ".*"!r})), or model.backbone={arch}'
+        )
+    known = timm.list_pretrained(arch + '.*')
+    if not known or ('.' in tag and tag not in known):
+        raise ValueError(
+            f'timm has no pretrained weights {tag!r}: {own} has '
+            + (', '.join(known[:8]) + (' ...' if len(known) > 8 else '') if known else 'none')
+        )
+
+
+def _hub(name, tag, args, kw):  # backbone; None (ImageNet: timm's default weights of `name`) or a timm tag
+    "timm's weights (its ImageNet ones, or a named tag) through its download and cache; offline: one line"
+    import timm
+
+    what = f"timm's weights {tag!r}" if tag else 'the ImageNet weights'
     try:
-        return timm.create_model(name, pretrained=True, **args, **kw)
+        return timm.create_model(tag or name, pretrained=True, **args, **kw)
     except RuntimeError as e:
         if 'No pretrained weights' not in str(e):
             raise
@@ -79,8 +109,8 @@ def _imagenet(name, args, kw):
     except OSError as e:  # offline: the hub's LocalEntryNotFoundError, a connection error
         why = type(e).__name__
         raise ConnectionError(
-            f'could not fetch the ImageNet weights of backbone {name!r} through timm ({why}; offline?): '
-            + IMAGENET_HELP.format(name=name)
+            f'could not fetch {what} of backbone {name!r} through timm ({why}; offline?): '
+            + IMAGENET_HELP.format(name=tag or name)
         ) from None
 
 
@@ -97,8 +127,9 @@ def _from_file(name, path, args, kw):
     sd = read_state_dict(path)
     if any(k.startswith('backbone.') for k in sd):  # a dfnb detector's checkpoint: its backbone
         sd = {k[len('backbone.') :]: v for k, v in sd.items() if k.startswith('backbone.')}
-    own = timm.create_model(name, pretrained=False, num_classes=0).state_dict()
-    bad = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+    own = timm.create_model(name, pretrained=False, num_classes=0, **kw).state_dict()
+    resampled = ('pos_embed',) if 'img_size' in kw else ()  # timm resamples a ViT's grid to the size it is built for
+    bad = [k for k in own if k in sd and sd[k].shape != own[k].shape and k not in resampled]
     if bad:
         raise ValueError(
             f'{path}: shapes differ for {bad[:3]} (e.g. {tuple(sd[bad[0]].shape)} vs '
@@ -123,15 +154,19 @@ def _from_file(name, path, args, kw):
 
 def create_backbone(
     name='resnet18',  # any timm model name
-    pretrained=None,  # None (from scratch), 'imagenet' (timm's weights, downloaded once), or a local file
+    pretrained=None,  # None (from scratch), 'imagenet', 'timm:<arch.tag>' (timm's weights), or a local file
     pooled=True,  # N×C pooled features; False: a features_only pyramid
     out_indices=None,  # pyramid levels when not pooled
+    img_size=None,  # a ViT's input side: its position grid resampled once at build (None: any side, at every forward)
     **kw,  # passed to timm.create_model (drop_rate, in_chans, ...)
 ):
-    "A timm backbone: from scratch, from timm's ImageNet weights, or from a local weights file (loaded safely)"
+    "A timm backbone: from scratch, from timm's hub weights (ImageNet or a named tag), or a local file (loaded safely)"
     import timm
 
+    pre = str(pretrained) if pretrained else ''
     if name in BACKBONES:
+        if pre.startswith('timm:') or pre == 'imagenet':
+            raise ValueError(f'backbone {name} is dfnb\'s own, not timm\'s: model.pretrained={pre} does not apply')
         m = BACKBONES.create(name, **kw)
         if pretrained:
             load_weights(m, pretrained)
@@ -141,10 +176,16 @@ def create_backbone(
         if pooled
         else dict(features_only=True, **({'out_indices': out_indices} if out_indices else {}))
     )
+    kw = {**_vit_size(name, img_size), **kw}
+    tag = pre[len('timm:') :] if pre.startswith('timm:') else None
+    if tag is not None:
+        if not tag:
+            raise ValueError(f'model.pretrained=timm: names no weights: give timm:<a tag of {name}>, e.g. timm:{name}')
+        _timm_tag(name, tag)
     if not pretrained:
         return timm.create_model(name, pretrained=False, **args, **kw)
-    if str(pretrained) == 'imagenet':
-        return _imagenet(name, args, kw)
+    if pre == 'imagenet' or tag:
+        return _hub(name, tag, args, kw)
     return _from_file(name, Path(pretrained), args, kw)
 
 # %% ../../nbs/07_detectors.base.ipynb #c006f
@@ -248,7 +289,7 @@ def preset_of(
 
 # %% ../../nbs/07_detectors.base.ipynb #c011c
 def create_detector(
-    name,  # registered short name: bce, caddm, exposing, did, prodet, pdp
+    name,  # registered short name: bce, caddm, exposing, did, prodet, pdp, gend, ...
     preset=None,  # a named preset of the method (its `presets`), under the overrides
     **overrides,  # method settings
 ):
