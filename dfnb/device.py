@@ -51,6 +51,18 @@ def device_world(
     return data
 
 # %% ../nbs/10e_device.ipynb #d011
+def _row(part, item, setting, images_per_s, t0, note=''):  # a part; its method or kind; what ran; speed; start; remark
+    "One row of the device table, its seconds counted from `t0` (a `time.perf_counter()`)"
+    return dict(
+        part=part,
+        item=item,
+        setting=setting,
+        images_per_s=images_per_s,
+        seconds=round(time.perf_counter() - t0, 1),
+        note=note,
+    )
+
+
 def _loader_speed(data, size, batches, batch_size, workers, needs):  # as `dfnb.perf.loader_speed`'s
     "`dfnb.perf.loader_speed`'s measurement over an epoch long enough for `batches` (a small world's is not)"
     from dfnb.data import make_loader  # reason: it loads torch and OpenCV, which `dfnb device --help` must not
@@ -90,16 +102,9 @@ def loader_rows(
                         f'{d} holds too few {kind} items for {batches * max(w, 1) + 1} batches of {batch_size}: '
                         'give more --ids or --frames, or fewer --loader-batches or a smaller --loader-batch'
                     ) from None
-                rows.append(
-                    dict(
-                        part='loader',
-                        item=kind,
-                        setting=f'{size} px, {w} workers, batch {batch_size}',
-                        images_per_s=r['images_per_s'],
-                        seconds=round(time.perf_counter() - t0, 1),
-                        note=f"{r['images_per_s'] / max(w, 1):.1f} per process",
-                    )
-                )
+                setting = f'{size} px, {w} workers, batch {batch_size}'
+                note = f"{r['images_per_s'] / max(w, 1):.1f} per process"
+                rows.append(_row('loader', kind, setting, r['images_per_s'], t0, note))
     return rows
 
 # %% ../nbs/10e_device.ipynb #d013
@@ -135,16 +140,9 @@ def step_rows(
             t0 = time.perf_counter()
             r = train_speed(model['size'], amp, steps=steps, method=m, device=device, batch=b, **kw)
             fp32 = fp32 or r['images_per_s']
-            rows.append(
-                dict(
-                    part='step',
-                    item=m,
-                    setting=f"{model.get('backbone', m)} {model['size']} px, {len(b['image'])} images, {name}",
-                    images_per_s=r['images_per_s'],
-                    seconds=round(time.perf_counter() - t0, 1),
-                    note=f"{r['images_per_s'] / fp32:.2f}x fp32" if name == 'bf16' else '',
-                )
-            )
+            setting = f"{model.get('backbone', m)} {model['size']} px, {len(b['image'])} images, {name}"
+            note = f"{r['images_per_s'] / fp32:.2f}x fp32" if name == 'bf16' else ''
+            rows.append(_row('step', m, setting, r['images_per_s'], t0, note))
         del det, b
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -189,17 +187,12 @@ def run_rows(
         t0 = time.perf_counter()
         s = train(cfg, log=lambda *a: None)
         log = pd.read_csv(run_file(cfg.out, 'train_log'))
-        rows.append(
-            dict(
-                part='run',
-                item=m,
-                setting=f"{model.get('backbone', m)} {model['size']} px, batch {items}, {steps} steps, "
-                f"{s['precision']}, {workers} workers",
-                images_per_s=float(log.images_per_s.iloc[-1]),
-                seconds=round(time.perf_counter() - t0, 1),
-                note=f"loss {log.total.iloc[0]:.3f} -> {log.total.iloc[-1]:.3f}, val frame AUC {s['best']:.3f}",
-            )
+        setting = (
+            f"{model.get('backbone', m)} {model['size']} px, batch {items}, {steps} steps, {s['precision']}, "
+            f"{workers} workers"
         )
+        note = f"loss {log.total.iloc[0]:.3f} -> {log.total.iloc[-1]:.3f}, val frame AUC {s['best']:.3f}"
+        rows.append(_row('run', m, setting, float(log.images_per_s.iloc[-1]), t0, note))
     return rows
 
 # %% ../nbs/10e_device.ipynb #d017
